@@ -1,0 +1,29 @@
+"""The Goldberg image signature (Wong, Bern and Goldberg, ICIP 2002) as image-match 1.x computes it.
+
+No HTTP and no storage here: bytes or a path in, numpy arrays out.
+"""
+
+from match.signature.decode import decode_image
+from match.signature.distance import normalized_distances
+from match.signature.goldberg import (
+    ALGORITHM,
+    ORIENTATIONS,
+    SIGNATURE_LENGTH,
+    image_signature,
+    is_blank,
+    orientation_signatures,
+)
+from match.signature.words import WORD_COUNT, words
+
+__all__ = [
+    "ALGORITHM",
+    "ORIENTATIONS",
+    "SIGNATURE_LENGTH",
+    "WORD_COUNT",
+    "decode_image",
+    "image_signature",
+    "is_blank",
+    "normalized_distances",
+    "orientation_signatures",
+    "words",
+]

@@ -1,0 +1,21 @@
+"""Stores: where signatures live. ``open_store(settings)`` picks the engine from the settings."""
+
+from __future__ import annotations
+
+from match.settings import Settings
+from match.stores.base import BulkResult, Hit, ImageRecord, Store
+
+
+def open_store(settings: Settings) -> Store:
+    """The embedded store under MATCH_DATA_DIR, or Elasticsearch/OpenSearch if
+    ELASTICSEARCH_URL is set."""
+    if settings.elasticsearch_url:
+        from match.stores.elastic import ElasticStore
+
+        return ElasticStore.from_settings(settings)
+    from match.stores.sqlite import SQLiteStore
+
+    return SQLiteStore.from_settings(settings)
+
+
+__all__ = ["BulkResult", "Hit", "ImageRecord", "Store", "open_store"]

@@ -1,0 +1,81 @@
+"""The store interface: one protocol, one implementation per engine (sqlite, elastic).
+
+A store keeps one record per unique filepath: its signature, the algorithm that made it, and
+optional JSON metadata. Stores translate their engine's errors into ``match.errors`` in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from match.signature import ALGORITHM
+
+Metadata = dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What is stored for one image."""
+
+    filepath: str
+    signature: np.ndarray  # int8, shape (648,)
+    metadata: Metadata = None
+    algorithm: str = ALGORITHM
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a stored image, its distance to the query, and which query
+    signature (orientation index) matched it best."""
+
+    filepath: str
+    distance: float
+    metadata: Metadata = None
+    orientation: int = 0
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """Outcome of add_many: how many were stored, and each failed filepath with its reason."""
+
+    added: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Store(Protocol):
+    def add(self, record: ImageRecord) -> None:
+        """Store a record, atomically replacing any record with the same filepath. Once this
+        returns, the record is durable and found by the next search from any worker."""
+
+    def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
+        """Store many records efficiently; reports each failure, never drops one silently."""
+
+    def get(self, filepath: str) -> ImageRecord:
+        """The record stored under filepath; NotFound naming it otherwise."""
+
+    def delete(self, filepath: str) -> None:
+        """Delete exactly that filepath; NotFound naming it if it is not stored."""
+
+    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
+        """Replace a record's metadata; NotFound if absent."""
+
+    def search(self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+               ) -> Sequence[Hit]:
+        """Stored images whose distance to any row of ``signatures`` ((k, 648) int8) is under
+        ``cutoff``; each image once with its best row; best first, then filepath; paginated."""
+
+    def count(self) -> int:
+        """Exact number of stored images."""
+
+    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+        """Filepaths in insertion order (a replaced filepath moves to the end)."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot answer."""
+
+    def close(self) -> None:
+        """Release connections and files."""
