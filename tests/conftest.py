@@ -1,0 +1,40 @@
+"""Shared test fixtures: where the real test images live, and how a test asks for a server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures" / "image-match"
+PHOTOS = SHARED / "photos"
+
+
+def servers_required() -> bool:
+    """CI sets MATCH_REQUIRE_SERVERS=1: a missing server is then a failure, not a skip."""
+    return os.environ.get("MATCH_REQUIRE_SERVERS", "") not in {"", "0", "false"}
+
+
+def skip_or_fail(reason: str) -> None:
+    if servers_required():
+        pytest.fail(f"{reason} (MATCH_REQUIRE_SERVERS=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"image-match fixtures not found at {FIXTURES} (set MATCH_SHARED_DIR)")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def photo_paths() -> list[Path]:
+    """The real photographs (originals), sorted by name."""
+    paths = sorted((PHOTOS / "originals").glob("*.jpg"))
+    if not paths:
+        pytest.skip(f"photos not found under {PHOTOS} (set MATCH_SHARED_DIR)")
+    return paths
