@@ -35,7 +35,14 @@ def score_of(distance: float) -> float:
 class Matcher:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store if store is not None else open_store(settings)
+        self._store = store
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (signature-only work never touches it)."""
+        if self._store is None:
+            self._store = open_store(self.settings)
+        return self._store
 
     # -- signatures -------------------------------------------------------------------------
     def signature(self, image: bytes, *, name: str = "image") -> np.ndarray:
@@ -107,7 +114,9 @@ class Matcher:
         self.store.ping()
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def _check_filepath(filepath: str) -> None:
