@@ -47,20 +47,26 @@ class Matcher:
     # -- signatures -------------------------------------------------------------------------
     def signature(self, image: bytes, *, name: str = "image") -> np.ndarray:
         """The signature of encoded image bytes; BlankImage if the image is featureless."""
-        signature = sig.image_signature(image, max_pixels=self.settings.match_max_image_pixels,
-                                        mode=self.settings.match_signature_mode)
+        signature = sig.image_signature(
+            image,
+            max_pixels=self.settings.match_max_image_pixels,
+            mode=self.settings.match_signature_mode,
+        )
         if sig.is_blank(signature):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         return signature
 
-    def query_signatures(self, image: bytes, all_orientations: bool, *, name: str = "image"
-                         ) -> np.ndarray:
+    def query_signatures(
+        self, image: bytes, all_orientations: bool, *, name: str = "image"
+    ) -> np.ndarray:
         """(1, 648) or (8, 648) query signatures, in ORIENTATIONS order."""
         if not all_orientations:
             return self.signature(image, name=name)[None, :]
         signatures = sig.orientation_signatures(
-            image, max_pixels=self.settings.match_max_image_pixels,
-            mode=self.settings.match_signature_mode)
+            image,
+            max_pixels=self.settings.match_max_image_pixels,
+            mode=self.settings.match_signature_mode,
+        )
         if sig.is_blank(signatures[0]):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         return signatures
@@ -80,15 +86,20 @@ class Matcher:
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         return self.store.add_many(records)
 
-    def search(self, signatures: np.ndarray, *, min_score: float = 0.0, limit: int = 100,
-               offset: int = 0) -> list[SearchMatch]:
+    def search(
+        self, signatures: np.ndarray, *, min_score: float = 0.0, limit: int = 100, offset: int = 0
+    ) -> list[SearchMatch]:
         cutoff = self.settings.match_distance_cutoff
         if min_score > 0:
             cutoff = min(cutoff, 1.0 - min_score / 100.0)
         hits = self.store.search(signatures, cutoff=cutoff, limit=limit, offset=offset)
         return [
-            SearchMatch(hit.filepath, score_of(hit.distance), hit.metadata,
-                        sig.ORIENTATIONS[hit.orientation])
+            SearchMatch(
+                hit.filepath,
+                score_of(hit.distance),
+                hit.metadata,
+                sig.ORIENTATIONS[hit.orientation],
+            )
             for hit in hits
             if score_of(hit.distance) >= min_score
         ]

@@ -80,38 +80,97 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", "8888", _port, "TCP port `match serve` listens on."),
     Setting("HOST", "0.0.0.0", str, "Address `match serve` binds to."),
     Setting("WORKER_COUNT", "4", _positive_int, "Server worker processes."),
-    Setting("MATCH_DATA_DIR", "./data", str, "Folder of the embedded store (used when "
-            "ELASTICSEARCH_URL is unset)."),
-    Setting("ELASTICSEARCH_URL", "", _optional, "Elasticsearch 8/9 or OpenSearch 2/3 URL, "
-            "credentials allowed (`https://user:pass@host:9200`). Unset: the embedded store.",
-            secret=True),
+    Setting(
+        "MATCH_DATA_DIR",
+        "./data",
+        str,
+        "Folder of the embedded store (used when ELASTICSEARCH_URL is unset).",
+    ),
+    Setting(
+        "ELASTICSEARCH_URL",
+        "",
+        _optional,
+        "Elasticsearch 8/9 or OpenSearch 2/3 URL, "
+        "credentials allowed (`https://user:pass@host:9200`). Unset: the embedded store.",
+        secret=True,
+    ),
     Setting("ELASTICSEARCH_INDEX", "images", str, "Index name in Elasticsearch/OpenSearch."),
-    Setting("ELASTICSEARCH_DOC_TYPE", "", _optional, "Accepted for dsys/match compatibility and "
-            "ignored: Elasticsearch has had no document types since 7."),
-    Setting("ELASTICSEARCH_API_KEY", "", _optional, "API key sent as `Authorization: ApiKey ...`.",
-            secret=True),
-    Setting("ELASTICSEARCH_CA_BUNDLE", "", _optional, "CA bundle file to verify the engine's TLS "
-            "certificate (verification is always on for https)."),
+    Setting(
+        "ELASTICSEARCH_DOC_TYPE",
+        "",
+        _optional,
+        "Accepted for dsys/match compatibility and "
+        "ignored: Elasticsearch has had no document types since 7.",
+    ),
+    Setting(
+        "ELASTICSEARCH_API_KEY",
+        "",
+        _optional,
+        "API key sent as `Authorization: ApiKey ...`.",
+        secret=True,
+    ),
+    Setting(
+        "ELASTICSEARCH_CA_BUNDLE",
+        "",
+        _optional,
+        "CA bundle file to verify the engine's TLS "
+        "certificate (verification is always on for https).",
+    ),
     Setting("ELASTICSEARCH_SHARDS", "1", _positive_int, "Primary shards of a new index."),
     Setting("ELASTICSEARCH_REPLICAS", "0", int, "Replicas of a new index."),
     Setting("ELASTICSEARCH_TIMEOUT", "10", float, "Seconds before an engine request times out."),
-    Setting("ELASTICSEARCH_BULK_REFRESH", "false", parse_bool, "Bulk-load mode: adds do not wait "
-            "for the index refresh, so an add is searchable within ~1 s instead of at once."),
-    Setting("ALL_ORIENTATIONS", "true", parse_bool, "Default of /search's `all_orientations`: "
-            "also match the 8 rotations and mirror images of the query."),
-    Setting("MATCH_DISTANCE_CUTOFF", "0.45", _distance, "Search returns matches with a "
-            "normalized distance below this (score above 100 * (1 - cutoff))."),
-    Setting("MATCH_SIGNATURE_MODE", "exact", _mode, "`exact` reproduces image-match bit for bit; "
-            "`fast` decodes large JPEGs at reduced size."),
-    Setting("MATCH_MAX_UPLOAD_BYTES", "26214400", _positive_int, "Largest request body or "
-            "uploaded image, in bytes (default 25 MiB)."),
-    Setting("MATCH_MAX_IMAGE_PIXELS", "100000000", _positive_int, "Largest image accepted, in "
-            "pixels (width x height; decompression bombs are refused before decoding)."),
+    Setting(
+        "ELASTICSEARCH_BULK_REFRESH",
+        "false",
+        parse_bool,
+        "Bulk-load mode: adds do not wait "
+        "for the index refresh, so an add is searchable within ~1 s instead of at once.",
+    ),
+    Setting(
+        "ALL_ORIENTATIONS",
+        "true",
+        parse_bool,
+        "Default of /search's `all_orientations`: "
+        "also match the 8 rotations and mirror images of the query.",
+    ),
+    Setting(
+        "MATCH_DISTANCE_CUTOFF",
+        "0.45",
+        _distance,
+        "Search returns matches with a "
+        "normalized distance below this (score above 100 * (1 - cutoff)).",
+    ),
+    Setting(
+        "MATCH_SIGNATURE_MODE",
+        "exact",
+        _mode,
+        "`exact` reproduces image-match bit for bit; `fast` decodes large JPEGs at reduced size.",
+    ),
+    Setting(
+        "MATCH_MAX_UPLOAD_BYTES",
+        "26214400",
+        _positive_int,
+        "Largest request body or uploaded image, in bytes (default 25 MiB).",
+    ),
+    Setting(
+        "MATCH_MAX_IMAGE_PIXELS",
+        "100000000",
+        _positive_int,
+        "Largest image accepted, in "
+        "pixels (width x height; decompression bombs are refused before decoding).",
+    ),
     Setting("MATCH_URL_TIMEOUT", "10", float, "Seconds allowed to fetch an image URL."),
-    Setting("MATCH_URL_MAX_BYTES", "26214400", _positive_int, "Largest image downloaded from a URL."),
+    Setting(
+        "MATCH_URL_MAX_BYTES", "26214400", _positive_int, "Largest image downloaded from a URL."
+    ),
     Setting("MATCH_URL_MAX_REDIRECTS", "3", int, "Redirects followed when fetching a URL."),
-    Setting("MATCH_ALLOW_PRIVATE_URLS", "false", parse_bool, "Allow URLs on loopback, private and "
-            "link-local addresses (off: they are refused, also after redirects and DNS)."),
+    Setting(
+        "MATCH_ALLOW_PRIVATE_URLS",
+        "false",
+        parse_bool,
+        "Allow URLs on loopback, private and "
+        "link-local addresses (off: they are refused, also after redirects and DNS).",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}

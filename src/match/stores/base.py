@@ -63,8 +63,9 @@ class Store(Protocol):
     def update_metadata(self, filepath: str, metadata: Metadata) -> None:
         """Replace a record's metadata; NotFound if absent."""
 
-    def search(self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
-               ) -> Sequence[Hit]:
+    def search(
+        self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+    ) -> Sequence[Hit]:
         """Stored images whose distance to any row of ``signatures`` ((k, 648) int8) is under
         ``cutoff``; each image once with its best row; best first, then filepath; paginated."""
 

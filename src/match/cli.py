@@ -1,0 +1,354 @@
+"""The `match` command: a thin layer over the library, on the same store as the service.
+
+Each command reads the settings from the environment, calls one library function, and turns a
+library error into a one-line message. Exit codes: 0 success, 1 a user error or some inputs
+failed, 2 bad usage, 3 the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from match import signature as sig
+from match.errors import BadParameter, MatchError, StoreUnavailable
+from match.service import Matcher
+from match.settings import Settings, SettingsError
+from match.stores import ImageRecord
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".mpo"}
+BULK_BATCH = 500
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        settings = Settings.from_env()
+        return args.run(args, settings)
+    except SettingsError as error:
+        return _fail(str(error), EXIT_USAGE)
+    except StoreUnavailable as error:
+        return _fail(error.message, EXIT_UNAVAILABLE)
+    except MatchError as error:
+        return _fail(error.message, EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_FAILED)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the HTTP API.
+
+    Example: PORT=8888 WORKER_COUNT=4 match serve
+    """
+    from match.server import serve
+
+    overrides = {"port": args.port, "worker_count": args.workers, "host": args.host}
+    serve(settings.replace(**{k: v for k, v in overrides.items() if v is not None}))
+    return EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Add image files, or folders of them, in parallel; report unreadable files and go on.
+
+    Example: match add photos/ --recursive --metadata '{"source": "archive"}'
+    """
+    metadata = _metadata(args.metadata)
+    files = list(_image_files(args.paths, args.recursive))
+    if not files:
+        return _fail("no image files found (use --recursive for folders)", EXIT_FAILED)
+    matcher = Matcher(settings)
+    matcher.ping()
+    failed = stored = 0
+    batch: list[ImageRecord] = []
+    progress = _progress(len(files), silent=args.silent)
+    for path, result in _signatures_in_parallel(files, settings, args.jobs):
+        progress.update(1)
+        if isinstance(result, str):
+            failed += 1
+            progress.write(f"{path}: {result}", file=sys.stderr)
+            continue
+        batch.append(ImageRecord(path, result, metadata))
+        if len(batch) >= BULK_BATCH:
+            stored, failed = _flush(matcher, batch, stored, failed, progress)
+    stored, failed = _flush(matcher, batch, stored, failed, progress)
+    progress.close()
+    if not args.silent:
+        print(f"added {stored} images, {failed} failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    """Search the store with an image file.
+
+    Example: match search query.jpg --limit 5 --min-score 80 --json
+    """
+    matcher = Matcher(settings)
+    all_orientations = (
+        settings.all_orientations if args.all_orientations is None else (args.all_orientations)
+    )
+    queries = matcher.query_signatures(_read(args.image), all_orientations, name=args.image)
+    matches = matcher.search(queries, min_score=args.min_score, limit=args.limit)
+    result = [
+        {
+            "score": m.score,
+            "filepath": m.filepath,
+            "metadata": m.metadata,
+            "orientation": m.orientation,
+        }
+        for m in matches
+    ]
+    if args.json:
+        return _print_envelope("search", result)
+    for item in result:
+        print(f"{item['score']:7.3f}  {item['filepath']}  ({item['orientation']})")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
+    """Score two image files: 100 * (1 - distance), unrounded.
+
+    Example: match compare original.jpg copy.jpg --json
+    """
+    matcher = Matcher(settings)
+    first = matcher.query_signatures(_read(args.first), args.all_orientations, name=args.first)
+    second = matcher.signature(_read(args.second), name=args.second)[None, :]
+    score = matcher.compare(first, second)
+    if args.json:
+        return _print_envelope("compare", [{"score": score}])
+    print(score)
+    return EXIT_OK
+
+
+def cmd_signature(args: argparse.Namespace, settings: Settings) -> int:
+    """Print each file's signature and words.
+
+    Example: match signature a.jpg b.png --json
+    """
+    results, failed = [], 0
+    for name in args.files:
+        try:
+            signature = Matcher(settings).signature(_read(name), name=name)
+        except MatchError as error:
+            _fail(f"{name}: {error.message}", EXIT_FAILED)
+            failed += 1
+            continue
+        results.append(
+            {
+                "file": name,
+                "algorithm": sig.ALGORITHM,
+                "signature": signature.tolist(),
+                "words": sig.words(signature).tolist(),
+            }
+        )
+    if args.json:
+        _print_envelope("signature", results, ok=not failed)
+    else:
+        for item in results:
+            print(f"{item['file']}\n  signature {' '.join(map(str, item['signature']))}")
+            print(f"  words {' '.join(map(str, item['words']))}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete a stored image by its filepath.
+
+    Example: match delete photos/cat.jpg
+    """
+    Matcher(settings).delete(args.filepath)
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List stored filepaths in insertion order.
+
+    Example: match list --offset 100 --limit 50
+    """
+    for filepath in Matcher(settings).list(offset=args.offset, limit=args.limit):
+        print(filepath)
+    return EXIT_OK
+
+
+def cmd_count(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the number of stored images.
+
+    Example: match count
+    """
+    print(Matcher(settings).count())
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="match",
+        description="Reverse image search: add images, then search with an image.",
+        epilog="Settings come from the environment (see README). Run 'match COMMAND --help'.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, function: Any) -> argparse.ArgumentParser:
+        doc = (function.__doc__ or "").strip()
+        sub = commands.add_parser(
+            name,
+            help=doc.splitlines()[0],
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=function)
+        return sub
+
+    serve = command("serve", cmd_serve)
+    serve.add_argument("--port", type=int, help="override PORT")
+    serve.add_argument("--host", help="override HOST")
+    serve.add_argument("--workers", type=int, help="override WORKER_COUNT")
+
+    add = command("add", cmd_add)
+    add.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    add.add_argument("--recursive", "-r", action="store_true", help="descend into folders")
+    add.add_argument("--metadata", help="JSON object stored with every image")
+    add.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel signature processes (default: all cores)",
+    )
+    add.add_argument("--silent", action="store_true", help="no progress bar or summary")
+
+    search = command("search", cmd_search)
+    search.add_argument("image")
+    search.add_argument("--limit", type=int, default=100)
+    search.add_argument("--min-score", type=float, default=0.0)
+    search.add_argument(
+        "--all-orientations",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: ALL_ORIENTATIONS",
+    )
+    search.add_argument("--json", action="store_true", help="print the API's JSON envelope")
+
+    compare = command("compare", cmd_compare)
+    compare.add_argument("first")
+    compare.add_argument("second")
+    compare.add_argument(
+        "--all-orientations",
+        action="store_true",
+        help="best score over the 8 orientations of the first image",
+    )
+    compare.add_argument("--json", action="store_true", help="print the API's JSON envelope")
+
+    signature = command("signature", cmd_signature)
+    signature.add_argument("files", nargs="+", metavar="FILE")
+    signature.add_argument("--json", action="store_true")
+
+    delete = command("delete", cmd_delete)
+    delete.add_argument("filepath")
+
+    listing = command("list", cmd_list)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=int, default=20)
+
+    command("count", cmd_count)
+    return parser
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise BadParameter(f"{path}: {error.strerror or error}") from None
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadParameter(f"--metadata is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadParameter("--metadata must be a JSON object")
+    return value
+
+
+def _image_files(paths: Sequence[str], recursive: bool) -> Iterator[str]:
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            if not recursive:
+                print(f"{name}: is a folder (use --recursive)", file=sys.stderr)
+                continue
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    yield str(child)
+        else:
+            yield name  # reported later if it is missing or not an image
+
+
+def _signature_or_reason(job: tuple[str, Settings]) -> tuple[str, np.ndarray | str]:
+    path, settings = job
+    try:
+        return path, Matcher(settings).signature(_read(path), name="image")
+    except MatchError as error:
+        return path, error.message
+
+
+def _signatures_in_parallel(
+    files: list[str], settings: Settings, jobs: int
+) -> Iterator[tuple[str, np.ndarray | str]]:
+    work = [(path, settings) for path in files]
+    if jobs <= 1 or len(files) < 8:
+        yield from map(_signature_or_reason, work)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(_signature_or_reason, work, chunksize=8)
+
+
+def _flush(
+    matcher: Matcher, batch: list[ImageRecord], stored: int, failed: int, progress: Any
+) -> tuple[int, int]:
+    if batch:
+        result = matcher.add_many(list(batch))
+        for path, reason in result.failed:
+            progress.write(f"{path}: {reason}", file=sys.stderr)
+        stored, failed = stored + result.added, failed + len(result.failed)
+        batch.clear()
+    return stored, failed
+
+
+def _progress(total: int, silent: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=silent, file=sys.stderr)
+
+
+def _print_envelope(method: str, result: list[Any], ok: bool = True) -> int:
+    envelope = {"status": "ok" if ok else "fail", "error": [], "method": method, "result": result}
+    print(json.dumps(envelope))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"match: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The `match` command, run as a user would: a subprocess, real files, the real embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from match.cli import _parser
+
+
+def run(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["MATCH_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "match", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def golden(fixtures_dir: Path) -> dict:
+    return json.loads((fixtures_dir / "golden.json").read_text())
+
+
+def test_signature_json_matches_image_match(fixtures_dir: Path, golden: dict) -> None:
+    image = golden["images"]["B"]
+    done = run("signature", str(fixtures_dir / image["file"]), "--json")
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)["result"]
+    assert result["signature"] == image["signature"]
+    assert result["words"] == image["words"]
+
+
+def test_compare_prints_the_unrounded_score_in_the_api_envelope(
+    fixtures_dir: Path, golden: dict
+) -> None:
+    a, b = golden["images"]["A"]["file"], golden["images"]["B"]["file"]
+    done = run("compare", str(fixtures_dir / a), str(fixtures_dir / b), "--json")
+    assert done.returncode == 0, done.stderr
+    envelope = json.loads(done.stdout)
+    assert envelope["status"] == "ok" and envelope["method"] == "compare"
+    assert envelope["error"] == []
+    score = envelope["result"][0]["score"]
+    assert score == pytest.approx(100 * (1 - golden["distances"]["A-B"]), abs=1e-10)
+    plain = run("compare", str(fixtures_dir / a), str(fixtures_dir / b))
+    assert float(plain.stdout) == score
+
+
+def test_not_an_image_is_a_one_line_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "white").save(blank)
+    for path in (text, blank, tmp_path / "missing.jpg"):
+        done = run("signature", str(path))
+        assert done.returncode == 1
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert str(path) in done.stderr
+    assert "blank" in run("compare", str(blank), str(blank)).stderr
+
+
+def test_add_search_list_count_delete_on_the_embedded_store(
+    tmp_path: Path, photo_paths: list[Path]
+) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for photo in photo_paths[:12]:
+        shutil.copy(photo, folder / photo.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    data = tmp_path / "data"
+
+    added = run(
+        "add", str(folder), "--recursive", "--metadata", '{"batch": 1}', "--silent", data_dir=data
+    )
+    assert added.returncode == 1, "a failed file must show in the exit code"
+    assert "broken.jpg" in added.stderr
+    assert run("count", data_dir=data).stdout.strip() == "12"
+    listed = run("list", "--limit", "100", data_dir=data).stdout.split()
+    assert sorted(listed) == sorted(str(folder / p.name) for p in photo_paths[:12])
+
+    query = str(folder / photo_paths[3].name)
+    found = run("search", query, "--json", "--limit", "3", data_dir=data)
+    assert found.returncode == 0, found.stderr
+    best = json.loads(found.stdout)["result"][0]
+    assert best["filepath"] == query and best["score"] == pytest.approx(100.0)
+    assert best["metadata"] == {"batch": 1}
+
+    assert run("delete", query, data_dir=data).returncode == 0
+    assert run("count", data_dir=data).stdout.strip() == "11"
+    missing = run("delete", query, data_dir=data)
+    assert missing.returncode == 1 and query in missing.stderr
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    parser = _parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) >= {
+        "serve",
+        "add",
+        "search",
+        "compare",
+        "delete",
+        "list",
+        "count",
+        "signature",
+    }
+    for name, sub in commands.items():
+        assert "Example: match " + name in sub.format_help(), name
