@@ -1,0 +1,146 @@
+"""What ElasticStore puts into the engine: the index mapping, the documents, the query bodies.
+
+Documents keep image-match 1.x's shape (``path``, ``signature``, ``metadata``, ``simple_word_0``
+... ``simple_word_62``, ``timestamp``) so an index written by image-match or dsys/match stays
+searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (insertion order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT, words
+from match.stores.base import ImageRecord
+
+WORD_FIELDS = tuple(f"simple_word_{i}" for i in range(WORD_COUNT))
+SOURCE_FIELDS = ["path", "signature", "metadata", "algorithm"]
+
+
+def mapping() -> dict[str, Any]:
+    """Explicit and strict: an unknown field is an error, never a guessed type."""
+    properties: dict[str, Any] = {
+        "path": {"type": "keyword"},
+        # only read back from _source, never searched: no index, no doc values
+        "signature": {"type": "byte", "index": False, "doc_values": False},
+        "metadata": {"type": "object", "enabled": False},
+        "timestamp": {"type": "date"},
+        "algorithm": {"type": "keyword"},
+        "seq": {"type": "long", "index": False},
+    }
+    # keyword terms: exact term lookups in the inverted index, scored by rarity (BM25 idf)
+    for field in WORD_FIELDS:
+        properties[field] = {"type": "keyword", "doc_values": False}
+    return {"dynamic": "strict", "properties": properties}
+
+
+def index_body(shards: int, replicas: int, refresh_interval: str) -> dict[str, Any]:
+    return {
+        "settings": {
+            "index": {
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
+                "refresh_interval": refresh_interval,
+            }
+        },
+        "mappings": mapping(),
+    }
+
+
+def path_field(index_mapping: dict[str, Any]) -> str | None:
+    """The field holding the exact filepath: ``path`` in our mapping, ``path.keyword`` in an
+    index that image-match filled with dynamic mapping (``path`` analysed text); None if neither."""
+    path = index_mapping.get("properties", {}).get("path", {})
+    if path.get("type") == "keyword":
+        return "path"
+    if path.get("fields", {}).get("keyword", {}).get("type") == "keyword":
+        return "path.keyword"
+    return None
+
+
+def doc_id(filepath: str) -> str:
+    """Deterministic _id: replacing a filepath is one atomic index operation."""
+    return hashlib.sha256(filepath.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SeqClock:
+    """Insertion sequence numbers: nanosecond clock, strictly increasing within a process, so
+    records added together keep their order and workers' records interleave by time."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int = 1) -> int:
+        """The first of ``count`` consecutive numbers."""
+        with self._lock:
+            first = max(time.time_ns(), self._last + 1)
+            self._last = first + count - 1
+            return first
+
+
+def check_signature(signature: Any) -> np.ndarray:
+    """The signature as a 648-value int8 array, or ValueError saying what is wrong."""
+    array = np.asarray(signature)
+    if array.shape != (SIGNATURE_LENGTH,):
+        raise ValueError(f"a signature has {SIGNATURE_LENGTH} values, not shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer) or array.min() < -2 or array.max() > 2:
+        raise ValueError("a signature holds integers from -2 to 2")
+    return array.astype(np.int8)
+
+
+def document(record: ImageRecord, seq: int) -> dict[str, Any]:
+    """The engine document of a record (image-match's field names and order)."""
+    signature = check_signature(record.signature)
+    doc: dict[str, Any] = {"path": record.filepath, "signature": signature.tolist()}
+    if record.metadata is not None:
+        doc["metadata"] = record.metadata
+    doc.update(zip(WORD_FIELDS, words(signature).tolist(), strict=True))
+    doc["timestamp"] = datetime.now(UTC).isoformat()
+    doc["algorithm"] = record.algorithm
+    doc["seq"] = seq
+    return doc
+
+
+def record_of(source: dict[str, Any]) -> ImageRecord:
+    """A record from a document's _source; image-match's documents carry no algorithm tag and
+    were made by the algorithm Match reproduces."""
+    return ImageRecord(
+        filepath=source["path"],
+        signature=np.asarray(source["signature"], dtype=np.int8),
+        metadata=source.get("metadata"),
+        algorithm=source.get("algorithm") or ALGORITHM,
+    )
+
+
+def words_query(signature: np.ndarray, size: int) -> dict[str, Any]:
+    """Candidates sharing at least one word with the signature, rarest shared words first.
+
+    ``track_total_hits: false`` lets the engine skip documents that cannot reach the top
+    ``size`` (block-max WAND) instead of counting every document that shares a word.
+    """
+    should = [
+        {"term": {field: int(value)}}
+        for field, value in zip(WORD_FIELDS, words(signature).tolist(), strict=True)
+    ]
+    return {
+        "size": size,
+        "track_total_hits": False,
+        "_source": SOURCE_FIELDS,
+        "query": {"bool": {"should": should}},
+    }
+
+
+def list_sort(path: str) -> list[dict[str, Any]]:
+    """Insertion order: seq (image-match's documents have none and come first), then their
+    timestamp, then the path as a unique tie-breaker for search_after."""
+    return [
+        {"seq": {"order": "asc", "missing": "_first", "unmapped_type": "long"}},
+        {"timestamp": {"order": "asc", "missing": "_first", "unmapped_type": "date"}},
+        {path: {"order": "asc"}},
+    ]

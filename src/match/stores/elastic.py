@@ -1,0 +1,486 @@
+"""The Elasticsearch 8/9 and OpenSearch 2/3 store, over their REST API.
+
+One index (ELASTICSEARCH_INDEX), created on first use with a strict mapping (see ``_es_docs``).
+Each filepath is one document whose _id is the sha256 of the filepath, so replacing an image is
+one atomic index operation; documents image-match wrote (random _ids, ``path`` as text with a
+``.keyword`` subfield) are found by the exact keyword and removed when their filepath is
+replaced or deleted.
+
+Search asks the engine for candidates sharing a 16-value word with each query signature (all
+orientations in one ``_msearch``), then ranks them by exact distance here.
+
+Freshness: adds, deletes and metadata updates return once the change is searchable
+(``refresh=wait_for``). With ELASTICSEARCH_BULK_REFRESH=true they return at once and become
+searchable at the index's next refresh (within ``refresh_interval``, 1 s by default): faster bulk
+loads, at the price of a just-added image being briefly invisible. ``add_many`` waits for one
+refresh at its end, not per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from match.errors import BadParameter, NotFound, StoreUnavailable
+from match.settings import Settings
+from match.signature import ALGORITHM, SIGNATURE_LENGTH, normalized_distances
+from match.stores import _es_docs as docs
+from match.stores._es_client import EngineClient, EngineError, IndexMissing
+from match.stores.base import BulkResult, Hit, ImageRecord, Metadata
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CHUNK = 500  # documents per _bulk request (~2 MB)
+CANDIDATES = 100  # candidates per query signature (image-match's size)
+MAX_WINDOW = 10_000  # index.max_result_window: from + size never goes past it
+MAX_TERM_BYTES = 32766
+ITEM_RETRIES = 3  # rounds of re-sending bulk items the engine rejected with 429
+
+
+class ElasticStore:
+    def __init__(
+        self,
+        client: EngineClient,
+        index: str = "images",
+        *,
+        shards: int = 1,
+        replicas: int = 0,
+        bulk_refresh: bool = False,
+        refresh_interval: str = "1s",
+        candidates: int = CANDIDATES,
+    ) -> None:
+        self.client = client
+        self.index = index
+        self.shards = shards
+        self.replicas = replicas
+        self.bulk_refresh = bulk_refresh
+        self.refresh_interval = refresh_interval
+        self.candidates = candidates
+        self._path_field: str | None = None  # known once the index is ready
+        self._seq = docs.SeqClock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ElasticStore:
+        """A store on ELASTICSEARCH_URL; connects lazily, so the service starts while the engine
+        is down and works once it is up."""
+        if not settings.elasticsearch_url:
+            raise BadParameter("ELASTICSEARCH_URL is not set")
+        client = EngineClient(
+            settings.elasticsearch_url,
+            api_key=settings.elasticsearch_api_key,
+            ca_bundle=settings.elasticsearch_ca_bundle,
+            timeout=settings.elasticsearch_timeout,
+        )
+        return cls(
+            client,
+            settings.elasticsearch_index,
+            shards=settings.elasticsearch_shards,
+            replicas=settings.elasticsearch_replicas,
+            bulk_refresh=settings.elasticsearch_bulk_refresh,
+        )
+
+    # -- writes -------------------------------------------------------------------------------
+    def add(self, record: ImageRecord) -> None:
+        result = self._call(lambda: self._write([record], final=True))
+        if result.failed:
+            filepath, reason = result.failed[0]
+            raise BadParameter(f"The image {filepath!r} cannot be stored: {reason}")
+
+    def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
+        """Chunks of CHUNK documents through _bulk; only the last waits for the refresh."""
+        added, failed = 0, []
+        pending: list[ImageRecord] | None = None
+        for chunk in _chunks(records, CHUNK):
+            if pending is not None:
+                result = self._call(lambda batch=pending: self._write(batch, final=False))
+                added, failed = added + result.added, failed + result.failed
+            pending = chunk
+        if pending is not None:
+            result = self._call(lambda: self._write(pending, final=True))
+            added, failed = added + result.added, failed + result.failed
+        return BulkResult(added=added, failed=failed)
+
+    def delete(self, filepath: str) -> None:
+        if not self._call(lambda: self._delete(filepath)):
+            raise NotFound(f"No image stored under filepath {filepath!r}")
+
+    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
+        for _ in range(ITEM_RETRIES):
+            if self._call(lambda: self._replace_metadata(filepath, metadata)):
+                return
+        raise StoreUnavailable(
+            f"The metadata of {filepath!r} kept changing concurrently; try again"
+        )
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, filepath: str) -> ImageRecord:
+        found = self._call(lambda: self._find(filepath))
+        if found is None:
+            raise NotFound(f"No image stored under filepath {filepath!r}")
+        return docs.record_of(found["_source"])
+
+    def search(
+        self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+    ) -> Sequence[Hit]:
+        queries = _check_queries(signatures)
+        if limit < 0 or offset < 0:
+            raise BadParameter("limit and offset must not be negative")
+        live = [i for i, row in enumerate(queries) if np.any(row)]  # blank rows match nothing
+        if limit == 0 or not live:
+            return []
+        size = min(MAX_WINDOW, max(self.candidates, offset + limit))
+        hits = self._call(lambda: self._candidates(queries[live], size))
+        return _rank(queries, hits, cutoff)[offset : offset + limit]
+
+    def count(self) -> int:
+        def run() -> int:
+            _, body = self.client.request("GET", f"/{self._ready()}/_count")
+            return int(body["count"])
+
+        return self._call(run)
+
+    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+        if limit < 0 or offset < 0:
+            raise BadParameter("limit and offset must not be negative")
+        if limit == 0:
+            return []
+        return self._call(lambda: self._list(offset, limit))
+
+    def ping(self) -> None:
+        self.count()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- index --------------------------------------------------------------------------------
+    def _ready(self) -> str:
+        """The index name, once the engine is checked and the index exists with a path field."""
+        if self._path_field is None:
+            self.client.engine()
+            self._path_field = self._open_index()
+        return self.index
+
+    def _open_index(self) -> str:
+        status, body = self.client.request("GET", f"/{self.index}/_mapping", allow=(404,))
+        if status == 404:
+            self._create_index()
+            status, body = self.client.request("GET", f"/{self.index}/_mapping")
+        # an alias answers with its concrete index's name
+        index_mapping = next(iter(body.values()), {}).get("mappings", {})
+        field = docs.path_field(index_mapping)
+        if field is None:
+            raise StoreUnavailable(
+                f"The index {self.index!r} has no exact `path` keyword field: it was not made "
+                "by Match or image-match; set ELASTICSEARCH_INDEX to another index"
+            )
+        return field
+
+    def _create_index(self) -> None:
+        body = docs.index_body(self.shards, self.replicas, self.refresh_interval)
+        try:
+            self.client.request("PUT", f"/{self.index}", body=body)
+        except EngineError as error:
+            if error.kind == "invalid_index_name_exception":
+                raise BadParameter(
+                    f"ELASTICSEARCH_INDEX {self.index!r} is not a valid index "
+                    'name (lowercase, no spaces or \\/*?"<>|,#:)'
+                ) from None
+            if error.kind != "resource_already_exists_exception":  # another worker won
+                raise
+        log.info("created index %s on %s", self.index, self.client.display_url)
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run an operation; if the index vanished (deleted behind our back), create it again
+        and retry once, so the store never stays broken."""
+        try:
+            return operation()
+        except IndexMissing:
+            self._path_field = None
+        try:
+            return operation()
+        except IndexMissing:
+            self._path_field = None
+            raise StoreUnavailable(f"The index {self.index!r} disappeared while in use") from None
+
+    def _refresh(self, final: bool = True) -> str:
+        return "wait_for" if final and not self.bulk_refresh else "false"
+
+    # -- write helpers ------------------------------------------------------------------------
+    def _write(self, records: list[ImageRecord], final: bool) -> BulkResult:
+        """One _bulk request: index each record under its deterministic _id, and delete the
+        image-match documents (random _ids) stored under the same filepaths."""
+        index = self._ready()
+        failed: list[tuple[str, str]] = []
+        actions: list[tuple[dict[str, Any], dict[str, Any] | None, str]] = []
+        first = self._seq.take(len(records))
+        for n, record in enumerate(records):
+            try:
+                doc = docs.document(record, first + n)
+            except (ValueError, TypeError) as error:
+                failed.append((record.filepath, f"invalid record: {error}"))
+                continue
+            actions.append(({"index": {"_id": docs.doc_id(record.filepath)}}, doc, record.filepath))
+        for legacy_id in self._legacy_ids([a[2] for a in actions]):
+            actions.append(({"delete": {"_id": legacy_id}}, None, ""))
+        added, item_failures = self._bulk(index, actions, self._refresh(final))
+        return BulkResult(added=added, failed=failed + item_failures)
+
+    def _bulk(
+        self,
+        index: str,
+        actions: list[tuple[dict[str, Any], dict[str, Any] | None, str]],
+        refresh: str,
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """Send actions; re-send the items rejected as overloaded (429); report the rest."""
+        added, failed = 0, []
+        for attempt in range(ITEM_RETRIES + 1):
+            if not actions:
+                break
+            lines: list[Any] = []
+            for action, source, _ in actions:
+                lines.append(action)
+                if source is not None:
+                    lines.append(source)
+            _, body = self.client.request(
+                "POST", f"/{index}/_bulk", lines=lines, params={"refresh": refresh}
+            )
+            retry = []
+            for (action, source, filepath), item in zip(actions, body["items"], strict=True):
+                kind, result = next(iter(item.items()))
+                status = int(result.get("status", 500))
+                if kind == "delete":
+                    continue  # a legacy duplicate already gone is fine
+                if status < 300:
+                    added += 1
+                elif status == 429 and attempt < ITEM_RETRIES:
+                    retry.append((action, source, filepath))
+                else:
+                    failed.append((filepath, _item_reason(result)))
+            actions = retry
+        return added, failed
+
+    def _legacy_ids(self, filepaths: list[str]) -> list[str]:
+        """_ids of documents under these filepaths that are not at their deterministic _id:
+        written by image-match or dsys/match. All of them, not only the first 10."""
+        filepaths = [path for path in filepaths if _term_fits(path)]
+        if not filepaths:
+            return []
+        own = [docs.doc_id(path) for path in filepaths]
+        query = {
+            "bool": {
+                "filter": [{"terms": {self._path_field: filepaths}}],
+                "must_not": [{"ids": {"values": own}}],
+            }
+        }
+        ids: list[str] = []
+        while True:
+            body = {
+                "query": query,
+                "size": MAX_WINDOW,
+                "_source": False,
+                "track_total_hits": False,
+                "sort": ["_doc"],
+            }
+            if ids:  # next page: exclude what was already found
+                body["query"] = {
+                    "bool": {**query["bool"], "must_not": [{"ids": {"values": own + ids}}]}
+                }
+            _, found = self.client.request("POST", f"/{self.index}/_search", body=body)
+            page = [hit["_id"] for hit in found["hits"]["hits"]]
+            ids.extend(page)
+            if len(page) < MAX_WINDOW:
+                return ids
+
+    def _delete(self, filepath: str) -> bool:
+        index = self._ready()
+        actions = [({"delete": {"_id": docs.doc_id(filepath)}}, None, filepath)]
+        actions += [({"delete": {"_id": i}}, None, filepath) for i in self._legacy_ids([filepath])]
+        _, body = self.client.request(
+            "POST",
+            f"/{index}/_bulk",
+            params={"refresh": self._refresh()},
+            lines=[action for action, _, _ in actions],
+        )
+        deleted = False
+        for item in body["items"]:
+            result = item["delete"]
+            status = int(result.get("status", 500))
+            if status < 300:
+                deleted = True
+            elif status != 404:
+                raise StoreUnavailable(f"Deleting {filepath!r} failed: {_item_reason(result)}")
+        return deleted
+
+    def _replace_metadata(self, filepath: str, metadata: Metadata) -> bool:
+        """Replace the metadata with optimistic concurrency; False if the document changed
+        between read and write (the caller retries)."""
+        found = self._find(filepath)
+        if found is None:
+            raise NotFound(f"No image stored under filepath {filepath!r}")
+        source = dict(found["_source"])
+        source.pop("metadata", None)
+        if metadata is not None:
+            source["metadata"] = metadata
+        params = {
+            "if_seq_no": found["_seq_no"],
+            "if_primary_term": found["_primary_term"],
+            "refresh": self._refresh(),
+        }
+        status, _ = self.client.request(
+            "PUT", f"/{self.index}/_doc/{found['_id']}", body=source, params=params, allow=(409,)
+        )
+        return status != 409
+
+    # -- read helpers -------------------------------------------------------------------------
+    def _find(self, filepath: str) -> dict[str, Any] | None:
+        """The document of a filepath (with _id, _seq_no, _primary_term, _source): ours by _id
+        (real-time), else the newest image-match document with that exact path."""
+        index = self._ready()
+        status, body = self.client.request(
+            "GET", f"/{index}/_doc/{docs.doc_id(filepath)}", allow=(404,)
+        )
+        if status == 200 and body.get("found"):
+            return body
+        if not _term_fits(filepath):
+            return None
+        query = {
+            "size": 1,
+            "seq_no_primary_term": True,
+            "query": {"term": {self._path_field: filepath}},
+            "sort": [{"timestamp": {"order": "desc", "unmapped_type": "date"}}],
+        }
+        _, found = self.client.request("POST", f"/{index}/_search", body=query)
+        hits = found["hits"]["hits"]
+        return hits[0] if hits else None
+
+    def _candidates(self, queries: np.ndarray, size: int) -> list[dict[str, Any]]:
+        """Hits of all query signatures, from one _msearch round trip."""
+        index = self._ready()
+        lines: list[Any] = []
+        for row in queries:
+            lines += [{}, docs.words_query(row, size)]
+        _, body = self.client.request("POST", f"/{index}/_msearch", lines=lines)
+        hits: list[dict[str, Any]] = []
+        for response in body["responses"]:
+            if "error" in response:
+                _raise_search_error(response)
+            hits += response["hits"]["hits"]
+        return hits
+
+    def _list(self, offset: int, limit: int) -> list[str]:
+        index = self._ready()
+        sort = docs.list_sort(self._path_field or "path")
+        if offset + limit <= MAX_WINDOW:
+            return self._list_page(index, sort, {"from": offset, "size": limit})[0]
+        after: list[Any] | None = None
+        while offset > 0:  # walk to the offset page by page on sort values, not from + size
+            body: dict[str, Any] = {
+                "size": min(offset, MAX_WINDOW),
+                "sort": sort,
+                "_source": False,
+                "track_total_hits": False,
+            }
+            if after is not None:
+                body["search_after"] = after
+            _, found = self.client.request("POST", f"/{index}/_search", body=body)
+            hits = found["hits"]["hits"]
+            if not hits:
+                return []
+            after, offset = hits[-1]["sort"], offset - len(hits)
+        paths: list[str] = []
+        while len(paths) < limit:
+            window = {"size": min(limit - len(paths), MAX_WINDOW)}
+            if after is not None:
+                window["search_after"] = after
+            page, after = self._list_page(index, sort, window)
+            paths += page
+            if not page:
+                break
+        return paths
+
+    def _list_page(
+        self, index: str, sort: list[Any], window: dict[str, Any]
+    ) -> tuple[list[str], list[Any] | None]:
+        """Paths of one page and the sort values to continue after it."""
+        body = {**window, "sort": sort, "_source": ["path"], "track_total_hits": False}
+        _, found = self.client.request("POST", f"/{index}/_search", body=body)
+        hits = found["hits"]["hits"]
+        return [hit["_source"]["path"] for hit in hits], (hits[-1]["sort"] if hits else None)
+
+
+def _term_fits(filepath: str) -> bool:
+    """Whether the filepath can be a keyword term at all (Lucene's limit is 32766 bytes)."""
+    return len(filepath.encode("utf-8", "surrogatepass")) <= MAX_TERM_BYTES
+
+
+def _chunks(records: Iterable[ImageRecord], size: int) -> Iterator[list[ImageRecord]]:
+    chunk: list[ImageRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _check_queries(signatures: np.ndarray) -> np.ndarray:
+    queries = np.atleast_2d(np.asarray(signatures))
+    if queries.ndim != 2 or queries.shape[1] != SIGNATURE_LENGTH or len(queries) == 0:
+        raise BadParameter(f"Query signatures must have shape (k, {SIGNATURE_LENGTH})")
+    return queries.astype(np.int8)
+
+
+def _rank(queries: np.ndarray, hits: list[dict[str, Any]], cutoff: float) -> list[Hit]:
+    """Each image once, at its smallest distance to any query row (and that row's index);
+    under the cutoff; best first, then by filepath."""
+    unique: dict[str, dict[str, Any]] = {}
+    for hit in hits:
+        source = hit.get("_source") or {}
+        # a signature of another algorithm has no meaningful distance to these queries
+        if (
+            "path" in source
+            and "signature" in source
+            and source.get("algorithm", ALGORITHM) == ALGORITHM
+        ):
+            unique.setdefault(hit["_id"], source)
+    if not unique:
+        return []
+    sources = list(unique.values())
+    stored = np.asarray([source["signature"] for source in sources], dtype=np.int8)
+    distances = normalized_distances(queries, stored)  # (k, n)
+    rows = np.argmin(distances, axis=0)
+    best_distance = distances[rows, np.arange(len(sources))]
+    best: dict[str, Hit] = {}
+    for source, row, distance in zip(sources, rows.tolist(), best_distance.tolist(), strict=True):
+        if distance >= cutoff:
+            continue
+        path = source["path"]
+        if path not in best or distance < best[path].distance:
+            best[path] = Hit(path, float(distance), source.get("metadata"), int(row))
+    return sorted(best.values(), key=lambda h: (h.distance, h.filepath))
+
+
+def _item_reason(result: dict[str, Any]) -> str:
+    error = result.get("error")
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            reason += f" ({cause['reason']})"
+        return reason[:500]
+    return f"HTTP {result.get('status', '?')}"
+
+
+def _raise_search_error(response: dict[str, Any]) -> None:
+    error = response["error"]
+    kind = error.get("type", "error") if isinstance(error, dict) else "error"
+    if kind == "index_not_found_exception":
+        raise IndexMissing("index missing")
+    reason = error.get("reason", "") if isinstance(error, dict) else str(error)
+    raise StoreUnavailable(f"The search engine failed a search ({kind}: {reason[:300]})")
