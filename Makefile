@@ -32,3 +32,22 @@ format: install
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+# The container image (needs a Docker engine): `make build run`; `make push DOCKER_TAG=registry/match:1.0`;
+# `make dev` runs Match + Elasticsearch with docker compose, both on 127.0.0.1 only.
+DOCKER ?= docker
+DOCKER_TAG ?= match:latest
+
+.PHONY: build run push dev
+
+build:
+	$(DOCKER) build --tag $(DOCKER_TAG) .
+
+run:
+	$(DOCKER) run --rm -p 127.0.0.1:$(PORT):8888 -e WORKER_COUNT -v match-data:/data $(DOCKER_TAG)
+
+push:
+	$(DOCKER) push $(DOCKER_TAG)
+
+dev:
+	DOCKER_TAG=$(DOCKER_TAG) $(DOCKER) compose up --build
