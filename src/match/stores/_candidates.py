@@ -1,0 +1,110 @@
+"""The per-process candidate index: the binary code of every stored image, in id order.
+
+Codes are kept word by word (one contiguous uint64 column per 64 bits), which makes the Hamming
+scan a handful of vectorised XOR + popcount passes over the columns. Ids only grow (SQLite
+AUTOINCREMENT, writers serialised), so new rows are appended and the id column stays sorted.
+Deleted ids are marked dead and dropped when they pile up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
+
+
+class CandidateIndex:
+    def __init__(self, words: int) -> None:
+        self.words = words
+        self.clear()
+
+    def clear(self) -> None:
+        self._codes = np.zeros((self.words, 0), dtype=np.uint64)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._alive = np.zeros(0, dtype=bool)
+        self._size = 0
+        self._dead = 0
+
+    @property
+    def last_id(self) -> int:
+        return int(self._ids[self._size - 1]) if self._size else 0
+
+    @property
+    def live_count(self) -> int:
+        return self._size - self._dead
+
+    def append(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        """Add rows with ids above ``last_id``; ``codes`` is (n, words) uint64."""
+        n = len(ids)
+        if n == 0:
+            return
+        self._reserve(self._size + n)
+        end = self._size + n
+        self._ids[self._size : end] = ids
+        self._codes[:, self._size : end] = codes.T
+        self._alive[self._size : end] = True
+        self._size = end
+
+    def kill(self, ids: np.ndarray) -> None:
+        """Mark ids as deleted; ids not in the index are ignored."""
+        if len(ids) == 0 or self._size == 0:
+            return
+        stored = self._ids[: self._size]
+        positions = np.searchsorted(stored, ids)
+        positions = positions[positions < self._size]
+        positions = positions[np.isin(stored[positions], ids)]
+        newly = positions[self._alive[positions]]
+        self._alive[newly] = False
+        self._dead += len(newly)
+        if self._dead > 4096 and self._dead * 4 > self._size:
+            self._compact()
+
+    def live_ids(self) -> np.ndarray:
+        """Ids of live rows, ascending (= insertion order)."""
+        return self._ids[: self._size][self._alive[: self._size]]
+
+    def candidates(self, queries: np.ndarray, threshold: int) -> np.ndarray:
+        """Ids of live rows whose code is within ``threshold`` bits of any query code
+        ((k, words) uint64), ascending."""
+        found = []
+        for start in range(0, self._size, _CHUNK):
+            stop = min(start + _CHUNK, self._size)
+            near = self._near(queries, threshold, start, stop)
+            near &= self._alive[start:stop]
+            found.append(self._ids[start:stop][near])
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def nbytes(self) -> int:
+        return self._codes.nbytes + self._ids.nbytes + self._alive.nbytes
+
+    def _near(self, queries: np.ndarray, threshold: int, start: int, stop: int) -> np.ndarray:
+        columns = self._codes[:, start:stop]
+        near = np.zeros(stop - start, dtype=bool)
+        distance = np.empty(stop - start, dtype=np.uint16)
+        for query in queries:
+            distance[:] = 0
+            for word in range(self.words):
+                distance += np.bitwise_count(columns[word] ^ query[word])
+            near |= distance <= threshold
+        return near
+
+    def _reserve(self, needed: int) -> None:
+        capacity = len(self._ids)
+        if needed <= capacity:
+            return
+        capacity = max(needed, capacity * 3 // 2, 1024)
+        codes = np.zeros((self.words, capacity), dtype=np.uint64)
+        codes[:, : self._size] = self._codes[:, : self._size]
+        ids = np.zeros(capacity, dtype=np.int64)
+        ids[: self._size] = self._ids[: self._size]
+        alive = np.zeros(capacity, dtype=bool)
+        alive[: self._size] = self._alive[: self._size]
+        self._codes, self._ids, self._alive = codes, ids, alive
+
+    def _compact(self) -> None:
+        keep = self._alive[: self._size]
+        self._codes = np.ascontiguousarray(self._codes[:, : self._size][:, keep])
+        self._ids = self._ids[: self._size][keep]
+        self._size = len(self._ids)
+        self._alive = np.ones(self._size, dtype=bool)
+        self._dead = 0

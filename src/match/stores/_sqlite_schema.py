@@ -1,0 +1,49 @@
+"""The embedded store's tables. Triggers keep the bookkeeping in the same transaction as the
+change itself, so no crash can leave it out of step.
+
+- ``images``: one row per filepath; ``id`` (AUTOINCREMENT, never reused) is the insertion order,
+  and a replaced filepath gets a new id. ``signature`` is packed (216 bytes, see _codes).
+- ``codes``: the candidate-index code of each image, in a narrow table so that a worker loads the
+  index without reading the signatures.
+- ``tombstones``: ids deleted or replaced, in commit order, so that other workers drop them from
+  their index; pruned to the most recent rows (a worker that fell behind reloads its index).
+- ``algorithms``: how many records each signature algorithm has: exact count() without a scan,
+  and detection of records that cannot be compared with the current algorithm.
+- ``meta``: schema version, code size and seed, and how far tombstones were pruned.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = "1"
+
+STATEMENTS = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        filepath TEXT NOT NULL UNIQUE,
+        algorithm TEXT NOT NULL,
+        signature BLOB NOT NULL,
+        metadata TEXT
+    )""",
+    "CREATE TABLE IF NOT EXISTS codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS tombstones (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS algorithms (
+        name TEXT PRIMARY KEY,
+        records INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS image_added AFTER INSERT ON images BEGIN
+        INSERT INTO algorithms (name, records) VALUES (new.algorithm, 1)
+            ON CONFLICT (name) DO UPDATE SET records = records + 1;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS image_deleted AFTER DELETE ON images BEGIN
+        DELETE FROM codes WHERE id = old.id;
+        INSERT INTO tombstones (id) VALUES (old.id);
+        UPDATE algorithms SET records = records - 1 WHERE name = old.algorithm;
+    END""",
+)
+
+TOMBSTONES_KEPT = 100_000
+"""Tombstones kept after pruning; a worker more than this many deletions behind reloads."""
