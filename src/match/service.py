@@ -6,7 +6,9 @@ the store, computes signatures, and turns distances into scores (100 * (1 - dist
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,23 @@ from match.settings import Settings
 from match.stores import BulkResult, ImageRecord, Store, open_store
 
 Metadata = dict[str, Any] | None
+
+# Callbacks (operation, signatures, seconds) run after each signature computation ("signature",
+# 1 or 8 orientations) and store search ("search", query signatures): the HTTP app's metrics
+# register one (match.http.metrics). With none registered, nothing is timed.
+TIMING_OBSERVERS: list[Callable[[str, int, float], None]] = []
+
+
+@contextmanager
+def _timed(operation: str, signatures: int) -> Iterator[None]:
+    if not TIMING_OBSERVERS:
+        yield
+        return
+    started = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - started
+    for observer in TIMING_OBSERVERS:
+        observer(operation, signatures, seconds)
 
 
 @dataclass(frozen=True)
@@ -47,11 +66,12 @@ class Matcher:
     # -- signatures -------------------------------------------------------------------------
     def signature(self, image: bytes, *, name: str = "image") -> np.ndarray:
         """The signature of encoded image bytes; BlankImage if the image is featureless."""
-        signature = sig.image_signature(
-            image,
-            max_pixels=self.settings.match_max_image_pixels,
-            mode=self.settings.match_signature_mode,
-        )
+        with _timed("signature", 1):
+            signature = sig.image_signature(
+                image,
+                max_pixels=self.settings.match_max_image_pixels,
+                mode=self.settings.match_signature_mode,
+            )
         if sig.is_blank(signature):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         return signature
@@ -62,11 +82,12 @@ class Matcher:
         """(1, 648) or (8, 648) query signatures, in ORIENTATIONS order."""
         if not all_orientations:
             return self.signature(image, name=name)[None, :]
-        signatures = sig.orientation_signatures(
-            image,
-            max_pixels=self.settings.match_max_image_pixels,
-            mode=self.settings.match_signature_mode,
-        )
+        with _timed("signature", 8):
+            signatures = sig.orientation_signatures(
+                image,
+                max_pixels=self.settings.match_max_image_pixels,
+                mode=self.settings.match_signature_mode,
+            )
         if sig.is_blank(signatures[0]):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         return signatures
@@ -92,7 +113,8 @@ class Matcher:
         cutoff = self.settings.match_distance_cutoff
         if min_score > 0:
             cutoff = min(cutoff, 1.0 - min_score / 100.0)
-        hits = self.store.search(signatures, cutoff=cutoff, limit=limit, offset=offset)
+        with _timed("search", len(signatures)):
+            hits = self.store.search(signatures, cutoff=cutoff, limit=limit, offset=offset)
         return [
             SearchMatch(
                 hit.filepath,
