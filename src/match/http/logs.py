@@ -1,0 +1,61 @@
+"""Structured logs: one JSON object per line on stdout, for the service and its access log.
+
+``json_log_config()`` is a ``logging.config.dictConfig`` dictionary; passed as
+``uvicorn.run(log_config=...)``, every worker process applies it. The access log is written by
+the metrics middleware (``match.http.metrics``) to the ``match.access`` logger, because it knows
+the route and the duration; uvicorn's own access logger is silenced so that each request is
+logged once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+ACCESS_LOGGER = "match.access"
+
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
+# uvicorn adds "color_message", the message with terminal colour codes: not for a log file.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """time, level, logger, message, the ``extra=`` fields, and the traceback if there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def json_log_config(level: str = "INFO") -> dict[str, Any]:
+    """JSON lines on stdout for the root, uvicorn and access loggers; uvicorn.access muted."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"stdout": handler},
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            "uvicorn": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            ACCESS_LOGGER: {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        },
+    }
