@@ -1,0 +1,224 @@
+"""dsys/match's API: /add, /delete, /search, /compare, /count, /list, /ping.
+
+Each handler is thin and blocking (it runs in a worker thread): read the declared parameters,
+call the Matcher, return the envelope's ``result`` list. See docs/api.md for the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from match.http.endpoints import AppContext, Endpoint
+from match.http.params import Param, Params
+from match.http.sources import choose_source, image_bytes, naming, query_signatures
+
+MAX_LIMIT = 10_000
+
+# -- parameters used by several routes --------------------------------------------------------
+FILEPATH = Param(
+    "filepath", "string", "Unique key of the image (any string up to 1024 bytes).", required=True
+)
+URL = Param("url", "string", "http(s) URL of the image to download.")
+IMAGE = Param("image", "file", "The image, uploaded as a multipart/form-data file.")
+ALL_ORIENTATIONS = Param(
+    "all_orientations",
+    "boolean",
+    "Also match the query's 90° rotations and mirror images (default: the "
+    "ALL_ORIENTATIONS setting, true).",
+)
+
+
+def _image_params(suffix: str) -> tuple[Param, ...]:
+    which = {"1": "first", "2": "second"}[suffix]
+    return (
+        Param(f"url{suffix}", "string", f"http(s) URL of the {which} image."),
+        Param(f"image{suffix}", "file", f"The {which} image, uploaded as a file."),
+        Param(f"filepath{suffix}", "string", f"filepath of a stored image, as the {which} image."),
+    )
+
+
+def _all_orientations(context: AppContext, params: Params) -> bool:
+    value = params["all_orientations"]
+    return context.settings.all_orientations if value is None else bool(value)
+
+
+# -- handlers ----------------------------------------------------------------------------------
+def add(context: AppContext, params: Params) -> list[Any]:
+    filepath = params["filepath"]
+    metadata = params["metadata"]
+    source = choose_source(params)
+    data = image_bytes(source, context.fetch_limits)
+    with naming(source.name):
+        context.matcher.add(filepath, data, metadata)
+    return []
+
+
+def delete(context: AppContext, params: Params) -> list[Any]:
+    context.matcher.delete(params["filepath"])
+    return []
+
+
+def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
+    source = choose_source(params, filepath="filepath")
+    signatures = query_signatures(
+        context.matcher, source, context.fetch_limits, _all_orientations(context, params)
+    )
+    matches = context.matcher.search(
+        signatures, min_score=params["min_score"], limit=params["limit"], offset=params["offset"]
+    )
+    return [
+        {
+            "score": match.score,
+            "filepath": match.filepath,
+            "metadata": match.metadata,
+            "orientation": match.orientation,
+        }
+        for match in matches
+    ]
+
+
+def compare(context: AppContext, params: Params) -> list[dict[str, float]]:
+    first = choose_source(params, url="url1", image="image1", filepath="filepath1")
+    second = choose_source(params, url="url2", image="image2", filepath="filepath2")
+    limits = context.fetch_limits
+    queries = query_signatures(context.matcher, first, limits, _all_orientations(context, params))
+    target = query_signatures(context.matcher, second, limits, False)
+    return [{"score": context.matcher.compare(queries, target)}]
+
+
+def count(context: AppContext, params: Params) -> list[int]:
+    return [context.matcher.count()]
+
+
+def list_(context: AppContext, params: Params) -> Sequence[str]:
+    return context.matcher.list(offset=params["offset"], limit=params["limit"])
+
+
+def ping(context: AppContext, params: Params) -> list[Any]:
+    context.matcher.ping()
+    return []
+
+
+# -- the route table ---------------------------------------------------------------------------
+_SCORE = {"type": "number", "description": "100 * (1 - distance): 100 is identical."}
+_METADATA = {"type": "object", "nullable": True, "description": "The metadata stored with it."}
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "/add",
+        ("POST",),
+        "add",
+        "Store an image under a filepath (replacing any image stored under it).",
+        add,
+        (
+            FILEPATH,
+            URL,
+            IMAGE,
+            Param("metadata", "json", "JSON object stored with the image and returned by search."),
+        ),
+        errors=(400, 413, 415, 502, 503),
+    ),
+    Endpoint(
+        "/delete",
+        ("DELETE",),
+        "delete",
+        "Delete the image stored under a filepath.",
+        delete,
+        (FILEPATH,),
+        errors=(400, 404, 503),
+    ),
+    Endpoint(
+        "/search",
+        ("POST",),
+        "search",
+        "Stored images that look like the query, best first (each image once).",
+        search,
+        (
+            URL,
+            IMAGE,
+            Param("filepath", "string", "filepath of an image already stored, to search with it."),
+            ALL_ORIENTATIONS,
+            Param(
+                "min_score",
+                "number",
+                "Only matches with at least this score.",
+                default=0.0,
+                minimum=0,
+                maximum=100,
+            ),
+            Param(
+                "limit",
+                "integer",
+                "At most this many matches.",
+                default=100,
+                minimum=1,
+                maximum=MAX_LIMIT,
+            ),
+            Param(
+                "offset", "integer", "Skip this many matches (pagination).", default=0, minimum=0
+            ),
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "score": _SCORE,
+                "filepath": {"type": "string"},
+                "metadata": _METADATA,
+                "orientation": {
+                    "type": "string",
+                    "description": "Which orientation of the query "
+                    "matched: original, rotate_90, ..., mirror_rotate_270.",
+                },
+            },
+        },
+        errors=(400, 404, 413, 415, 502, 503),
+    ),
+    Endpoint(
+        "/compare",
+        ("POST",),
+        "compare",
+        "Score of two images against each other.",
+        compare,
+        (*_image_params("1"), *_image_params("2"), ALL_ORIENTATIONS),
+        {"type": "object", "properties": {"score": _SCORE}},
+        errors=(400, 404, 413, 415, 502, 503),
+    ),
+    Endpoint(
+        "/count",
+        ("GET", "POST"),
+        "count",
+        "Number of stored images.",
+        count,
+        result={"type": "integer"},
+        errors=(503,),
+    ),
+    Endpoint(
+        "/list",
+        ("GET", "POST"),
+        "list",
+        "Stored filepaths in insertion order.",
+        list_,
+        (
+            Param("offset", "integer", "Skip this many filepaths.", default=0, minimum=0),
+            Param(
+                "limit",
+                "integer",
+                "At most this many filepaths.",
+                default=20,
+                minimum=1,
+                maximum=MAX_LIMIT,
+            ),
+        ),
+        {"type": "string"},
+        errors=(400, 503),
+    ),
+    Endpoint(
+        "/ping",
+        ("GET", "POST"),
+        "ping",
+        "Health check: ok when the store answers.",
+        ping,
+        errors=(503,),
+    ),
+)

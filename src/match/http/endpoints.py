@@ -1,0 +1,121 @@
+"""The route table's building blocks: ``Endpoint`` (path, HTTP methods, declared parameters and
+a blocking handler) and ``AppContext`` (settings, fetch limits, this worker's Matcher).
+
+``starlette_route(endpoint)`` turns an Endpoint into a Starlette route whose request handling is
+the same for every endpoint: read the declared parameters, run the handler in a worker thread
+(image decoding and store calls are blocking and CPU-bound, and must not stall the event loop),
+wrap the result in the envelope, and turn any error into the error envelope. The TinEye-style
+routes and the OpenAPI description are built from the same Endpoint values.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from match.errors import MatchError
+from match.fetch import FetchLimits
+from match.http.envelope import fail, ok
+from match.http.params import Param, Params
+from match.service import Matcher
+from match.settings import Settings
+
+log = logging.getLogger("match.http")
+
+# Image work runs in threads; more concurrent decodes per worker than this only add memory
+# (a decoded 100-megapixel image is several hundred MB) without adding throughput.
+WORK_THREADS = 4
+
+# Room in a request body beyond the upload cap for multipart framing and the text fields.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+class AppContext:
+    """What the handlers of one worker process share: settings, fetch limits, the Matcher.
+
+    The Matcher (and its store) is opened on first use and reopened after a failure, so a worker
+    started while the store is unreachable answers 503 and recovers once it is back."""
+
+    def __init__(self, settings: Settings, matcher: Matcher | None = None) -> None:
+        self.settings = settings
+        self.fetch_limits = FetchLimits.from_settings(settings)
+        self.max_body_bytes = settings.match_max_upload_bytes + FORM_OVERHEAD_BYTES
+        self.limiter = anyio.CapacityLimiter(WORK_THREADS)
+        self._matcher = matcher
+        self._lock = threading.Lock()
+
+    @property
+    def matcher(self) -> Matcher:
+        with self._lock:
+            if self._matcher is None:
+                matcher = Matcher(self.settings)
+                matcher.store  # noqa: B018 - open the store now, under the lock, once
+                self._matcher = matcher
+            return self._matcher
+
+    def close(self) -> None:
+        with self._lock:
+            if self._matcher is not None:
+                self._matcher.close()
+                self._matcher = None
+
+
+Handler = Callable[[AppContext, Params], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API method: ``handler(context, params)`` returns the envelope's ``result`` list."""
+
+    path: str
+    methods: tuple[str, ...]
+    name: str  # the envelope's "method"
+    summary: str
+    handler: Handler
+    params: tuple[Param, ...] = ()
+    result: dict[str, Any] = field(default_factory=dict)  # JSON schema of one result item
+    errors: tuple[int, ...] = (400,)  # statuses documented besides 200
+
+
+def starlette_route(endpoint: Endpoint, context: AppContext) -> Route:
+    return Route(
+        endpoint.path,
+        _responder(endpoint, context),
+        methods=list(endpoint.methods),
+        name=endpoint.name,
+        include_in_schema=False,
+    )
+
+
+def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], Awaitable[Response]]:
+    async def respond(request: Request) -> Response:
+        try:
+            params = await Params.read(
+                request, endpoint.params, context.settings.match_max_upload_bytes
+            )
+            result = await anyio.to_thread.run_sync(
+                endpoint.handler, context, params, limiter=context.limiter
+            )
+        except MatchError as error:
+            return fail(endpoint.name, error.status, error.message)
+        except HTTPException as error:  # malformed form body, from Starlette's parser
+            return fail(endpoint.name, error.status_code, f"Malformed request body: {error.detail}")
+        except ClientDisconnect:
+            return fail(endpoint.name, 400, "The client disconnected before sending the body")
+        except Exception:
+            # Never a stack trace to the client; the log has it.
+            log.exception("%s %s failed", request.method, request.url.path)
+            return fail(endpoint.name, 500, "Internal server error (logged on the server)")
+        return ok(endpoint.name, result)
+
+    respond.__name__ = f"{endpoint.name}_endpoint"
+    return respond

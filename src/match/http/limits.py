@@ -1,0 +1,88 @@
+"""ASGI middleware that bounds what one request may cost before a handler sees it.
+
+- The body may not exceed ``max_bytes``: a larger Content-Length is answered 413 at once, and a
+  body without one (chunked) fails with 413 as soon as it passes the cap while being read.
+- The body must arrive within ``body_timeout`` seconds, so a client that trickles bytes cannot
+  hold a worker's connection forever (408).
+"""
+
+from __future__ import annotations
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from match.errors import MatchError, TooLarge
+from match.http.envelope import fail, method_name
+
+# Seconds a client has to send its whole request body.
+BODY_TIMEOUT_SECONDS = 60.0
+
+
+class SlowRequest(MatchError):
+    """The client did not send its request body in time."""
+
+    status = 408
+
+
+class RequestLimits:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, body_timeout: float = BODY_TIMEOUT_SECONDS
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            response = fail(
+                method_name(scope["path"]),
+                413,
+                self._too_large().message,
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    def _too_large(self) -> TooLarge:
+        return TooLarge(
+            f"Request body is larger than {self.max_bytes} bytes "
+            "(MATCH_MAX_UPLOAD_BYTES plus form overhead)"
+        )
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+        body_done = False
+        deadline = anyio.current_time() + self.body_timeout
+
+        async def limited_receive() -> Message:
+            nonlocal received, body_done
+            if body_done:  # later receives only wait for a disconnect: no deadline
+                return await receive()
+            remaining = max(deadline - anyio.current_time(), 0.0)
+            with anyio.move_on_after(remaining) as scope:
+                message = await receive()
+            if scope.cancelled_caught:
+                raise SlowRequest(f"The request body did not arrive within {self.body_timeout:g} s")
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+                body_done = not message.get("more_body", False)
+            return message
+
+        return limited_receive
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

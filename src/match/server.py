@@ -1,0 +1,81 @@
+"""Run the HTTP API under uvicorn: ``serve(settings)``, or ``python -m match.server``.
+
+``settings.worker_count`` worker processes share one listening socket on
+``settings.host:settings.port``; each builds its own app and opens its own store. Workers read
+their settings from the environment, so ``serve`` first writes the settings it was given into
+the environment (a CLI option overriding a setting then reaches every worker). Logs and the
+access log go to stdout as JSON lines (match.http.logs); SIGTERM or SIGINT stop accepting
+connections and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import uvicorn
+
+from match.http.logs import json_log_config
+from match.http.metrics import prepare_multiprocess
+from match.settings import SETTINGS, Settings, SettingsError
+
+APP = "match.http.app:create_app"
+
+# Seconds an idle keep-alive connection stays open; request bodies have their own deadline
+# (match.http.limits.BODY_TIMEOUT_SECONDS), so a slow client cannot pin a connection forever.
+KEEP_ALIVE_SECONDS = 5
+GRACEFUL_SHUTDOWN_SECONDS = 30
+# Open connections per worker beyond which new ones get 503 instead of queueing without bound.
+MAX_CONNECTIONS_PER_WORKER = 200
+
+
+def serve(settings: Settings) -> None:
+    """Serve the API until SIGTERM/SIGINT (blocks)."""
+    export_settings(settings)
+    prepare_multiprocess(settings.worker_count)  # metrics shared by the workers
+    uvicorn.run(APP, factory=True, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.worker_count,
+        "access_log": True,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
+        "log_level": "info",
+        "log_config": json_log_config(),  # JSON lines; access log by match.http.metrics
+    }
+
+
+def export_settings(settings: Settings) -> None:
+    """Write every setting into os.environ, in the form ``Settings.from_env`` reads back."""
+    for setting in SETTINGS:
+        os.environ[setting.name] = _as_text(getattr(settings, setting.attribute))
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"match: {error}", file=sys.stderr)
+        return 2
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
