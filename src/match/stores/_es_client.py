@@ -141,8 +141,9 @@ class EngineClient:
                 response = self._http.request(
                     method, path, content=content, headers=headers, params=params
                 )
-            except httpx.TimeoutException:
-                if last:
+            except httpx.TimeoutException as error:
+                # a slow answer is not retried: that would multiply the wait; a slow connect is
+                if last or not isinstance(error, httpx.ConnectTimeout):
                     raise StoreUnavailable(
                         f"The search engine at {self.display_url} did not answer in time "
                         f"(timeout {self._http.timeout.read} s)"
