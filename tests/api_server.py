@@ -2,12 +2,17 @@
 JSON client for it, and a port-0 HTTP server that serves images (and misbehaves on request) for
 URL ingestion.
 
-Fixtures built on these live in the test modules; ``store_env`` chooses the store a server runs
-on (the embedded store by default; parametrize it to run the same tests on another engine).
+The ``store_env`` fixture chooses the store the servers run on: it returns a factory giving the
+environment of a fresh, empty store on each call. Its params are STORE_KINDS: "embedded" (the
+SQLite store in a tmp folder) and "engine" (a fresh index on the server of the ``engine_url``
+fixture from conftest.py; skipped, or failed under MATCH_REQUIRE_SERVERS=1, when there is none).
+Test modules import the fixtures they use from here.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -16,17 +21,46 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pytest
+
+from match.settings import Settings
+from match.signature import SIGNATURE_LENGTH
+from match.stores import ImageRecord, open_store
 
 STARTUP_SECONDS = 90.0  # importing numpy/OpenCV on a busy 2-core machine can be slow
 STOP_SECONDS = 60.0
+GRACEFUL = (0, -signal.SIGTERM)  # exit codes of a server stopped gracefully by SIGTERM
 STALL_SECONDS = 3.0  # how long /stall keeps a response hanging
+
+
+StoreEnv = Callable[[], dict[str, str]]
+STORE_KINDS = ("embedded", "engine")
+
+
+@pytest.fixture(scope="session", params=STORE_KINDS)
+def store_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> StoreEnv:
+    """A factory of environments, each naming a fresh empty store of the kind under test."""
+    if request.param == "embedded":
+        return lambda: {"MATCH_DATA_DIR": str(tmp_path_factory.mktemp("store") / "data")}
+    from conftest import skip_or_fail  # conftest imports this module: import when used
+
+    try:
+        engine_url = request.getfixturevalue("engine_url")
+    except pytest.FixtureLookupError:
+        skip_or_fail("no engine_url fixture: no Elasticsearch/OpenSearch to test the API on")
+    return lambda: {
+        "ELASTICSEARCH_URL": engine_url,
+        "ELASTICSEARCH_INDEX": f"match-api-{uuid.uuid4().hex[:12]}",
+    }
 
 
 def free_port() -> int:
@@ -73,7 +107,8 @@ class MatchServer:
         raise RuntimeError(f"server did not answer /ping within {STARTUP_SECONDS} s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Stop the server with ``sig``; its exit code."""
+        """Stop the server with ``sig``; its exit code. A graceful stop exits 0, or by the same
+        signal (uvicorn re-raises it after shutting down, as a single process does)."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -241,3 +276,132 @@ class ImageServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()
+
+
+class Connection:
+    """One keep-alive connection (http.client), so a test knows which worker serves it."""
+
+    def __init__(self, server: MatchServer) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        self.conn.connect()
+        assert self.conn.sock is not None
+        self.client_port: int = self.conn.sock.getsockname()[1]
+
+    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        """Like Api.call; kwargs as for httpx (data=, files=, params=)."""
+        request = httpx.Request(method, f"http://127.0.0.1{path}", **kwargs)
+        headers = {key: value for key, value in request.headers.items() if key != "host"}
+        self.conn.request(
+            method, request.url.raw_path.decode(), body=request.read(), headers=headers
+        )
+        response = self.conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- which worker process serves a connection (Linux /proc) ---------------------------------------
+def worker_pids(server_pid: int) -> set[int]:
+    """The child processes of the server's supervisor process."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        text = (task / "children").read_text()
+        children.update(int(pid) for pid in text.split())
+    return children
+
+
+def _socket_inode(local_port: int, remote_port: int) -> int | None:
+    """The inode of the server-side socket of the loopback connection remote_port → local_port."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], int(fields[9])
+            if (
+                int(local.rsplit(":", 1)[1], 16) == local_port
+                and int(remote.rsplit(":", 1)[1], 16) == remote_port
+                and inode
+            ):
+                return inode
+    return None
+
+
+def serving_worker(server: MatchServer, client_port: int) -> int | None:
+    """The pid of the worker holding the accepted socket of the connection from client_port."""
+    assert server.process is not None
+    inode = _socket_inode(server.port, client_port)
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in worker_pids(server.process.pid):
+        try:
+            if any(os.readlink(fd) == target for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+        except (FileNotFoundError, PermissionError):
+            continue
+    return None
+
+
+# -- the servers the API tests share (session-scoped: one pair per store kind) ----------------
+LIST_FILLED = 12_000
+STRICT_UPLOAD_BYTES = 300_000
+STRICT_PIXELS = 250_000
+URL_MAX_BYTES = 5_000_000
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def images(photo_paths: list[Path]) -> Iterator[ImageServer]:
+    with ImageServer(photo_paths[0].parent) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    store_env: StoreEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MatchServer]:
+    env = store_env() | {
+        "WORKER_COUNT": "2",
+        "MATCH_ALLOW_PRIVATE_URLS": "1",
+        "MATCH_URL_MAX_BYTES": str(URL_MAX_BYTES),
+        "MATCH_URL_MAX_REDIRECTS": "2",
+    }
+    server = MatchServer(env, tmp_path_factory.mktemp("api") / "server.log").start()
+    yield server
+    assert server.stop() in GRACEFUL, server.log()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def api(api_server: MatchServer) -> Iterator[Api]:
+    client = Api(api_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def strict(store_env: StoreEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    env = store_env() | {
+        "WORKER_COUNT": "1",
+        "MATCH_MAX_UPLOAD_BYTES": str(STRICT_UPLOAD_BYTES),
+        "MATCH_MAX_IMAGE_PIXELS": str(STRICT_PIXELS),
+    }
+    _fill(env, LIST_FILLED)
+    server = MatchServer(env, tmp_path_factory.mktemp("strict") / "server.log").start()
+    client = Api(server.url)
+    yield client
+    client.close()
+    assert server.stop() in GRACEFUL, server.log()[-3000:]
+
+
+def _fill(env: dict[str, str], count: int) -> None:
+    """Store ``count`` records with random signatures through the library, before serving."""
+    rng = np.random.default_rng(7)
+    signatures = rng.integers(-2, 3, size=(count, SIGNATURE_LENGTH), dtype=np.int8)
+    store = open_store(Settings.from_env(env))
+    try:
+        result = store.add_many(
+            ImageRecord(f"synthetic/{i:05d}", signatures[i]) for i in range(count)
+        )
+    finally:
+        store.close()
+    assert (result.added, result.failed) == (count, [])

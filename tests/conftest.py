@@ -38,3 +38,7 @@ def photo_paths() -> list[Path]:
     if not paths:
         pytest.skip(f"photos not found under {PHOTOS} (set MATCH_SHARED_DIR)")
     return paths
+
+
+# The API tests' servers (tests/api_server.py), shared by every tests/test_api*.py module.
+from api_server import api, api_server, images, store_env, strict  # noqa: E402, F401

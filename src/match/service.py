@@ -112,7 +112,9 @@ class Matcher:
     ) -> list[SearchMatch]:
         cutoff = self.settings.match_distance_cutoff
         if min_score > 0:
-            cutoff = min(cutoff, 1.0 - min_score / 100.0)
+            # min_score is inclusive but the store's cutoff is strict: widen it by a hair so a
+            # score equal to min_score survives float rounding; the filter below is exact.
+            cutoff = min(cutoff, 1.0 - min_score / 100.0 + 1e-9)
         with _timed("search", len(signatures)):
             hits = self.store.search(signatures, cutoff=cutoff, limit=limit, offset=offset)
         return [
