@@ -1,0 +1,348 @@
+"""The Store protocol's behaviour, as a reusable test suite.
+
+A store's test module subclasses ``StoreContract`` and provides a ``store`` fixture: an empty
+store of that engine, e.g.
+
+    class TestSQLiteStore(StoreContract):
+        pass
+
+    @pytest.fixture
+    def store(tmp_path):
+        with SQLiteStore(tmp_path) as opened:
+            yield opened
+
+The records are real: signatures of real photographs and of edited copies of them (resized,
+re-encoded, brightened, cropped, rotated), computed once per test session.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from match.errors import MatchError, NotFound
+from match.signature import image_signature, normalized_distances, orientation_signatures
+from match.stores.base import BulkResult, ImageRecord, Store
+
+PHOTO_COUNT = 16
+CUTOFF = 0.45
+
+
+@dataclass(frozen=True)
+class Photos:
+    """Signatures of real photos (``originals``), of edited copies of the first four (``edits``:
+    name -> signature), of photo 0 turned 90 degrees counter-clockwise (``rotated``), and of
+    photo 0's 8 orientations as query rows (``oriented``)."""
+
+    names: list[str]
+    originals: np.ndarray
+    edits: dict[str, np.ndarray]
+    rotated: np.ndarray
+    oriented: np.ndarray
+
+
+@functools.cache
+def photo_signatures(paths: tuple[Path, ...]) -> Photos:
+    originals = np.stack([image_signature(path) for path in paths])
+    edits = {}
+    for path in paths[:4]:
+        image = Image.open(path).convert("RGB")
+        edits[f"{path.stem}-half.jpg"] = _signature_of(image.resize(_half(image.size)), 60)
+        edits[f"{path.stem}-bright.jpg"] = _signature_of(
+            ImageEnhance.Brightness(image).enhance(1.15), 85
+        )
+        width, height = image.size
+        box = (width // 20, height // 20, width - width // 20, height - height // 20)
+        edits[f"{path.stem}-crop.jpg"] = _signature_of(image.crop(box), 90)
+    rotated = _signature_of(Image.open(paths[0]).convert("RGB").rotate(90, expand=True), 95)
+    oriented = orientation_signatures(paths[0])
+    return Photos([p.name for p in paths], originals, edits, rotated, oriented)
+
+
+def _half(size: tuple[int, int]) -> tuple[int, int]:
+    return max(size[0] // 2, 16), max(size[1] // 2, 16)
+
+
+def _signature_of(image: Image.Image, quality: int) -> np.ndarray:
+    encoded = io.BytesIO()
+    image.save(encoded, format="JPEG", quality=quality)
+    return image_signature(encoded.getvalue())
+
+
+def expected_hits(
+    query: np.ndarray, stored: dict[str, np.ndarray], cutoff: float
+) -> list[tuple[str, float, int]]:
+    """(filepath, distance, orientation) of every stored image under the cutoff, best first,
+    by brute force."""
+    names = sorted(stored)
+    distances = normalized_distances(np.atleast_2d(query), np.stack([stored[n] for n in names]))
+    rows = np.argmin(distances, axis=0)
+    best = distances[rows, np.arange(len(names))]
+    found = [
+        (names[i], float(best[i]), int(rows[i])) for i in range(len(names)) if best[i] < cutoff
+    ]
+    return sorted(found, key=lambda hit: (hit[1], hit[0]))
+
+
+class StoreContract:
+    """Behaviour every Store must show. Subclasses provide the ``store`` fixture."""
+
+    @pytest.fixture
+    def photos(self, photo_paths: list[Path]) -> Photos:
+        return photo_signatures(tuple(photo_paths[:PHOTO_COUNT]))
+
+    @pytest.fixture
+    def filled(self, store: Store, photos: Photos) -> dict[str, np.ndarray]:
+        """The store with every original and edit added; returns what was stored."""
+        stored = dict(zip(photos.names, photos.originals, strict=True)) | photos.edits
+        result = store.add_many(
+            ImageRecord(name, sig, {"name": name}) for name, sig in stored.items()
+        )
+        assert result == BulkResult(added=len(stored), failed=[])
+        return stored
+
+    # -- add, get, replace, delete ----------------------------------------------------------
+    def test_add_then_get_returns_the_record(self, store: Store, photos: Photos) -> None:
+        store.add(ImageRecord("a/b.jpg", photos.originals[0], {"id": 7}))
+        record = store.get("a/b.jpg")
+        assert record.filepath == "a/b.jpg"
+        assert record.signature.shape == (648,)
+        assert np.array_equal(record.signature, photos.originals[0])
+        assert record.metadata == {"id": 7}
+        assert record.algorithm == ImageRecord("x", photos.originals[0]).algorithm
+
+    def test_get_unknown_filepath_raises_not_found_naming_it(self, store: Store) -> None:
+        with pytest.raises(NotFound, match=re.escape("missing/photo.jpg")):
+            store.get("missing/photo.jpg")
+
+    def test_adding_an_existing_filepath_replaces_it(self, store: Store, photos: Photos) -> None:
+        store.add(ImageRecord("same.jpg", photos.originals[0], {"version": 1}))
+        store.add(ImageRecord("other.jpg", photos.originals[1]))
+        store.add(ImageRecord("same.jpg", photos.originals[2], {"version": 2}))
+        assert store.count() == 2
+        record = store.get("same.jpg")
+        assert np.array_equal(record.signature, photos.originals[2])
+        assert record.metadata == {"version": 2}
+        old = store.search(photos.originals[0][None, :], CUTOFF, 10)
+        assert "same.jpg" not in [hit.filepath for hit in old]
+        new = store.search(photos.originals[2][None, :], CUTOFF, 10)
+        assert [hit.filepath for hit in new][:1] == ["same.jpg"]
+        assert new[0].metadata == {"version": 2}
+
+    def test_delete_removes_exactly_that_filepath(self, store: Store, photos: Photos) -> None:
+        store.add(ImageRecord("keep.jpg", photos.originals[0]))
+        store.add(ImageRecord("drop.jpg", photos.originals[0]))
+        store.delete("drop.jpg")
+        assert store.count() == 1
+        assert store.list() == ["keep.jpg"]
+        hits = store.search(photos.originals[0][None, :], CUTOFF, 10)
+        assert [hit.filepath for hit in hits] == ["keep.jpg"]
+        with pytest.raises(NotFound, match=re.escape("drop.jpg")):
+            store.get("drop.jpg")
+
+    def test_delete_unknown_filepath_raises_not_found_naming_it(self, store: Store) -> None:
+        with pytest.raises(NotFound, match=re.escape("never/added.jpg")):
+            store.delete("never/added.jpg")
+
+    def test_deleted_filepath_can_be_added_again(self, store: Store, photos: Photos) -> None:
+        store.add(ImageRecord("again.jpg", photos.originals[0]))
+        store.delete("again.jpg")
+        store.add(ImageRecord("again.jpg", photos.originals[1]))
+        assert np.array_equal(store.get("again.jpg").signature, photos.originals[1])
+        assert store.count() == 1
+
+    # -- metadata ---------------------------------------------------------------------------
+    def test_metadata_round_trips_unicode_and_nested_json(
+        self, store: Store, photos: Photos
+    ) -> None:
+        metadata = {
+            "title": 'Ünïcødé 写真 🐟 "quoted" \\ back',
+            "tags": ["a", {"b": [1, 2.5, None, True, False]}],
+            "empty": {},
+            "nested": {"deeper": {"list": [[], [{}]], "number": -12345678901234}},
+        }
+        store.add(ImageRecord("名前/ファイル 1.jpg", photos.originals[0], metadata))
+        assert store.get("名前/ファイル 1.jpg").metadata == metadata
+        hit = store.search(photos.originals[0][None, :], CUTOFF, 1)[0]
+        assert (hit.filepath, hit.metadata) == ("名前/ファイル 1.jpg", metadata)
+        assert store.list() == ["名前/ファイル 1.jpg"]
+
+    def test_no_metadata_is_none(self, store: Store, photos: Photos) -> None:
+        store.add(ImageRecord("plain.jpg", photos.originals[0]))
+        assert store.get("plain.jpg").metadata is None
+        assert store.search(photos.originals[0][None, :], CUTOFF, 1)[0].metadata is None
+
+    def test_update_metadata_replaces_it_and_keeps_the_order(
+        self, store: Store, photos: Photos
+    ) -> None:
+        store.add(ImageRecord("first.jpg", photos.originals[0], {"old": True}))
+        store.add(ImageRecord("second.jpg", photos.originals[1]))
+        store.update_metadata("first.jpg", {"new": ["ü", 1]})
+        assert store.get("first.jpg").metadata == {"new": ["ü", 1]}
+        assert np.array_equal(store.get("first.jpg").signature, photos.originals[0])
+        assert store.list() == ["first.jpg", "second.jpg"]
+        store.update_metadata("first.jpg", None)
+        assert store.get("first.jpg").metadata is None
+
+    def test_update_metadata_of_unknown_filepath_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound, match=re.escape("ghost.jpg")):
+            store.update_metadata("ghost.jpg", {"a": 1})
+
+    # -- search -----------------------------------------------------------------------------
+    def test_search_returns_every_image_under_the_cutoff_best_first(
+        self, store: Store, photos: Photos, filled: dict[str, np.ndarray]
+    ) -> None:
+        queries = [photos.originals[i] for i in range(6)] + [photos.rotated]
+        for query in queries:
+            expected = expected_hits(query, filled, CUTOFF)
+            hits = store.search(query[None, :], CUTOFF, 100)
+            assert [hit.filepath for hit in hits] == [name for name, _, _ in expected]
+            for hit, (_, distance, _) in zip(hits, expected, strict=True):
+                assert hit.distance == pytest.approx(distance, abs=1e-6)
+                assert hit.metadata == {"name": hit.filepath}
+                assert hit.orientation == 0
+
+    def test_edited_copies_are_found(
+        self, store: Store, photos: Photos, filled: dict[str, np.ndarray]
+    ) -> None:
+        stem = Path(photos.names[0]).stem
+        hits = store.search(photos.originals[0][None, :], CUTOFF, 100)
+        found = {hit.filepath for hit in hits}
+        edits = {name for name in photos.edits if name.startswith(stem)}
+        assert edits
+        assert found >= edits | {photos.names[0]}
+
+    def test_each_image_once_with_its_best_orientation(
+        self, store: Store, photos: Photos, filled: dict[str, np.ndarray]
+    ) -> None:
+        queries = np.stack([photos.originals[5], photos.originals[1], photos.originals[3]])
+        expected = expected_hits(queries, filled, CUTOFF)
+        hits = store.search(queries, CUTOFF, 100)
+        assert [hit.filepath for hit in hits] == [name for name, _, _ in expected]
+        assert len({hit.filepath for hit in hits}) == len(hits)
+        for hit, (_, distance, orientation) in zip(hits, expected, strict=True):
+            assert hit.distance == pytest.approx(distance, abs=1e-6)
+            assert hit.orientation == orientation
+        by_name = {hit.filepath: hit for hit in hits}
+        assert [by_name[photos.names[i]].orientation for i in (5, 1, 3)] == [0, 1, 2]
+
+    def test_a_rotated_copy_is_found_by_its_orientation(
+        self, store: Store, photos: Photos, filled: dict[str, np.ndarray]
+    ) -> None:
+        store.add(ImageRecord("turned.jpg", photos.rotated))
+        stored = filled | {"turned.jpg": photos.rotated}
+        expected = expected_hits(photos.oriented, stored, CUTOFF)
+        hits = store.search(photos.oriented, CUTOFF, 100)
+        assert [(hit.filepath, hit.orientation) for hit in hits] == [
+            (name, orientation) for name, _, orientation in expected
+        ]
+        by_name = {hit.filepath: hit for hit in hits}
+        assert by_name["turned.jpg"].orientation == 1  # rotate_90
+        assert by_name[photos.names[0]].orientation == 0
+
+    def test_only_distances_under_the_cutoff(
+        self, store: Store, photos: Photos, filled: dict[str, np.ndarray]
+    ) -> None:
+        query = photos.originals[0][None, :]
+        everything = store.search(query, 1.0, 1000)
+        assert len(everything) == len(filled)
+        distances = [hit.distance for hit in everything]
+        assert distances == sorted(distances)
+        gap = next(i for i in range(1, len(distances)) if distances[i] - distances[i - 1] > 1e-6)
+        middle = (distances[gap - 1] + distances[gap]) / 2
+        assert [hit.filepath for hit in store.search(query, middle, 1000)] == [
+            hit.filepath for hit in everything[:gap]
+        ]
+        assert all(hit.distance < 0.2 for hit in store.search(query, 0.2, 1000))
+        itself = store.search(photos.originals[1][None, :], 1e-6, 10)
+        assert [hit.filepath for hit in itself] == [photos.names[1]]
+
+    def test_a_blank_query_matches_nothing(
+        self, store: Store, filled: dict[str, np.ndarray]
+    ) -> None:
+        assert store.search(np.zeros((1, 648), dtype=np.int8), CUTOFF, 10) == []
+
+    def test_search_pages_through_the_ranking(
+        self, store: Store, photos: Photos, filled: dict[str, np.ndarray]
+    ) -> None:
+        query = photos.originals[0][None, :]
+        ranking = [hit.filepath for hit in store.search(query, 1.0, 1000)]
+        assert len(ranking) == len(filled)
+        pages = [store.search(query, 1.0, 5, offset) for offset in range(0, len(ranking), 5)]
+        assert [hit.filepath for page in pages for hit in page] == ranking
+        assert store.search(query, 1.0, 5, len(ranking)) == []
+        assert store.search(query, 1.0, 0) == []
+
+    def test_search_of_an_empty_store_is_empty(self, store: Store, photos: Photos) -> None:
+        assert store.search(photos.originals[:1], CUTOFF, 10) == []
+
+    # -- count, list, add_many --------------------------------------------------------------
+    def test_count_and_list_in_insertion_order(self, store: Store, photos: Photos) -> None:
+        names = [f"photo-{i:02d}.jpg" for i in range(12)]
+        for name, signature in zip(names, photos.originals, strict=False):
+            store.add(ImageRecord(name, signature))
+        assert store.count() == 12
+        assert store.list() == names
+        assert store.list(offset=3, limit=4) == names[3:7]
+        assert store.list(offset=10, limit=20) == names[10:]
+        assert store.list(offset=12) == []
+        store.add(ImageRecord(names[2], photos.originals[13]))  # replaced: moves to the end
+        order = names[:2] + names[3:] + [names[2]]
+        assert store.list(limit=100) == order
+        store.delete(names[5])
+        order.remove(names[5])
+        assert store.count() == 11
+        assert store.list(offset=3, limit=3) == order[3:6] == [names[4], names[6], names[7]]
+        assert store.list(offset=0, limit=100) == order
+
+    def test_add_many_reports_each_failure_and_stores_the_rest(
+        self, store: Store, photos: Photos
+    ) -> None:
+        records = [
+            ImageRecord("good-1.jpg", photos.originals[0]),
+            ImageRecord("short.jpg", photos.originals[1][:100]),
+            ImageRecord("good-2.jpg", photos.originals[2], {"k": "v"}),
+            ImageRecord("", photos.originals[3]),
+            ImageRecord("floats.jpg", np.full(648, 0.5)),
+            ImageRecord("good-3.jpg", photos.originals[4]),
+        ]
+        result = store.add_many(records)
+        assert result.added == 3
+        assert [name for name, _ in result.failed] == ["short.jpg", "", "floats.jpg"]
+        assert all(reason for _, reason in result.failed)
+        assert store.list() == ["good-1.jpg", "good-2.jpg", "good-3.jpg"]
+        assert store.get("good-2.jpg").metadata == {"k": "v"}
+
+    def test_add_many_with_a_repeated_filepath_keeps_the_last(
+        self, store: Store, photos: Photos
+    ) -> None:
+        records = [
+            ImageRecord("twice.jpg", photos.originals[0], {"n": 1}),
+            ImageRecord("once.jpg", photos.originals[1]),
+            ImageRecord("twice.jpg", photos.originals[2], {"n": 2}),
+        ]
+        assert store.add_many(records).added == 3
+        assert store.count() == 2
+        assert store.list() == ["once.jpg", "twice.jpg"]
+        assert store.get("twice.jpg").metadata == {"n": 2}
+
+    def test_add_many_of_nothing(self, store: Store) -> None:
+        assert store.add_many([]) == BulkResult(added=0, failed=[])
+        assert store.count() == 0
+
+    def test_bad_add_raises_a_match_error(self, store: Store, photos: Photos) -> None:
+        with pytest.raises(MatchError):
+            store.add(ImageRecord("bad.jpg", photos.originals[0][:10]))
+        with pytest.raises(MatchError):
+            store.search(photos.originals[0][:10][None, :], CUTOFF, 10)
+        assert store.count() == 0
+
+    def test_ping(self, store: Store) -> None:
+        store.ping()
