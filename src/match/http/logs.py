@@ -26,13 +26,14 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
 
 
 class JsonFormatter(logging.Formatter):
-    """time, level, logger, message, the ``extra=`` fields, and the traceback if there is one."""
+    """time, level, logger, pid, message, the ``extra=`` fields, and the traceback if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which worker
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
