@@ -42,3 +42,13 @@ def photo_paths() -> list[Path]:
 
 # The API tests' servers (tests/api_server.py), shared by every tests/test_api*.py module.
 from api_server import api, api_server, images, store_env, strict  # noqa: E402, F401
+
+# Real Elasticsearch/OpenSearch servers (tests/engines.py): engine_name, engine_url, engine_index;
+# its pytest_generate_tests runs each test that needs an engine once per engine.
+from engines import (  # noqa: E402, F401
+    engine_index,
+    engine_name,
+    engine_session,
+    engine_url,
+    pytest_generate_tests,
+)
