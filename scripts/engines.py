@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -38,11 +39,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINES_DIR = Path(os.environ.get("MATCH_ENGINES_DIR", ROOT / ".engines")).resolve()
+
+
+def _default_engines_dir() -> Path:
+    """`.engines/` in the repository, unless the engine user could not walk down to it (a clone
+    under /root, mode 700, when we are root): then a directory it can reach, the same each time."""
+    here = ROOT / ".engines"
+    if os.geteuid() == 0 and any(not p.stat().st_mode & 0o001 for p in [ROOT, *ROOT.parents]):
+        return Path("/var/tmp") / f"match-engines-{hashlib.sha1(bytes(ROOT)).hexdigest()[:10]}"
+    return here
+
+
+ENGINES_DIR = Path(os.environ.get("MATCH_ENGINES_DIR") or _default_engines_dir()).resolve()
 ENGINE_USER = os.environ.get("MATCH_ENGINE_USER", "match-engine")
 HEAP = os.environ.get("MATCH_ENGINE_HEAP", "512m")
 START_TIMEOUT = float(os.environ.get("MATCH_ENGINE_START_TIMEOUT", "240"))
 STOP_TIMEOUT = 60.0
+# Shifts every engine's ports, so a second checkout can run its engines beside the first's.
+PORT_OFFSET = int(os.environ.get("MATCH_ENGINE_PORT_OFFSET", "0"))
 JVM_DIR = Path("/usr/lib/jvm")
 # dependency:copy needs 3.x (the 2.8 that Maven 3.8 defaults to has no -Dartifact for copy).
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
@@ -57,7 +71,7 @@ class Engine:
     name: str
     product: str  # "elasticsearch" or "opensearch"
     default_version: str | None  # None: no integ-test-zip of this major is on Maven Central
-    http_port: int
+    base_port: int
     java_min: int
     java_max: int  # newest Java the engine runs on (2.x/8.x still rely on the SecurityManager)
 
@@ -68,6 +82,10 @@ class Engine:
     @property
     def major(self) -> int:
         return int(self.name[2:])
+
+    @property
+    def http_port(self) -> int:
+        return self.base_port + PORT_OFFSET
 
     @property
     def transport_port(self) -> int:
@@ -556,6 +574,14 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def group_rss_mb(pgid: int) -> int:
+    """Resident memory of the node's whole process group (launcher and JVM), in MB."""
+    done = subprocess.run(
+        ["ps", "-o", "rss=", "-g", str(pgid)], capture_output=True, text=True, check=False
+    )
+    return sum(int(v) for v in done.stdout.split() if v.isdigit()) // 1024
+
+
 def known_nodes() -> list[Node]:
     """Every node directory with a PID file, including ones started by bench scripts."""
     found = []
@@ -581,7 +607,7 @@ def status_line(engine: Engine) -> str:
     pid = read_pid(node)
     body = engine_info(node.url, timeout=1.0) if pid else None
     state = (
-        f"running pid {pid}, {body['distribution']} {body['number']}"
+        f"running pid {pid}, {body['distribution']} {body['number']}, RSS {group_rss_mb(pid)} MB"
         if body
         else f"pid {pid} not answering"
         if pid
