@@ -72,8 +72,9 @@ def free_port() -> int:
 class MatchServer:
     """``python -m match.server`` in a subprocess, on a free loopback port."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path, ready_status: int = 200) -> None:
         self.env = dict(env)
+        self.ready_status = ready_status  # /ping's status once up (503: store unavailable)
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -98,7 +99,7 @@ class MatchServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/ping", timeout=5).status_code == 200:
+                if httpx.get(self.url + "/ping", timeout=5).status_code == self.ready_status:
                     return
             except httpx.HTTPError:
                 pass

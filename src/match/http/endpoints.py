@@ -107,8 +107,8 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
             )
         except MatchError as error:
             return fail(endpoint.name, error.status, error.message)
-        except HTTPException as error:  # malformed form body, from Starlette's parser
-            return fail(endpoint.name, error.status_code, f"Malformed request body: {error.detail}")
+        except HTTPException as error:  # from Starlette's form parser
+            return _form_error(endpoint.name, error, context.settings.match_max_upload_bytes)
         except ClientDisconnect:
             return fail(endpoint.name, 400, "The client disconnected before sending the body")
         except Exception:
@@ -119,3 +119,11 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
 
     respond.__name__ = f"{endpoint.name}_endpoint"
     return respond
+
+
+def _form_error(method: str, error: HTTPException, max_bytes: int) -> Response:
+    if "maximum size" in str(error.detail):
+        return fail(
+            method, 413, f"A form field is larger than {max_bytes} bytes (MATCH_MAX_UPLOAD_BYTES)"
+        )
+    return fail(method, error.status_code, f"Malformed request body: {error.detail}")

@@ -29,9 +29,6 @@ from match.settings import parse_bool
 
 ParamType = Literal["string", "integer", "number", "boolean", "json", "file"]
 
-# Text fields of a multipart form (metadata, filepath, ...) are held in memory: cap them.
-MAX_FIELD_BYTES = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class Param:
@@ -66,7 +63,9 @@ class Params:
         values: dict[str, list[Raw]] = {}
         for name, value in request.query_params.multi_items():
             values.setdefault(name, []).append(value)
-        form = await request.form(max_part_size=MAX_FIELD_BYTES)
+        # Text fields are held in memory: each is capped like an upload (Starlette's error for a
+        # larger one becomes a 413 in the endpoint wrapper).
+        form = await request.form(max_part_size=max_upload_bytes)
         try:
             from_form: dict[str, list[Raw]] = {}
             for name, item in form.multi_items():
