@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import match.stores.sqlite as sqlite_module
+from match.errors import BadParameter, IncompatibleRecord, StoreUnavailable
+from match.settings import Settings
+from match.signature import normalized_distances
+from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
-from store_contract import StoreContract
+from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
 
 
 @pytest.fixture
@@ -19,3 +27,264 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 class TestSQLiteStore(StoreContract):
     pass
+
+
+@pytest.fixture
+def photos(photo_paths: list[Path]) -> Photos:
+    return photo_signatures(tuple(photo_paths[:PHOTO_COUNT]))
+
+
+def synthetic(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-2, 3, (count, 648)).astype(np.int8)
+
+
+# -- where the store lives --------------------------------------------------------------------
+def test_from_settings_creates_the_data_folder(tmp_path: Path, photos: Photos) -> None:
+    folder = tmp_path / "nested" / "data"
+    settings = Settings.from_env({}, match_data_dir=str(folder))
+    with SQLiteStore.from_settings(settings) as store:
+        store.add(ImageRecord("a.jpg", photos.originals[0]))
+    assert (folder / "match.sqlite3").is_file()
+    with SQLiteStore(folder) as reopened:
+        assert reopened.list() == ["a.jpg"]
+        assert np.array_equal(reopened.get("a.jpg").signature, photos.originals[0])
+
+
+def test_a_file_path_is_used_as_the_database(tmp_path: Path, photos: Photos) -> None:
+    with SQLiteStore(tmp_path / "images.db") as store:
+        store.add(ImageRecord("a.jpg", photos.originals[0]))
+    connection = sqlite3.connect(tmp_path / "images.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert connection.execute("SELECT filepath FROM images").fetchall() == [("a.jpg",)]
+    connection.close()
+
+
+# -- exactness of search ----------------------------------------------------------------------
+def test_distances_are_exactly_normalized_distances(store: SQLiteStore, photos: Photos) -> None:
+    store.add_many(ImageRecord(n, s) for n, s in zip(photos.names, photos.originals, strict=True))
+    query = photos.originals[:3]
+    for hit in store.search(query, 1.0, 100):
+        stored = photos.originals[photos.names.index(hit.filepath)]
+        distances = normalized_distances(query, stored[None, :])[:, 0]
+        assert hit.distance == distances.min()
+        assert hit.orientation == int(np.argmin(distances))
+
+
+def test_the_cutoff_is_strict(store: SQLiteStore, photos: Photos) -> None:
+    store.add(ImageRecord("a.jpg", photos.originals[0]))
+    distance = float(normalized_distances(photos.originals[1], photos.originals[:1])[0])
+    assert store.search(photos.originals[1:2], distance, 10) == []
+    assert [h.filepath for h in store.search(photos.originals[1:2], distance + 1e-9, 10)] == [
+        "a.jpg"
+    ]
+
+
+@pytest.mark.parametrize("cutoff", [0.1, 0.3, 0.45, 0.6, 0.8, 1.0])
+def test_search_equals_the_exhaustive_scan(
+    store: SQLiteStore, photos: Photos, cutoff: float
+) -> None:
+    stored = dict(zip(photos.names, photos.originals, strict=True)) | photos.edits
+    near = [(f"near-{i}", _perturbed(photos.originals[i % 4], i)) for i in range(60)]
+    store.add_many(ImageRecord(n, s) for n, s in [*stored.items(), *near])
+    store.add_many(ImageRecord(f"noise-{i}", s) for i, s in enumerate(synthetic(300)))
+    for query in [photos.originals[:1], photos.originals[2:3], photos.oriented]:
+        assert store.search(query, cutoff, 1000) == store.search_exhaustive(query, cutoff, 1000)
+
+
+def _perturbed(signature: np.ndarray, seed: int) -> np.ndarray:
+    """A copy with a growing share of its values replaced at random (distances up to ~0.6)."""
+    rng = np.random.default_rng(seed)
+    copy = signature.copy()
+    positions = rng.choice(648, size=int(648 * seed / 100), replace=False)
+    copy[positions] = rng.integers(-2, 3, len(positions))
+    return copy
+
+
+# -- signature algorithms ---------------------------------------------------------------------
+def test_a_record_of_another_algorithm_is_refused(store: SQLiteStore, photos: Photos) -> None:
+    record = ImageRecord("old.jpg", photos.originals[0], algorithm="goldberg-v0")
+    with pytest.raises(IncompatibleRecord, match="goldberg-v0"):
+        store.add(record)
+    result = store.add_many([record, ImageRecord("new.jpg", photos.originals[1])])
+    assert result.added == 1
+    assert result.failed[0][0] == "old.jpg" and "goldberg-v0" in result.failed[0][1]
+
+
+def test_search_refuses_a_store_holding_another_algorithm(tmp_path: Path, photos: Photos) -> None:
+    with SQLiteStore(tmp_path, algorithm="goldberg-v0") as old:
+        old.add(ImageRecord("old.jpg", photos.originals[0], algorithm="goldberg-v0"))
+    with SQLiteStore(tmp_path) as store:
+        store.add(ImageRecord("new.jpg", photos.originals[1]))
+        with pytest.raises(IncompatibleRecord, match=r"1 by 'goldberg-v0'"):
+            store.search(photos.originals[:1], 0.45, 10)
+        assert store.get("old.jpg").algorithm == "goldberg-v0"
+        assert store.count() == 2
+        store.delete("old.jpg")
+        assert [hit.filepath for hit in store.search(photos.originals[1:2], 0.45, 10)] == [
+            "new.jpg"
+        ]
+
+
+# -- bad input --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("signature", "message"),
+    [
+        (np.full(648, 3), "outside -2..2"),
+        (np.zeros((2, 648), dtype=np.int8), "648 integers"),
+        (np.full(648, 1.0), "648 integers"),
+    ],
+)
+def test_bad_signatures_are_refused(
+    store: SQLiteStore, signature: np.ndarray, message: str
+) -> None:
+    with pytest.raises(BadParameter, match=message):
+        store.add(ImageRecord("x.jpg", signature))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        (["not", "an", "object"], "JSON object"),
+        ({"x": float("nan")}, "not valid JSON"),
+        ({"x": object()}, "not valid JSON"),
+        ({"x": "\udc80"}, "not valid JSON"),
+    ],
+)
+def test_bad_metadata_is_refused(
+    store: SQLiteStore, photos: Photos, metadata: object, message: str
+) -> None:
+    with pytest.raises(BadParameter, match=message):
+        store.add(ImageRecord("x.jpg", photos.originals[0], metadata))  # type: ignore[arg-type]
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ((np.zeros((1, 10), dtype=np.int8), 0.45, 10, 0), "shape"),
+        ((np.zeros((1, 648)), 0.45, 10, 0), "integers"),
+        ((np.zeros((1, 648), dtype=np.int8), "x", 10, 0), "cutoff"),
+        ((np.zeros((1, 648), dtype=np.int8), 0.45, -1, 0), "limit"),
+        ((np.zeros((1, 648), dtype=np.int8), 0.45, 10, -5), "offset"),
+    ],
+)
+def test_bad_search_arguments_are_refused(
+    store: SQLiteStore, arguments: tuple, message: str
+) -> None:
+    with pytest.raises(BadParameter, match=message):
+        store.search(*arguments)
+
+
+def test_bad_filepaths_are_refused(store: SQLiteStore, photos: Photos) -> None:
+    with pytest.raises(BadParameter, match="non-empty"):
+        store.add(ImageRecord("", photos.originals[0]))
+    with pytest.raises(BadParameter, match="Unicode"):
+        store.add(ImageRecord("\udcff.jpg", photos.originals[0]))
+    with pytest.raises(BadParameter, match="non-empty"):
+        store.get(None)  # type: ignore[arg-type]
+    with pytest.raises(BadParameter, match="offset"):
+        store.list(offset=-1)
+
+
+# -- engine errors become StoreUnavailable ----------------------------------------------------
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    (tmp_path / "match.sqlite3").write_bytes(b"this is not a database, just text " * 200)
+    with pytest.raises(StoreUnavailable, match="corrupt or not a Match store"):
+        SQLiteStore(tmp_path)
+
+
+def test_a_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(StoreUnavailable, match="Cannot create the store folder"):
+        SQLiteStore(tmp_path / "file" / "data")
+
+
+def test_a_store_locked_too_long_is_unavailable(tmp_path: Path, photos: Photos) -> None:
+    with SQLiteStore(tmp_path, busy_timeout=0.2) as store:
+        other = sqlite3.connect(tmp_path / "match.sqlite3", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailable, match="busy"):
+                store.add(ImageRecord("a.jpg", photos.originals[0]))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        store.add(ImageRecord("a.jpg", photos.originals[0]))
+        assert store.count() == 1
+
+
+def test_a_store_of_another_schema_is_refused(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path).close()
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    with connection:
+        connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    connection.close()
+    with pytest.raises(StoreUnavailable, match="schema 99"):
+        SQLiteStore(tmp_path)
+
+
+def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.count()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.ping()
+
+
+# -- several store objects on one file (as several workers) ----------------------------------
+def test_changes_through_one_store_are_seen_by_another(tmp_path: Path, photos: Photos) -> None:
+    with SQLiteStore(tmp_path) as writer, SQLiteStore(tmp_path) as reader:
+        assert reader.search(photos.originals[:1], 0.45, 10) == []  # index loaded, empty
+        writer.add(ImageRecord("a.jpg", photos.originals[0], {"v": 1}))
+        assert [h.filepath for h in reader.search(photos.originals[:1], 0.45, 10)] == ["a.jpg"]
+        writer.add(ImageRecord("b.jpg", photos.originals[1]))
+        writer.add(ImageRecord("a.jpg", photos.originals[0], {"v": 2}))  # replaced
+        hits = reader.search(photos.originals[:1], 0.45, 10)
+        assert [(h.filepath, h.metadata) for h in hits] == [("a.jpg", {"v": 2})]
+        assert reader.list() == ["b.jpg", "a.jpg"]
+        writer.delete("a.jpg")
+        assert reader.search(photos.originals[:1], 0.45, 10) == []
+        assert reader.list() == ["b.jpg"]
+        assert reader.count() == 1
+
+
+def test_many_replacements_and_pruned_tombstones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "TOMBSTONES_KEPT", 50)
+    signatures = synthetic(6000, seed=1)
+    with SQLiteStore(tmp_path) as writer, SQLiteStore(tmp_path) as reader:
+        writer.add_many(ImageRecord(f"s{i}", s) for i, s in enumerate(signatures))
+        assert reader.count() == 6000 and len(reader.list(0, 10_000)) == 6000
+        # 4500 replacements (new ids, tombstones for the old ones), then a few deletions
+        writer.add_many(ImageRecord(f"s{i}", signatures[i]) for i in range(4500))
+        for i in range(4500, 4520):
+            writer.delete(f"s{i}")
+        kept = [f"s{i}" for i in range(4520, 6000)] + [f"s{i}" for i in range(4500)]
+        assert reader.list(0, 10_000) == kept
+        assert reader.count() == len(kept)
+        tombstones = sqlite3.connect(tmp_path / "match.sqlite3")
+        assert tombstones.execute("SELECT count(*) FROM tombstones").fetchone()[0] <= 150
+        tombstones.close()
+        for i in (0, 10, 4400, 5999):
+            hits = reader.search(signatures[i : i + 1], 0.2, 10)
+            assert [h.filepath for h in hits] == [f"s{i}"]
+        assert reader.search(signatures[4510:4511], 0.2, 10) == []
+        assert reader.index_bytes() < 6000 * 150  # the dead entries were compacted away
+
+
+def test_concurrent_adds_from_threads(store: SQLiteStore) -> None:
+    signatures = synthetic(100, seed=2)
+
+    def add(part: int) -> None:
+        for i in range(part, 100, 4):
+            store.add(ImageRecord(f"t{i}", signatures[i]))
+
+    threads = [threading.Thread(target=add, args=(part,)) for part in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.count() == 100
+    assert sorted(store.list(0, 1000)) == sorted(f"t{i}" for i in range(100))
