@@ -165,3 +165,12 @@ def test_docs_page_lists_every_route_and_parameter_without_external_assets(
     assert "<script" not in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "@import" not in page
+
+
+def test_the_api_reference_documents_every_route_and_parameter() -> None:
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    spec = create_app(Settings.from_env({})).state.openapi
+    for path, verb, operation in operations(spec):
+        assert re.search(rf"`(\S*\|)?{verb}(\|\S*)? {re.escape(path)}`", reference), (verb, path)
+        for name in parameters(operation):
+            assert f"`{name}`" in reference, (path, name)
