@@ -1,8 +1,9 @@
 """The Starlette application: ``create_app(settings)`` builds it; one per worker process.
 
-Routes: dsys/match's API (``match.http.api.ENDPOINTS``), ``/openapi.json`` and ``/docs``. Every
-answer, errors included, is the JSON envelope of ``match.http.envelope``; an unknown route is 404
-and a wrong method 405, both naming the method from the path.
+Routes: dsys/match's API (``match.http.api.ENDPOINTS``), TinEye MatchEngine's under ``/rest/``
+(``match.http.tineye.ENDPOINTS``), ``/openapi.json`` and ``/docs``. Every answer, errors included,
+is the JSON envelope of ``match.http.envelope``; an unknown route is 404 and a wrong method 405,
+both naming the method from the path.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from match.errors import MatchError
-from match.http import api
+from match.http import api, tineye
 from match.http.docs import render_docs
 from match.http.endpoints import AppContext, Endpoint, starlette_route
 from match.http.envelope import fail, method_name
-from match.http.limits import RequestLimits
+from match.http.limits import BODY_TIMEOUT_SECONDS, RequestLimits
 from match.http.metrics import instrument
 from match.http.openapi import openapi
 from match.service import Matcher
@@ -32,9 +33,8 @@ from match.settings import Settings
 
 log = logging.getLogger("match.http")
 
-# Every API route the app serves, in the order the docs list them. (TinEye-style routes: append
-# their ENDPOINTS here.)
-ENDPOINTS: tuple[Endpoint, ...] = (*api.ENDPOINTS,)
+# Every API route the app serves, in the order the docs list them.
+ENDPOINTS: tuple[Endpoint, ...] = (*api.ENDPOINTS, *tineye.ENDPOINTS)
 
 
 def create_app(
@@ -42,9 +42,11 @@ def create_app(
     *,
     matcher: Matcher | None = None,
     endpoints: Sequence[Endpoint] = ENDPOINTS,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> Starlette:
     """The app for ``settings`` (default: read from the environment). ``matcher`` lets a caller
-    share an already opened Matcher; by default each app opens its own on first use."""
+    share an already opened Matcher; by default each app opens its own on first use.
+    ``body_timeout``: seconds a client has to send its request body (then 408)."""
     settings = settings if settings is not None else Settings.from_env()
     context = AppContext(settings, matcher)
     spec = openapi(endpoints)
@@ -52,7 +54,9 @@ def create_app(
     routes += _description_routes(spec)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestLimits, max_bytes=context.max_body_bytes)],
+        middleware=[
+            Middleware(RequestLimits, max_bytes=context.max_body_bytes, body_timeout=body_timeout)
+        ],
         exception_handlers={HTTPException: _http_error, MatchError: _match_error},
         lifespan=_lifespan(context),
     )
