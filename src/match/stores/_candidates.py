@@ -8,6 +8,8 @@ Deleted ids are marked dead and dropped when they pile up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 _CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
@@ -63,30 +65,25 @@ class CandidateIndex:
         """Ids of live rows, ascending (= insertion order)."""
         return self._ids[: self._size][self._alive[: self._size]]
 
-    def candidates(self, queries: np.ndarray, threshold: int) -> np.ndarray:
-        """Ids of live rows whose code is within ``threshold`` bits of any query code
-        ((k, words) uint64), ascending."""
+    def candidates(self, queries: np.ndarray, stages: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Ids of live rows within reach of any query code ((k, words) uint64), ascending.
+
+        ``stages`` is a cascade of (words, threshold): a row must be within ``threshold`` bits
+        of some query on its first ``words`` words at every stage. The first stage scans every
+        row; the later (longer, more selective) ones only the survivors."""
         found = []
+        (words, threshold), later = stages[0], stages[1:]
         for start in range(0, self._size, _CHUNK):
             stop = min(start + _CHUNK, self._size)
-            near = self._near(queries, threshold, start, stop)
-            near &= self._alive[start:stop]
-            found.append(self._ids[start:stop][near])
+            near = _within(self._codes[:words, start:stop], queries, threshold)
+            rows = np.flatnonzero(near & self._alive[start:stop]) + start
+            for words, threshold in later:
+                rows = rows[_within(self._codes[:words, rows], queries, threshold)]
+            found.append(self._ids[rows])
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def nbytes(self) -> int:
         return self._codes.nbytes + self._ids.nbytes + self._alive.nbytes
-
-    def _near(self, queries: np.ndarray, threshold: int, start: int, stop: int) -> np.ndarray:
-        columns = self._codes[:, start:stop]
-        near = np.zeros(stop - start, dtype=bool)
-        distance = np.empty(stop - start, dtype=np.uint16)
-        for query in queries:
-            distance[:] = 0
-            for word in range(self.words):
-                distance += np.bitwise_count(columns[word] ^ query[word])
-            near |= distance <= threshold
-        return near
 
     def _reserve(self, needed: int) -> None:
         capacity = len(self._ids)
@@ -108,3 +105,20 @@ class CandidateIndex:
         self._size = len(self._ids)
         self._alive = np.ones(self._size, dtype=bool)
         self._dead = 0
+
+
+def _within(columns: np.ndarray, queries: np.ndarray, threshold: int) -> np.ndarray:
+    """Which rows of ``columns`` ((words, n) uint64) lie within ``threshold`` bits of a query."""
+    words, n = columns.shape
+    near = np.zeros(n, dtype=bool)
+    scratch = np.empty(n, dtype=np.uint64)
+    bits = np.empty(n, dtype=np.uint8)
+    distance = np.empty(n, dtype=np.uint16)
+    for query in queries:
+        distance.fill(0)
+        for word in range(words):
+            np.bitwise_xor(columns[word], query[word], out=scratch)
+            np.bitwise_count(scratch, out=bits)
+            np.add(distance, bits, out=distance)
+        near |= distance <= threshold
+    return near

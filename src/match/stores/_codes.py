@@ -49,22 +49,32 @@ class HyperplaneCoder:
     come from ``seed``, which the store keeps, so every process computes the same codes."""
 
     def __init__(self, bits: int, seed: int) -> None:
-        if bits % 64:
-            raise ValueError("bits must be a multiple of 64")
+        if bits % 128:
+            raise ValueError("bits must be a multiple of 128")
         self.bits = bits
         self.words = bits // 64
         generator = np.random.default_rng(seed)
-        self._planes = generator.standard_normal((SIGNATURE_LENGTH, bits)).astype(np.float32)
+        # Gaussian hyperplanes scaled and rounded to integers: every projection is then an
+        # exact integer in float64 (|sum| << 2**53), so a signature gets the same code whatever
+        # the batch size or BLAS kernel that computed it.
+        planes = generator.standard_normal((SIGNATURE_LENGTH, bits)) * 1000.0
+        self._planes = np.round(planes)
 
     def encode(self, signatures: np.ndarray) -> np.ndarray:
         """(n, words) uint64 codes of (n, 648) signatures."""
-        projected = np.atleast_2d(signatures).astype(np.float32) @ self._planes
+        projected = np.atleast_2d(signatures).astype(np.float64) @ self._planes
         packed = np.packbits(projected > 0, axis=1)
         return packed.view(np.uint64).reshape(-1, self.words)
 
-    def threshold(self, cutoff: float, miss: float) -> int:
-        """Largest Hamming distance worth re-ranking for images under ``cutoff``."""
-        return hamming_threshold(self.bits, cutoff, miss)
+    def stages(self, cutoff: float, miss: float) -> list[tuple[int, int]]:
+        """The candidate cascade for ``cutoff``: (words, Hamming threshold) on the first half of
+        the code, then on all of it; each stage drops an image under the cutoff with
+        probability <= miss / 2."""
+        half = self.words // 2
+        return [
+            (half, hamming_threshold(half * 64, cutoff, miss / 2)),
+            (self.words, hamming_threshold(self.bits, cutoff, miss / 2)),
+        ]
 
 
 @lru_cache(maxsize=256)

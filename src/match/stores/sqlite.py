@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from match.errors import BadParameter, IncompatibleRecord, MatchError, StoreUnavailable
 from match.settings import Settings
@@ -43,13 +44,20 @@ from match.stores.base import BulkResult, Hit, ImageRecord, Metadata
 
 FILENAME = "match.sqlite3"
 FILE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
-CODE_BITS = 512
+CODE_BITS = 1024
 CODE_SEED = 20021  # any fixed value; kept in the database so every process agrees
-MISS_RATE = 1e-5
+MISS_RATE = 1e-4
 """Largest chance that the candidate index drops an image lying exactly at the cutoff."""
 BATCH = 2000
 """Records per add_many transaction."""
 _FETCH = 50_000
+_THREADPOOLS = ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """Per-query products are small: BLAS threads only add wake-up latency, and they compete
+    with the other workers for the cores."""
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ class SQLiteStore:
     # -- writes -----------------------------------------------------------------------------
     def add(self, record: ImageRecord) -> None:
         row = self._prepare(record)
-        code = self._coder.encode(row.signature[None, :])[0].tobytes()
+        with _one_blas_thread():
+            code = self._coder.encode(row.signature[None, :])[0].tobytes()
         with self._write() as conn:
             _insert(conn, row, code)
 
@@ -169,11 +178,11 @@ class SQLiteStore:
         queries = check_queries(signatures)
         cutoff = check_cutoff(cutoff)
         offset, limit = non_negative(offset, "offset"), non_negative(limit, "limit")
-        threshold = self._coder.threshold(cutoff, self.miss_rate)
-        with self._read() as conn:
+        stages = self._coder.stages(cutoff, self.miss_rate)
+        with self._read() as conn, _one_blas_thread():
             self._check_algorithms(conn)
             self._refresh(conn)
-            ids = self._index.candidates(self._coder.encode(queries), threshold)
+            ids = self._index.candidates(self._coder.encode(queries), stages)
             rows = _rows_by_id(conn, "filepath, signature", ids).values()
             ranked = _rank(queries, rows, cutoff)[offset : offset + limit]
             return self._hits(conn, ranked)
