@@ -8,6 +8,7 @@ searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (in
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -94,13 +95,31 @@ def check_signature(signature: Any) -> np.ndarray:
     return array.astype(np.int8)
 
 
-def document(record: ImageRecord, seq: int) -> dict[str, Any]:
-    """The engine document of a record (image-match's field names and order)."""
-    signature = check_signature(record.signature)
+def check_filepath(filepath: Any) -> None:
+    """ValueError unless the filepath is a non-empty string."""
+    if not isinstance(filepath, str) or not filepath:
+        raise ValueError("the filepath must be a non-empty string")
+
+
+def check_metadata(metadata: Any) -> None:
+    """ValueError unless the metadata is JSON (it is stored as given, never indexed)."""
+    if metadata is None:
+        return
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"metadata is not JSON: {error}") from None
+
+
+def document(
+    record: ImageRecord, signature: np.ndarray, word_values: list[int], seq: int
+) -> dict[str, Any]:
+    """The engine document of a record (image-match's field names and order), given its
+    checked signature and its words (computed for a whole chunk at once)."""
     doc: dict[str, Any] = {"path": record.filepath, "signature": signature.tolist()}
     if record.metadata is not None:
         doc["metadata"] = record.metadata
-    doc.update(zip(WORD_FIELDS, words(signature).tolist(), strict=True))
+    doc.update(zip(WORD_FIELDS, word_values, strict=True))
     doc["timestamp"] = datetime.now(UTC).isoformat()
     doc["algorithm"] = record.algorithm
     doc["seq"] = seq
@@ -119,15 +138,20 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
 
 
 def words_query(signature: np.ndarray, size: int) -> dict[str, Any]:
-    """Candidates sharing at least one word with the signature, rarest shared words first.
+    """The ``size`` best candidates for a signature: documents sharing the most (and rarest,
+    by BM25 idf) 16-value words with it first.
 
-    ``track_total_hits: false`` lets the engine skip documents that cannot reach the top
-    ``size`` (block-max WAND) instead of counting every document that shares a word.
+    A zero-boost ``match_all`` clause fills the remaining places when fewer than ``size``
+    documents share a word, so an index of at most ``size`` documents is searched
+    exhaustively; once ``size`` word-sharing candidates are found it cannot compete and the
+    engine skips it. ``track_total_hits: false`` lets the engine skip documents that cannot
+    reach the top ``size`` (block-max WAND) instead of counting every one that shares a word.
     """
-    should = [
+    should: list[dict[str, Any]] = [
         {"term": {field: int(value)}}
         for field, value in zip(WORD_FIELDS, words(signature).tolist(), strict=True)
     ]
+    should.append({"match_all": {"boost": 0.0}})
     return {
         "size": size,
         "track_total_hits": False,

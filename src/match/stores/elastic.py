@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
 from match.errors import BadParameter, NotFound, StoreUnavailable
 from match.settings import Settings
-from match.signature import ALGORITHM, SIGNATURE_LENGTH, normalized_distances
+from match.signature import ALGORITHM, SIGNATURE_LENGTH, normalized_distances, words
 from match.stores import _es_docs as docs
 from match.stores._es_client import EngineClient, EngineError, IndexMissing
 from match.stores.base import BulkResult, Hit, ImageRecord, Metadata
@@ -34,6 +36,7 @@ from match.stores.base import BulkResult, Hit, ImageRecord, Metadata
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Action = tuple[dict[str, Any], dict[str, Any] | None, str]  # (action line, source, filepath)
 
 CHUNK = 500  # documents per _bulk request (~2 MB)
 CANDIDATES = 100  # candidates per query signature (image-match's size)
@@ -86,23 +89,30 @@ class ElasticStore:
 
     # -- writes -------------------------------------------------------------------------------
     def add(self, record: ImageRecord) -> None:
-        result = self._call(lambda: self._write([record], final=True))
-        if result.failed:
-            filepath, reason = result.failed[0]
+        actions, failed = self._call(lambda: self._prepare([record]))
+        if not failed:
+            failed = self._call(lambda: self._send(actions, self._refresh())).failed
+        if failed:
+            filepath, reason = failed[0]
             raise BadParameter(f"The image {filepath!r} cannot be stored: {reason}")
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
-        """Chunks of CHUNK documents through _bulk; only the last waits for the refresh."""
+        """Chunks of CHUNK documents through _bulk. One sender thread sends chunk n (in order)
+        while the next is prepared; only the last chunk waits for the refresh."""
         added, failed = 0, []
-        pending: list[ImageRecord] | None = None
-        for chunk in _chunks(records, CHUNK):
-            if pending is not None:
-                result = self._call(lambda batch=pending: self._write(batch, final=False))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="match-bulk") as sender:
+            in_flight: Future[BulkResult] | None = None
+            for chunk, last in _with_last(_chunks(records, CHUNK)):
+                actions, invalid = self._call(lambda c=chunk: self._prepare(c))
+                if in_flight is not None:
+                    result = in_flight.result()
+                    added, failed = added + result.added, failed + result.failed
+                failed += invalid
+                refresh = self._refresh(final=last)
+                in_flight = sender.submit(self._call, partial(self._send, actions, refresh))
+            if in_flight is not None:
+                result = in_flight.result()
                 added, failed = added + result.added, failed + result.failed
-            pending = chunk
-        if pending is not None:
-            result = self._call(lambda: self._write(pending, final=True))
-            added, failed = added + result.added, failed + result.failed
         return BulkResult(added=added, failed=failed)
 
     def delete(self, filepath: str) -> None:
@@ -211,29 +221,40 @@ class ElasticStore:
         return "wait_for" if final and not self.bulk_refresh else "false"
 
     # -- write helpers ------------------------------------------------------------------------
-    def _write(self, records: list[ImageRecord], final: bool) -> BulkResult:
-        """One _bulk request: index each record under its deterministic _id, and delete the
-        image-match documents (random _ids) stored under the same filepaths."""
-        index = self._ready()
+    def _prepare(self, records: list[ImageRecord]) -> tuple[list[Action], list[tuple[str, str]]]:
+        """Bulk actions for a chunk: index each record under its deterministic _id, and delete
+        the image-match documents (random _ids) stored under the same filepaths. Invalid
+        records are returned as failures with the reason."""
+        self._ready()
         failed: list[tuple[str, str]] = []
-        actions: list[tuple[dict[str, Any], dict[str, Any] | None, str]] = []
-        first = self._seq.take(len(records))
-        for n, record in enumerate(records):
+        valid: list[tuple[ImageRecord, np.ndarray]] = []
+        for record in records:
             try:
-                doc = docs.document(record, first + n)
+                docs.check_filepath(record.filepath)
+                docs.check_metadata(record.metadata)
+                valid.append((record, docs.check_signature(record.signature)))
             except (ValueError, TypeError) as error:
                 failed.append((record.filepath, f"invalid record: {error}"))
-                continue
+        if not valid:
+            return [], failed
+        all_words = words(np.stack([signature for _, signature in valid])).tolist()
+        first = self._seq.take(len(valid))
+        actions: list[Action] = []
+        for n, ((record, signature), row) in enumerate(zip(valid, all_words, strict=True)):
+            doc = docs.document(record, signature, row, first + n)
             actions.append(({"index": {"_id": docs.doc_id(record.filepath)}}, doc, record.filepath))
-        for legacy_id in self._legacy_ids([a[2] for a in actions]):
+        for legacy_id in self._legacy_ids([record.filepath for record, _ in valid]):
             actions.append(({"delete": {"_id": legacy_id}}, None, ""))
-        added, item_failures = self._bulk(index, actions, self._refresh(final))
-        return BulkResult(added=added, failed=failed + item_failures)
+        return actions, failed
+
+    def _send(self, actions: list[Action], refresh: str) -> BulkResult:
+        added, failed = self._bulk(self._ready(), actions, refresh)
+        return BulkResult(added=added, failed=failed)
 
     def _bulk(
         self,
         index: str,
-        actions: list[tuple[dict[str, Any], dict[str, Any] | None, str]],
+        actions: list[Action],
         refresh: str,
     ) -> tuple[int, list[tuple[str, str]]]:
         """Send actions; re-send the items rejected as overloaded (429); report the rest."""
@@ -416,6 +437,16 @@ class ElasticStore:
 def _term_fits(filepath: str) -> bool:
     """Whether the filepath can be a keyword term at all (Lucene's limit is 32766 bytes)."""
     return len(filepath.encode("utf-8", "surrogatepass")) <= MAX_TERM_BYTES
+
+
+def _with_last(chunks: Iterator[list[ImageRecord]]) -> Iterator[tuple[list[ImageRecord], bool]]:
+    """Each chunk with whether it is the last one."""
+    previous = next(chunks, None)
+    for chunk in chunks:
+        yield previous, False
+        previous = chunk
+    if previous is not None:
+        yield previous, True
 
 
 def _chunks(records: Iterable[ImageRecord], size: int) -> Iterator[list[ImageRecord]]:

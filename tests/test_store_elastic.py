@@ -1,0 +1,266 @@
+"""ElasticStore against a real Elasticsearch or OpenSearch server (the ``engine_url`` fixture).
+
+Engine-specific behaviour: detection, the strict mapping, exact overwrite and delete, one
+_msearch for all orientations, listing past 10,000, bulk ingest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from match.errors import BadParameter, NotFound
+from match.signature import (
+    ORIENTATIONS,
+    SIGNATURE_LENGTH,
+    image_signature,
+    normalized_distances,
+    words,
+)
+from match.signature import orientation_signatures as photo_orientations
+from match.stores import _es_docs as docs
+from match.stores._es_client import EngineClient
+from match.stores.base import ImageRecord
+from match.stores.elastic import ElasticStore
+from store_contract import StoreContract
+
+pytestmark = pytest.mark.engine
+
+# adds wait for a refresh: a short interval keeps the suite quick without changing semantics
+TEST_REFRESH = "200ms"
+
+
+def open_store(url: str, index: str, **options) -> ElasticStore:
+    return ElasticStore(EngineClient(url), index, refresh_interval=TEST_REFRESH, **options)
+
+
+@pytest.fixture
+def store(engine_url: str, engine_index: str):
+    store = open_store(engine_url, engine_index)
+    yield store
+    store.close()
+
+
+class TestElasticStore(StoreContract):
+    """The shared Store contract, on each engine."""
+
+
+@pytest.fixture(scope="module")
+def oriented_photos(photo_paths: list[Path]) -> dict[str, np.ndarray]:
+    """Orientation signatures (8, 648) of a few real photos, keyed by file name."""
+    return {path.name: photo_orientations(path) for path in photo_paths[:6]}
+
+
+def random_signatures(count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.choice(
+        [-2, -1, 0, 1, 2], size=(count, SIGNATURE_LENGTH), p=[0.1, 0.2, 0.4, 0.2, 0.1]
+    )
+    return values.astype(np.int8)
+
+
+def raw(engine_url: str, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(method, f"{engine_url}{path}", timeout=30, **kwargs)
+
+
+# -- engine and index ---------------------------------------------------------------------------
+def test_engine_detected_and_supported(store: ElasticStore) -> None:
+    engine = store.client.engine()
+    assert (engine.distribution, engine.major) in {
+        ("elasticsearch", 8),
+        ("elasticsearch", 9),
+        ("opensearch", 2),
+        ("opensearch", 3),
+    }
+
+
+def test_index_created_on_first_use_with_explicit_mapping(
+    engine_url: str, engine_index: str
+) -> None:
+    store = open_store(engine_url, engine_index, shards=2)
+    assert raw(engine_url, "HEAD", f"/{engine_index}").status_code == 404
+    assert store.count() == 0
+    body = raw(engine_url, "GET", f"/{engine_index}").json()[engine_index]
+    mapping = body["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"]["path"] == {"type": "keyword"}
+    assert mapping["properties"]["metadata"] == {"type": "object", "enabled": False}
+    assert {f"simple_word_{i}" for i in range(63)} <= set(mapping["properties"])
+    assert body["settings"]["index"]["number_of_shards"] == "2"
+    assert body["settings"]["index"]["number_of_replicas"] == "0"
+    store.close()
+
+
+def test_strict_mapping_refuses_unknown_fields(store: ElasticStore, engine_url: str) -> None:
+    store.count()  # creates the index
+    answer = raw(engine_url, "POST", f"/{store.index}/_doc", json={"path": "x", "colour": "red"})
+    assert answer.status_code == 400
+    assert "strict" in answer.text
+
+
+def test_arbitrary_metadata_is_stored_not_indexed(store: ElasticStore) -> None:
+    signatures = random_signatures(2)
+    first = {"a": 1, "nested": {"list": [1, "two", None, {"x": 1.5}]}}
+    second = {"a": "now a string", "nested": [True]}  # would conflict under dynamic mapping
+    store.add(ImageRecord("first.jpg", signatures[0], first))
+    store.add(ImageRecord("second.jpg", signatures[1], second))
+    assert store.get("first.jpg").metadata == first
+    assert store.get("second.jpg").metadata == second
+    store.update_metadata("first.jpg", {"b": 2})
+    assert store.get("first.jpg").metadata == {"b": 2}  # replaced, not merged
+    store.update_metadata("first.jpg", None)
+    assert store.get("first.jpg").metadata is None
+
+
+def test_documents_keep_image_match_shape(
+    store: ElasticStore, engine_url: str, oriented_photos: dict[str, np.ndarray]
+) -> None:
+    signature = next(iter(oriented_photos.values()))[0]
+    store.add(ImageRecord("shape.jpg", signature, {"k": "v"}))
+    source = raw(engine_url, "GET", f"/{store.index}/_doc/{docs.doc_id('shape.jpg')}").json()
+    doc = source["_source"]
+    assert doc["path"] == "shape.jpg"
+    assert doc["signature"] == signature.tolist()
+    assert doc["metadata"] == {"k": "v"}
+    assert [doc[f"simple_word_{i}"] for i in range(63)] == words(signature).tolist()
+    assert "timestamp" in doc
+
+
+# -- overwrite, delete, freshness -------------------------------------------------------------
+def test_overwrite_replaces_and_moves_to_the_end(store: ElasticStore) -> None:
+    signatures = random_signatures(3, seed=1)
+    store.add_many(
+        [
+            ImageRecord(name, sig)
+            for name, sig in zip(["a.jpg", "b.jpg"], signatures[:2], strict=True)
+        ]
+    )
+    store.add(ImageRecord("a.jpg", signatures[2], {"v": 2}))
+    assert store.count() == 2
+    assert store.list() == ["b.jpg", "a.jpg"]
+    record = store.get("a.jpg")
+    assert np.array_equal(record.signature, signatures[2])
+    assert record.metadata == {"v": 2}
+
+
+def test_delete_is_exact(store: ElasticStore) -> None:
+    """dsys/match's phrase query deleted `dir/a.jpg` too when asked to delete `a.jpg`."""
+    names = ["a.jpg", "dir/a.jpg", "a.jpg.bak", "A.jpg", "a jpg"]
+    store.add_many(
+        [
+            ImageRecord(name, sig)
+            for name, sig in zip(names, random_signatures(len(names), seed=2), strict=True)
+        ]
+    )
+    store.delete("a.jpg")
+    assert sorted(store.list()) == sorted(names[1:])
+    with pytest.raises(NotFound, match=r"'a\.jpg'"):
+        store.delete("a.jpg")
+    with pytest.raises(NotFound):
+        store.get("a.jpg")
+
+
+def test_added_image_is_found_by_the_next_search(
+    store: ElasticStore, oriented_photos: dict[str, np.ndarray]
+) -> None:
+    name, signatures = next(iter(oriented_photos.items()))
+    store.add(ImageRecord(name, signatures[0]))
+    hits = store.search(signatures, cutoff=0.45, limit=10)
+    assert [(hit.filepath, hit.orientation) for hit in hits] == [(name, 0)]
+    assert hits[0].distance == pytest.approx(0.0, abs=1e-6)
+    assert store.count() == 1
+
+
+def test_bulk_refresh_mode_still_stores_everything(engine_url: str, engine_index: str) -> None:
+    store = open_store(engine_url, engine_index, bulk_refresh=True)
+    signatures = random_signatures(30, seed=3)
+    result = store.add_many(ImageRecord(f"{i}.jpg", sig) for i, sig in enumerate(signatures))
+    assert (result.added, result.failed) == (30, [])
+    raw(engine_url, "POST", f"/{engine_index}/_refresh")
+    assert store.count() == 30
+    store.close()
+
+
+# -- search -----------------------------------------------------------------------------------
+def test_all_orientations_in_one_search_with_best_orientation(
+    store: ElasticStore, oriented_photos: dict[str, np.ndarray]
+) -> None:
+    """Each photo is stored as one of its rotations/mirrors; querying with the 8 orientations
+    of the upright photo finds it at distance 0, under the orientation that was stored."""
+    stored = {}
+    for k, (name, signatures) in enumerate(oriented_photos.items()):
+        orientation = k % len(ORIENTATIONS)
+        stored[name] = orientation
+        store.add(ImageRecord(name, signatures[orientation], {"n": k}))
+    for name, signatures in oriented_photos.items():
+        hits = store.search(signatures, cutoff=0.45, limit=10)
+        assert hits[0].filepath == name
+        assert hits[0].distance == pytest.approx(0.0, abs=1e-6)
+        assert hits[0].orientation == stored[name]
+        assert len({hit.filepath for hit in hits}) == len(hits)  # each image once
+
+
+def test_search_ranks_by_exact_distance_then_filepath(
+    store: ElasticStore, oriented_photos: dict[str, np.ndarray]
+) -> None:
+    query = next(iter(oriented_photos.values()))[0]
+    rng = np.random.default_rng(4)
+    records = []
+    for i, flips in enumerate([0, 0, 40, 80, 160, 400]):
+        noisy = query.copy()
+        where = rng.choice(SIGNATURE_LENGTH, size=flips, replace=False)
+        noisy[where] = rng.choice([-2, -1, 0, 1, 2], size=flips)
+        records.append(ImageRecord(f"copy-{5 - i}.jpg", noisy))
+    store.add_many(records)
+    expected = sorted(
+        (float(normalized_distances(query, r.signature[None, :])[0]), r.filepath) for r in records
+    )
+    expected = [(d, p) for d, p in expected if d < 0.45]
+    hits = store.search(query[None, :], cutoff=0.45, limit=10)
+    assert [hit.filepath for hit in hits] == [p for _, p in expected]
+    assert [hit.distance for hit in hits] == pytest.approx([d for d, _ in expected])
+    assert hits[0].filepath == "copy-4.jpg"  # the two exact copies tie: by filepath
+    page = store.search(query[None, :], cutoff=0.45, limit=2, offset=1)
+    assert [hit.filepath for hit in page] == [p for _, p in expected[1:3]]
+
+
+def test_search_with_blank_query_finds_nothing(store: ElasticStore) -> None:
+    store.add(ImageRecord("x.jpg", random_signatures(1)[0]))
+    blank = np.zeros((1, SIGNATURE_LENGTH), dtype=np.int8)
+    assert store.search(blank, cutoff=0.45, limit=10) == []
+
+
+def test_search_rejects_bad_query_shape(store: ElasticStore) -> None:
+    with pytest.raises(BadParameter, match="shape"):
+        store.search(np.zeros((2, 10), dtype=np.int8), cutoff=0.45, limit=10)
+
+
+# -- listing ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_list_in_insertion_order_past_ten_thousand(engine_url: str, engine_index: str) -> None:
+    store = open_store(engine_url, engine_index)
+    total = 10_050
+    # names in insertion order are not in lexical order: the order comes from the sequence
+    names = [f"{(i * 7919) % total:05d}.jpg" for i in range(total)]
+    signature = random_signatures(1, seed=5)[0]
+    result = store.add_many(ImageRecord(name, signature) for name in names)
+    assert (result.added, result.failed) == (total, [])
+    assert store.count() == total
+    assert store.list(offset=10_020, limit=20) == names[10_020:10_040]
+    assert store.list(offset=9_990, limit=30) == names[9_990:10_020]
+    assert store.list(offset=total - 5, limit=20) == names[-5:]
+    assert store.list(offset=total + 10, limit=5) == []
+    assert store.list(offset=3, limit=4) == names[3:7]
+    store.close()
+
+
+def test_photo_signature_matches_stored_photo(store: ElasticStore, photo_paths: list[Path]) -> None:
+    """End to end with signatures from files: a photo is found by its own signature."""
+    path = photo_paths[-1]
+    store.add(ImageRecord(str(path), image_signature(path), {"file": path.name}))
+    hits = store.search(photo_orientations(path), cutoff=0.45, limit=5)
+    assert hits[0].filepath == str(path)
+    assert hits[0].metadata == {"file": path.name}
