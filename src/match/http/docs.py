@@ -41,13 +41,18 @@ def _path_section(path: str, operations: dict[str, Any]) -> str:
     statuses = ", ".join(code for code in first["responses"] if code != "200")
     return (
         f'<section id="{escape(path.strip("/"))}"><h2>{verbs}{escape(path)}</h2>'
-        f"<p>{escape(first['summary'])}</p>{_parameter_table(first)}"
+        f"<p>{escape(first['summary'])}</p>{_parameter_table(list(operations.values()))}"
         f"<p>Errors: {escape(statuses)}.</p></section>"
     )
 
 
-def _parameter_table(operation: dict[str, Any]) -> str:
-    rows = _parameters(operation)
+def _parameter_table(operations: list[dict[str, Any]]) -> str:
+    """One table for all methods of a path (a GET lists no form body; its POST may)."""
+    merged: dict[str, tuple[str, str, bool, str, str]] = {}
+    for operation in operations:
+        for row in _parameters(operation):
+            merged.setdefault(row[0], row)
+    rows = list(merged.values())
     if not rows:
         return "<p>No parameters.</p>"
     body = "".join(
