@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from match.http.auth import load_keys
 from match.http.logs import json_log_config
 from match.http.metrics import prepare_multiprocess
 from match.settings import SETTINGS, Settings, SettingsError
@@ -32,6 +33,7 @@ MAX_CONNECTIONS_PER_WORKER = 200
 
 def serve(settings: Settings) -> None:
     """Serve the API until SIGTERM/SIGINT (blocks)."""
+    load_keys(settings)  # a bad key setting stops the server here, not in each worker
     export_settings(settings)
     prepare_multiprocess(settings.worker_count)  # metrics shared by the workers
     uvicorn.run(APP, factory=True, **uvicorn_options(settings))
@@ -70,6 +72,7 @@ def _as_text(value: Any) -> str:
 def main() -> int:
     try:
         settings = Settings.from_env()
+        load_keys(settings)
     except SettingsError as error:
         print(f"match: {error}", file=sys.stderr)
         return 2

@@ -171,6 +171,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Allow URLs on loopback, private and "
         "link-local addresses (off: they are refused, also after redirects and DNS).",
     ),
+    Setting(
+        "MATCH_API_KEYS",
+        "",
+        _optional,
+        "API keys, comma-separated; a key ending in `:ro` is read-only. Set: every endpoint "
+        "but /ping needs one (HTTP Basic password or Bearer token).",
+        secret=True,
+    ),
+    Setting(
+        "MATCH_API_KEYS_FILE",
+        "",
+        _optional,
+        "File of API keys (one per line or comma-separated, `#` comments), besides MATCH_API_KEYS.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -200,6 +214,8 @@ class Settings:
     match_url_max_bytes: int
     match_url_max_redirects: int
     match_allow_private_urls: bool
+    match_api_keys: str | None
+    match_api_keys_file: str | None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

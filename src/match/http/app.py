@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from match.errors import MatchError
 from match.http import api, tineye
+from match.http.auth import access_control
 from match.http.docs import render_docs
 from match.http.endpoints import AppContext, Endpoint, starlette_route
 from match.http.envelope import fail, method_name
@@ -55,7 +56,8 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(RequestLimits, max_bytes=context.max_body_bytes, body_timeout=body_timeout)
+            *access_control(settings),  # keys first: no body is read for a refused request
+            Middleware(RequestLimits, max_bytes=context.max_body_bytes, body_timeout=body_timeout),
         ],
         exception_handlers={HTTPException: _http_error, MatchError: _match_error},
         lifespan=_lifespan(context),
