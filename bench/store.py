@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,10 @@ BASES = 150
 COPIES = 4
 ORIENTED_QUERIES = 30
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+_HAS_NEIGHBOUR = np.stack(
+    [np.pad(np.ones((9, 9)), 1)[1 + dr : 10 + dr, 1 + dc : 10 + dc] for dr, dc in _NEIGHBOURS],
+    axis=2,
+).astype(np.float32)
 
 
 # -- population ---------------------------------------------------------------------------------
@@ -77,25 +80,40 @@ def synthetic(n: int, rng: np.random.Generator) -> np.ndarray:
     rows = np.cos(freq[None, :, None] * u + rng.uniform(0, 2 * np.pi, (n, 4, 1)))
     cols = np.cos(freq[None, :, None] * u + rng.uniform(0, 2 * np.pi, (n, 4, 1)))
     amp = rng.normal(0, 1, (n, 4, 4)) / (1 + freq[:, None] + freq[None, :])
-    grid = np.einsum("nab,nai,nbj->nij", amp, rows, cols)
+    grid = rows.transpose(0, 2, 1) @ amp @ cols  # sum of amp[a, b] * rows[a, i] * cols[b, j]
     grid *= 0.7 * 0.3 / (np.abs(grid).max(axis=(1, 2), keepdims=True) + 1e-9)
     grid += 0.3 * 0.3 * rng.uniform(0, 1, (n, 9, 9))
-    padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
-    diffs = np.stack(
-        [grid - padded[:, 1 + dr : 10 + dr, 1 + dc : 10 + dc] for dr, dc in _NEIGHBOURS], axis=3
-    ).reshape(n, -1)
-    diffs[np.isnan(diffs)] = 0.0
+    grid = grid.astype(np.float32)
+    padded = np.zeros((n, 11, 11), dtype=np.float32)
+    padded[:, 1:10, 1:10] = grid
+    diffs = np.empty((n, 9, 9, 8), dtype=np.float32)
+    for k, (dr, dc) in enumerate(_NEIGHBOURS):
+        np.subtract(grid, padded[:, 1 + dr : 10 + dr, 1 + dc : 10 + dc], out=diffs[..., k])
+    diffs *= _HAS_NEIGHBOUR  # no neighbour outside the grid: difference 0
+    diffs = diffs.reshape(n, -1)
     diffs[np.abs(diffs) < 2 / 255] = 0.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without positives/negatives
-        up = np.nanmedian(np.where(diffs > 0, diffs, np.nan), axis=1, keepdims=True)
-        down = np.nanmedian(np.where(diffs < 0, diffs, np.nan), axis=1, keepdims=True)
-    out = np.zeros(diffs.shape, dtype=np.int8)
-    out[diffs > 0] = 1
-    out[diffs > up] = 2
-    out[diffs < 0] = -1
-    out[diffs < down] = -2
+    up, down = _medians(diffs)
+    out = (diffs > 0).view(np.int8) + (diffs > up).view(np.int8)
+    out -= (diffs < 0).view(np.int8) + (diffs < down).view(np.int8)
     return out
+
+
+def _medians(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the median of the positive values and of the negative values (as
+    np.percentile(..., 50) of each; 0 where there are none)."""
+    ordered = np.sort(diffs, axis=1)
+    width = diffs.shape[1]
+    negatives = (diffs < 0).sum(axis=1)
+    positives = (diffs > 0).sum(axis=1)
+
+    def middle(first: np.ndarray, count: np.ndarray) -> np.ndarray:
+        low = np.clip(first + (count - 1) // 2, 0, width - 1)
+        high = np.clip(first + count // 2, 0, width - 1)
+        pick = np.take_along_axis
+        values = (pick(ordered, low[:, None], 1) + pick(ordered, high[:, None], 1)) / 2
+        return np.where(count[:, None] > 0, values, 0.0)
+
+    return middle(width - positives, positives), middle(np.zeros_like(negatives), negatives)
 
 
 # -- measurements -------------------------------------------------------------------------------

@@ -112,9 +112,7 @@ class SQLiteStore:
     def add(self, record: ImageRecord) -> None:
         row = self._prepare(record)
         with _one_blas_thread():
-            code = self._coder.encode(row.signature[None, :])[0].tobytes()
-        with self._write() as conn:
-            _insert(conn, row, code)
+            self._insert_batch([row])
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         added, failed, batch = 0, [], []
@@ -298,10 +296,10 @@ class SQLiteStore:
     def _insert_batch(self, batch: list[_Row]) -> int:
         if not batch:
             return 0
-        codes = self._coder.encode(np.stack([row.signature for row in batch]))
+        rows = _last_of_each_filepath(batch)
+        codes = self._coder.encode(np.stack([row.signature for row in rows]))
         with self._write() as conn:
-            for row, code in zip(batch, codes, strict=True):
-                _insert(conn, row, code.tobytes())
+            _insert(conn, rows, codes)
             _prune_tombstones(conn)
         return len(batch)
 
@@ -365,13 +363,33 @@ def _database_path(path: Path) -> Path:
     return file
 
 
-def _insert(conn: sqlite3.Connection, row: _Row, code: bytes) -> None:
-    conn.execute("DELETE FROM images WHERE filepath = ?", (row.filepath,))
-    cursor = conn.execute(
-        "INSERT INTO images (filepath, algorithm, signature, metadata) VALUES (?, ?, ?, ?)",
-        (row.filepath, row.algorithm, row.blob, row.metadata),
+def _last_of_each_filepath(batch: list[_Row]) -> list[_Row]:
+    """The batch with only the last record of each filepath, in the order of those last ones
+    (a filepath added twice ends where it was added last)."""
+    latest: dict[str, _Row] = {}
+    for row in reversed(batch):
+        latest.setdefault(row.filepath, row)
+    return list(reversed(latest.values()))
+
+
+def _insert(conn: sqlite3.Connection, rows: list[_Row], codes: np.ndarray) -> None:
+    """Replace or insert rows (distinct filepaths) with their codes, in one write transaction.
+    Writers are serialised, so the new ids are the next ones after the table's sequence."""
+    filepaths = json.dumps([row.filepath for row in rows], ensure_ascii=False)
+    conn.execute(
+        "DELETE FROM images WHERE filepath IN (SELECT value FROM json_each(?))", (filepaths,)
     )
-    conn.execute("INSERT INTO codes (id, code) VALUES (?, ?)", (cursor.lastrowid, code))
+    found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
+    first = (found[0] if found else 0) + 1
+    ids = range(first, first + len(rows))
+    conn.executemany(
+        "INSERT INTO images (id, filepath, algorithm, signature, metadata) VALUES (?, ?, ?, ?, ?)",
+        [(i, r.filepath, r.algorithm, r.blob, r.metadata) for i, r in zip(ids, rows, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO codes (id, code) VALUES (?, ?)",
+        [(i, code.tobytes()) for i, code in zip(ids, codes, strict=True)],
+    )
 
 
 def _prune_tombstones(conn: sqlite3.Connection) -> None:
