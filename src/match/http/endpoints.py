@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,8 @@ class AppContext:
                 self._matcher = None
 
 
-Handler = Callable[[AppContext, Params], Sequence[Any]]
+# Returns the envelope's result list; or, for an endpoint with its own responder, what it renders.
+Handler = Callable[[AppContext, Params], Any]
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,18 @@ class Endpoint:
     params: tuple[Param, ...] = ()
     result: dict[str, Any] = field(default_factory=dict)  # JSON schema of one result item
     errors: tuple[int, ...] = (400,)  # statuses documented besides 200
+    # Builds the request handler; None: the dsys/match envelope with HTTP error statuses below.
+    # (The TinEye-style routes answer 200 with the failure inside the envelope.)
+    responder: Responder | None = None
+
+
+Responder = Callable[[Endpoint, AppContext], Callable[[Request], Awaitable[Response]]]
 
 
 def starlette_route(endpoint: Endpoint, context: AppContext) -> Route:
     return Route(
         endpoint.path,
-        _responder(endpoint, context),
+        (endpoint.responder or _responder)(endpoint, context),
         methods=list(endpoint.methods),
         name=endpoint.name,
         include_in_schema=False,
