@@ -41,7 +41,9 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str = "Match") -> dict[str,
             "title": title,
             "version": VERSION,
             "description": "Reverse image search with dsys/match's API. Every response is the "
-            'envelope {"status", "error", "method", "result"}.',
+            'envelope {"status", "error", "method", "result"}. TinEye MatchEngine\'s API is '
+            "served under /rest/<method>/: its failures answer 200, with status fail or warn "
+            "and timing stats in the envelope.",
         },
         "paths": paths,
         "components": {"schemas": {"Envelope": _ENVELOPE}},
@@ -50,7 +52,8 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str = "Match") -> dict[str,
 
 def _operation(endpoint: Endpoint, method: str) -> dict[str, Any]:
     operation: dict[str, Any] = {
-        "operationId": f"{endpoint.name}_{method.lower()}",
+        # From the path: /add and /rest/add/ are both "add" methods.
+        "operationId": f"{endpoint.path.strip('/').replace('/', '_')}_{method.lower()}",
         "summary": endpoint.summary,
         "parameters": [
             _query_parameter(param) for param in endpoint.params if param.type != "file"
@@ -137,7 +140,7 @@ _ENVELOPE = {
     "type": "object",
     "required": ["status", "error", "method", "result"],
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "fail"]},
+        "status": {"type": "string", "enum": ["ok", "warn", "fail"]},
         "error": {"type": "array", "items": {"type": "string"}},
         "method": {"type": "string"},
         "result": {"type": "array"},

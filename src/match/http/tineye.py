@@ -1,0 +1,373 @@
+"""TinEye MatchEngine's API, beside dsys/match's: /rest/<method>/ for add, delete, search,
+compare, count, list, ping and update_metadata, so MatchEngine clients can point at Match.
+
+Parameters come from the query string or the form (MatchEngine's clients put them in the query
+string and the files in a multipart body, and send a GET when there is no file); every answer is
+a 200 with MatchEngine's envelope (match.http.tineye_wire). docs/tineye.md is the reference,
+including where Match differs (overlap percentages, no overlay).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from match.errors import BadParameter, NotFound
+from match.http.api import MAX_LIMIT
+from match.http.endpoints import AppContext, Endpoint
+from match.http.params import Param, Params, Upload
+from match.http.sources import ImageSource, choose_source, image_bytes, naming, query_signatures
+from match.http.tineye_wire import MAX_BATCH, Field, Item, Reply, batch_items, each_item, responder
+from match.service import Metadata
+
+MISSING = "This file does not exist in the image collection"  # MatchEngine's wording
+IMAGE_ID_MAX = 255  # characters, as MatchEngine allows
+ROTATIONS = 4  # the first 4 query orientations are the rotations; the last 4 their mirror images
+
+FILEPATH = Field("filepath", "filepaths", "string")
+IMAGE = Field("image", "images", "file")
+URL = Field("url", "urls", "string")
+IMAGE_ID = Field("image_id", "image_ids", "string")
+METADATA = Field("metadata", "metadata", "json")
+
+
+# -- add, delete, update_metadata: batches --------------------------------------------------------
+def add(context: AppContext, params: Params) -> Reply:
+    items = batch_items(params, (IMAGE, URL, FILEPATH, IMAGE_ID, METADATA), "images or URLs")
+    if not items:
+        raise BadParameter("Missing parameter: give 'image' or 'url', or 'images[N]' or 'urls[N]'")
+    return each_item(items, lambda item: _add_one(context, item), _add_label)
+
+
+def _add_one(context: AppContext, item: Item) -> None:
+    source = choose_source(item.params, url=item.name("url"), image=item.name("image"))
+    filepath = _add_filepath(item, source)
+    metadata = _new_metadata(item)
+    data = image_bytes(source, context.fetch_limits)
+    with naming(source.name):
+        context.matcher.add(filepath, data, metadata)
+
+
+def _add_filepath(item: Item, source: ImageSource) -> str:
+    """The filepath given, else (as MatchEngine does) the uploaded file's name or the last part
+    of the URL's path."""
+    if item.given("filepath"):
+        return item["filepath"]
+    if source.kind == "image":
+        raw = item.raw("image")
+        name = raw.filename if isinstance(raw, Upload) else ""
+    else:
+        name = posixpath.basename(unquote(urlsplit(str(source.value)).path))
+    if not name.strip():
+        raise BadParameter(
+            f"Parameter '{item.name('filepath')}' is required: the image has no file name"
+        )
+    return name
+
+
+def _add_label(item: Item) -> str:
+    """How a failed add item is named in the error list: its filepath, else its source."""
+    for key in ("filepath", "url"):
+        raw = item.raw(key)
+        if isinstance(raw, str):
+            return raw
+    raw = item.raw("image")
+    if isinstance(raw, Upload) and raw.filename:
+        return raw.filename
+    return item.name("image")
+
+
+def _new_metadata(item: Item) -> Metadata:
+    """The metadata an item sets: its ``metadata`` JSON object plus its ``image_id``. An image_id
+    of '{}' (MatchEngine's way to clear it) or nothing at all means none."""
+    metadata: dict[str, Any] = dict(item["metadata"] or {})
+    image_id = item["image_id"]
+    if image_id is not None and image_id.strip() != "{}":
+        if len(image_id) > IMAGE_ID_MAX:
+            raise BadParameter(
+                f"Parameter '{item.name('image_id')}' is longer than {IMAGE_ID_MAX} characters"
+            )
+        metadata["image_id"] = image_id
+    return metadata or None
+
+
+def delete(context: AppContext, params: Params) -> Reply:
+    items = batch_items(params, (FILEPATH,), "filepaths")
+    if not items:
+        raise BadParameter("Missing parameter: give 'filepath' or 'filepaths[N]'")
+    return each_item(items, lambda item: _delete_one(context, item), _filepath_label)
+
+
+def _delete_one(context: AppContext, item: Item) -> None:
+    filepath = item["filepath"]
+    with _missing_worded():
+        context.matcher.delete(filepath)
+
+
+def update_metadata(context: AppContext, params: Params) -> Reply:
+    items = batch_items(params, (FILEPATH, IMAGE_ID, METADATA), "filepaths")
+    if not items:
+        raise BadParameter("Missing parameter: give 'filepath' or 'filepaths[N]'")
+    return each_item(items, lambda item: _update_one(context, item), _filepath_label)
+
+
+def _update_one(context: AppContext, item: Item) -> None:
+    if not item.given("filepath"):
+        raise BadParameter(f"Parameter '{item.name('filepath')}' is required")
+    filepath = item["filepath"]
+    metadata = _new_metadata(item)
+    with _missing_worded():
+        context.matcher.update_metadata(filepath, metadata)
+
+
+def _filepath_label(item: Item) -> str:
+    raw = item.raw("filepath")
+    return raw if isinstance(raw, str) else item.name("filepath")
+
+
+@contextmanager
+def _missing_worded(prefix: str = "") -> Iterator[None]:
+    """NotFound worded as MatchEngine's "<filepath>: This file does not exist in the image
+    collection" (in a batch, each_item prefixes the item's filepath)."""
+    try:
+        yield
+    except NotFound:
+        raise NotFound(f"{prefix}{MISSING}") from None
+
+
+# -- search and compare -------------------------------------------------------------------------
+def search(context: AppContext, params: Params) -> Reply:
+    # Every parameter is checked before the image is fetched or decoded.
+    flips, min_score = params["check_horizontal_flip"], params["min_score"]
+    limit, offset = params["limit"], params["offset"]
+    source = choose_source(params, filepath="filepath")
+    signatures = _query(context, source, flips)
+    matches = context.matcher.search(signatures, min_score=min_score, limit=limit, offset=offset)
+    result = [_match(match.score, match.filepath, match.metadata) for match in matches]
+    return Reply(result=result, query_image={"filepath": _query_name(params, source)})
+
+
+def compare(context: AppContext, params: Params) -> Reply:
+    flips, min_score = params["check_horizontal_flip"], params["min_score"]
+    first = choose_source(params, url="url1", image="image1", filepath="filepath1")
+    second = choose_source(params, url="url2", image="image2", filepath="filepath2")
+    queries = _query(context, first, flips)
+    with _missing_worded(f"{second.value}: "):
+        target = query_signatures(context.matcher, second, context.fetch_limits, False)
+    score = context.matcher.compare(queries, target)
+    cutoff = context.matcher.settings.match_distance_cutoff
+    # Like search: a match is under the distance cutoff and (inclusively) at least min_score.
+    matched = 1.0 - score / 100.0 < cutoff and score >= min_score - 1e-9
+    return Reply(result=[_match(score)] if matched else [])
+
+
+def _query(context: AppContext, source: ImageSource, flips: bool) -> np.ndarray:
+    """The query's 4 rotations, or all 8 orientations with check_horizontal_flip. MatchEngine
+    finds rotated copies without being asked and mirrored ones only when asked."""
+    with _missing_worded(f"{source.value}: "):
+        signatures = query_signatures(context.matcher, source, context.fetch_limits, True)
+    return signatures if flips else signatures[:ROTATIONS]
+
+
+def _match(score: float, filepath: str | None = None, metadata: Metadata = None) -> dict:
+    """One result. The signature compares whole images, so the whole query overlaps the whole
+    target: both overlaps are 100, and match_percent is the score (docs/tineye.md)."""
+    result: dict[str, Any] = {} if filepath is None else {"filepath": filepath}
+    result |= {
+        "score": round(score, 2),
+        "match_percent": round(score, 2),
+        "query_overlap_percent": 100.0,
+        "target_overlap_percent": 100.0,
+    }
+    if filepath is not None:
+        result["metadata"] = metadata
+        if metadata and "image_id" in metadata:
+            result["image_id"] = metadata["image_id"]
+    return result
+
+
+def _query_name(params: Params, source: ImageSource) -> str:
+    if source.kind == "image":
+        raw = params.raw(source.name)
+        return raw.filename if isinstance(raw, Upload) else source.name
+    return str(source.value)
+
+
+# -- count, list, ping --------------------------------------------------------------------------
+def count(context: AppContext, params: Params) -> Reply:
+    return Reply(result=[context.matcher.count()])
+
+
+def list_(context: AppContext, params: Params) -> Reply:
+    return Reply(result=context.matcher.list(offset=params["offset"], limit=params["limit"]))
+
+
+def ping(context: AppContext, params: Params) -> Reply:
+    context.matcher.ping()
+    return Reply()
+
+
+# -- the route table ----------------------------------------------------------------------------
+_N = f"N = 0..{MAX_BATCH - 1}; at most {MAX_BATCH} per request"
+FORMAT = Param("format", "string", "Response format: only json.", default="json")
+_FILEPATH_ONE = Param("filepath", "string", "Collection filepath of one image.")
+_FILEPATHS = Param("filepaths[N]", "string", f"Collection filepaths of several images ({_N}).")
+_IMAGE_ID = Param(
+    "image_id",
+    "string",
+    f"ID stored with the image (up to {IMAGE_ID_MAX} characters; '{{}}' clears it); "
+    "numbered: image_ids[N].",
+)
+_METADATA = Param(
+    "metadata",
+    "json",
+    "JSON object stored with the image and returned by search; numbered: metadata[N].",
+)
+_MIN_SCORE = Param(
+    "min_score",
+    "number",
+    "Only matches with at least this score.",
+    default=0.0,
+    minimum=0,
+    maximum=100,
+)
+_FLIP = Param(
+    "check_horizontal_flip",
+    "boolean",
+    "Also find mirror images (True/False). Rotations are always searched.",
+    default=False,
+)
+_SCORE = {"type": "number", "description": "100 * (1 - distance): 100 is identical."}
+_OVERLAP = {"type": "number", "description": "Always 100: whole images are compared."}
+_COMPARED = {
+    "score": _SCORE,
+    "match_percent": {"type": "number", "description": "Equal to score."},
+    "query_overlap_percent": _OVERLAP,
+    "target_overlap_percent": _OVERLAP,
+}
+
+
+def _image_params(suffix: str, which: str) -> tuple[Param, ...]:
+    return (
+        Param(f"image{suffix}", "file", f"The {which} image, uploaded as a multipart file."),
+        Param(f"url{suffix}", "string", f"http(s) URL of the {which} image."),
+        Param(f"filepath{suffix}", "string", f"Collection filepath of the {which} image."),
+    )
+
+
+def _endpoint(
+    method: str,
+    verbs: tuple[str, ...],
+    summary: str,
+    handler: Any,
+    params: tuple[Param, ...] = (),
+    result: dict[str, Any] | None = None,
+) -> Endpoint:
+    return Endpoint(
+        f"/rest/{method}/",
+        verbs,
+        method,
+        f"{summary} (TinEye MatchEngine wire format: always HTTP 200, failures in the envelope.)",
+        handler,
+        (*params, FORMAT),
+        result or {},
+        errors=(),
+        responder=responder,
+    )
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    _endpoint(
+        "add",
+        ("GET", "POST"),
+        "Store up to 10 images, each under its filepath (replacing any image stored there); "
+        "failed items are listed in error without losing the others (status warn).",
+        add,
+        (
+            Param("image", "file", "One image, uploaded; filepath defaults to its file name."),
+            Param("url", "string", "http(s) URL of one image; filepath defaults to its name."),
+            _FILEPATH_ONE,
+            Param("images[N]", "file", f"Several images, uploaded ({_N})."),
+            Param("urls[N]", "string", f"URLs of several images ({_N})."),
+            _FILEPATHS,
+            _IMAGE_ID,
+            _METADATA,
+        ),
+    ),
+    _endpoint(
+        "delete",
+        ("GET", "POST", "DELETE"),
+        "Delete up to 10 images by filepath.",
+        delete,
+        (_FILEPATH_ONE, _FILEPATHS),
+    ),
+    _endpoint(
+        "update_metadata",
+        ("GET", "POST"),
+        "Replace the metadata of up to 10 stored images, without uploading them again.",
+        update_metadata,
+        (_FILEPATH_ONE, _FILEPATHS, _IMAGE_ID, _METADATA),
+    ),
+    _endpoint(
+        "search",
+        ("GET", "POST"),
+        "Stored images that look like the query, best first.",
+        search,
+        (
+            *_image_params("", "query"),
+            _MIN_SCORE,
+            Param("offset", "integer", "Skip this many matches.", default=0, minimum=0),
+            Param(
+                "limit",
+                "integer",
+                "At most this many matches.",
+                default=10,
+                minimum=1,
+                maximum=MAX_LIMIT,
+            ),
+            _FLIP,
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "filepath": {"type": "string"},
+                **_COMPARED,
+                "metadata": {"type": "object", "nullable": True},
+                "image_id": {"type": "string", "description": "When one is stored."},
+            },
+        },
+    ),
+    _endpoint(
+        "compare",
+        ("GET", "POST"),
+        "Whether two images match: one result with their score, or none.",
+        compare,
+        (*_image_params("1", "first"), *_image_params("2", "second"), _MIN_SCORE, _FLIP),
+        {"type": "object", "properties": _COMPARED},
+    ),
+    _endpoint("count", ("GET", "POST"), "Number of stored images.", count, (), {"type": "integer"}),
+    _endpoint(
+        "list",
+        ("GET", "POST"),
+        "Stored filepaths in insertion order.",
+        list_,
+        (
+            Param("offset", "integer", "Skip this many filepaths.", default=0, minimum=0),
+            Param(
+                "limit",
+                "integer",
+                "At most this many filepaths.",
+                default=20,
+                minimum=1,
+                maximum=MAX_LIMIT,
+            ),
+        ),
+        {"type": "string"},
+    ),
+    _endpoint("ping", ("GET", "POST"), "Health check: ok when the store answers.", ping),
+)
