@@ -1,55 +1,73 @@
-"""The signature itself: crop window, 9x9 grid, mean grey squares, neighbour differences, levels.
+"""The signature: crop window, 9x9 grid, mean grey squares, neighbour differences, levels.
 
-Straightforward reference implementation; exactness is pinned by tests against golden values.
+Computes exactly what image-match 1.x computes (pinned by golden values, and equal to the
+float64 transcription in _reference.py on every test photo), but in exact integer arithmetic
+(see luma.py) and touching each pixel as few times as possible:
+
+1. one pass over the image for the luma row/column profiles, which give the crop window;
+2. the 81 P x P squares are summed from a small integral image of just the rows and columns
+   they cover;
+3. differences and levels are computed on integers, so a threshold or median decision never
+   depends on rounding; where an exact tie remains, image-match's own float64 rounding decides,
+   recomputed as image-match computes it (float_ties.py).
+
+The 8 orientations reuse the one decode and the one profile pass: an oriented image's profiles
+are the original's, permuted; its squares are rectangles of the original.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from functools import cache
+
+import cv2
 import numpy as np
 
-from match.signature.decode import ImageInput, decode_image
+from match.signature import float_ties
+from match.signature import luma as lumas
+from match.signature.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_pixels
+from match.signature.orientations import GRID, NEIGHBOURS, ORIENTATIONS, axis_map
 
 ALGORITHM = "goldberg-imagematch-1"
 """Name and version carried by every stored signature. Bump it if the computation changes."""
 
-GRID = 9
 SIGNATURE_LENGTH = GRID * GRID * 8
-IDENTICAL_TOLERANCE = 2 / 255
-GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
+MODES = ("exact", "fast")
+FAST_MIN_SIDE = 512
+"""Fast mode decodes JPEGs scaled by 1/2, 1/4 or 1/8 while the shorter side stays >= this."""
 
-ORIENTATIONS = (
-    "original",
-    "rotate_90",
-    "rotate_180",
-    "rotate_270",
-    "mirror",
-    "mirror_rotate_90",
-    "mirror_rotate_180",
-    "mirror_rotate_270",
-)
-"""The 8 orientations, in the order orientation_signatures returns them. rotate_k turns the image
-k degrees counter-clockwise; mirror_* first mirrors left-right, then rotates."""
+CROP_PERCENTILES = (5, 95)
+# |difference| < 2/255 counts as identical; 2/255 of grey is 20000 luma units
+_TOLERANCE = 2 * lumas.LUMA_SCALE // 255
 
-# (drow, dcol) of the 8 neighbours, in image-match's order: UL, U, UR, L, R, LL, D, LR
-_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+Ranges = tuple[np.ndarray, np.ndarray]  # (lo, hi) of the 9 squares along one axis, half-open
 
 
-def grey(rgb: np.ndarray) -> np.ndarray:
-    """0.2125 R + 0.7154 G + 0.0721 B on floats in [0, 1], as scikit-image's rgb2gray."""
-    return (rgb / 255.0) @ GREY_WEIGHTS
+def image_signature(
+    source: ImageInput, *, max_pixels: int | None = None, mode: str = "exact"
+) -> np.ndarray:
+    """The 648-value int8 signature (values -2..2) of an image.
+
+    ``mode="exact"`` reproduces image-match; ``"fast"`` decodes large JPEGs at reduced size
+    (see FAST_MIN_SIDE), which moves the signature slightly (docs/signatures.md).
+    """
+    return _Signer(_decode(source, max_pixels, mode)).signatures((0,))[0]
 
 
-def image_signature(source: ImageInput, *, max_pixels: int | None = None) -> np.ndarray:
-    """The 648-value int8 signature (values -2..2) of an image."""
-    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-    return grey_signature(grey(decode_image(source, **kwargs)))
+def orientation_signatures(
+    source: ImageInput, *, max_pixels: int | None = None, mode: str = "exact"
+) -> np.ndarray:
+    """Signatures of the 8 orientations (see ORIENTATIONS), shape (8, 648), decoding once.
+
+    Row k equals image_signature of the image turned by orientation k.
+    """
+    return _Signer(_decode(source, max_pixels, mode)).signatures(range(len(ORIENTATIONS)))
 
 
-def orientation_signatures(source: ImageInput, *, max_pixels: int | None = None) -> np.ndarray:
-    """Signatures of the 8 orientations (see ORIENTATIONS), shape (8, 648)."""
-    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-    g = grey(decode_image(source, **kwargs))
-    return np.stack([grey_signature(view) for view in _dihedral(g)])
+def pixels_signature(pixels: np.ndarray) -> np.ndarray:
+    """The signature of decoded (H, W, 3) RGB or (H, W) grey uint8 pixels (no checks)."""
+    return _Signer(pixels).signatures((0,))[0]
 
 
 def is_blank(signature: np.ndarray) -> bool:
@@ -57,75 +75,209 @@ def is_blank(signature: np.ndarray) -> bool:
     return not np.any(signature)
 
 
-def _dihedral(image: np.ndarray):
-    for mirrored in (image, image[:, ::-1]):
-        for k in range(4):
-            yield np.rot90(mirrored, k)
+def _decode(source: ImageInput, max_pixels: int | None, mode: str) -> np.ndarray:
+    if mode not in MODES:
+        raise ValueError(f"signature mode must be one of {MODES}, not {mode!r}")
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    min_side = FAST_MIN_SIDE if mode == "fast" else None
+    return decode_pixels(source, max_pixels=limit, min_side=min_side)
 
 
-def grey_signature(image: np.ndarray) -> np.ndarray:
-    """Signature of a 2-D grey image with values in [0, 1]."""
-    rows, cols = _crop_window(image)
-    x = np.linspace(rows[0], rows[1], GRID + 2, dtype=int)[1:-1]
-    y = np.linspace(cols[0], cols[1], GRID + 2, dtype=int)[1:-1]
-    means = _mean_levels(image, x, y)
-    diffs = _differentials(means)
-    return _quantise(diffs).ravel().astype(np.int8)
+class _Signer:
+    """Signatures of one decoded image in any of its orientations."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+        self.height, self.width = pixels.shape[:2]
+        self.side = max(2.0, int(0.5 + min(self.height, self.width) / 20.0))
+        self.rows, self.cols = lumas.profiles(pixels)
+        self._ranges_cache: dict[tuple[int, bool], Ranges] = {}
+        self._grey: np.ndarray | None = None
+
+    def signatures(self, orientations: Sequence[int]) -> np.ndarray:
+        # per orientation: the source row ranges and column ranges of its squares
+        layouts = [self._layout(k) for k in orientations]
+        sums = _SquareSums(self.pixels, [r for r, _, _ in layouts], [c for _, c, _ in layouts])
+        out = np.empty((len(layouts), SIGNATURE_LENGTH), dtype=np.int8)
+        for n, (row_ranges, col_ranges, transposed) in enumerate(layouts):
+            totals, counts = sums.table(row_ranges, col_ranges)
+            if transposed:
+                totals, counts = totals.T, counts.T
+            diffs, white = _differentials(totals, counts)
+            if float_ties.is_ambiguous(diffs, _TOLERANCE * (white // lumas.LUMA_SCALE), white):
+                out[n] = self._float_levels(orientations[n])
+            else:
+                out[n] = _levels(diffs, white)
+        return out
+
+    def _float_levels(self, orientation: int) -> np.ndarray:
+        """image-match's float64 levels, where an exact tie leaves the decision to rounding."""
+        if self._grey is None:
+            self._grey = float_ties.grey(self.pixels)
+        axes = axis_map(orientation)
+        # the squares in the oriented image's own coordinates
+        if axes.transposed:
+            rows = self._oriented(axis=1, reverse=axes.flip_cols)
+            cols = self._oriented(axis=0, reverse=axes.flip_rows)
+        else:
+            rows = self._oriented(axis=0, reverse=axes.flip_rows)
+            cols = self._oriented(axis=1, reverse=axes.flip_cols)
+        return float_ties.levels(self._grey, orientation, rows, cols)
+
+    def _oriented(self, axis: int, reverse: bool) -> Ranges:
+        lo, hi = self._ranges(axis, reverse)
+        length = self.height if axis == 0 else self.width
+        return (length - hi, length - lo) if reverse else (lo, hi)
+
+    def _layout(self, orientation: int) -> tuple[Ranges, Ranges, bool]:
+        axes = axis_map(orientation)
+        row_ranges = self._ranges(axis=0, reverse=axes.flip_rows)
+        col_ranges = self._ranges(axis=1, reverse=axes.flip_cols)
+        return row_ranges, col_ranges, axes.transposed
+
+    def _ranges(self, axis: int, reverse: bool) -> Ranges:
+        key = (axis, reverse)
+        if key not in self._ranges_cache:
+            profile, length = (self.rows, self.height) if axis == 0 else (self.cols, self.width)
+            self._ranges_cache[key] = _axis_ranges(profile, length, self.side, reverse)
+        return self._ranges_cache[key]
 
 
-def _crop_window(image: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    height, width = image.shape
-    rw = np.cumsum(np.sum(np.abs(np.diff(image, axis=1)), axis=1))
-    cw = np.cumsum(np.sum(np.abs(np.diff(image, axis=0)), axis=0))
-    top = int(np.searchsorted(rw, np.percentile(rw, 5), side="right"))
-    bottom = int(np.searchsorted(rw, np.percentile(rw, 95), side="left"))
-    left = int(np.searchsorted(cw, np.percentile(cw, 5), side="right"))
-    right = int(np.searchsorted(cw, np.percentile(cw, 95), side="left"))
-    if top > bottom:  # featureless along this axis: fall back to the plain percentiles
-        top, bottom = int(0.05 * height), int(0.95 * height)
-    if left > right:
-        left, right = int(0.05 * width), int(0.95 * width)
-    return (top, bottom), (left, right)
+def _axis_ranges(profile: np.ndarray, length: int, side: float, reverse: bool) -> Ranges:
+    """Square ranges along one axis, in source coordinates, in the oriented image's order.
+
+    ``reverse``: the oriented image reads this axis backwards, so its crop window and grid are
+    computed on the reversed profile and mapped back.
+    """
+    if reverse:
+        profile = profile[::-1]
+    lo_crop, hi_crop = _crop(np.cumsum(profile), length)
+    points = np.linspace(lo_crop, hi_crop, GRID + 2, dtype=int)[1:-1]
+    lo = np.maximum(points - side / 2, 0).astype(np.int64)
+    hi = np.minimum(lo + side, length).astype(np.int64)
+    if reverse:
+        return length - hi, length - lo
+    return lo, hi
 
 
-def _mean_levels(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    height, width = image.shape
-    side = max(2.0, int(0.5 + min(height, width) / 20.0))
-    means = np.empty((len(x), len(y)))
-    for i, xi in enumerate(x):
-        lo_r = int(max(xi - side / 2, 0))
-        hi_r = int(min(lo_r + side, height))
-        for j, yj in enumerate(y):
-            lo_c = int(max(yj - side / 2, 0))
-            hi_c = int(min(lo_c + side, width))
-            means[i, j] = np.mean(image[lo_r:hi_r, lo_c:hi_c])
-    return means
+def _crop(cumulative: np.ndarray, length: int) -> tuple[int, int]:
+    """image-match's crop limits: searchsorted of the 5th/95th percentile of the cumulative
+    profile (linear interpolation), decided exactly on the integer profile."""
+    lower_pct, upper_pct = CROP_PERCENTILES
+    lower = _percentile_position(cumulative, lower_pct, "right")
+    upper = _percentile_position(cumulative, upper_pct, "left")
+    if lower > upper:  # featureless along this axis: image-match falls back to fixed margins
+        lower, upper = int(lower_pct / 100.0 * length), int(upper_pct / 100.0 * length)
+    return lower, upper
 
 
-def _differentials(means: np.ndarray) -> np.ndarray:
-    n = means.shape[0]
-    padded = np.pad(means, 1, mode="constant", constant_values=np.nan)
-    out = np.empty((n, n, 8))
-    for k, (dr, dc) in enumerate(_NEIGHBOURS):
-        neighbour = padded[1 + dr : 1 + dr + n, 1 + dc : 1 + dc + n]
-        out[:, :, k] = means - neighbour
-    out[np.isnan(out)] = 0.0
-    return out
+def _percentile_position(values: np.ndarray, percent: int, side: str) -> int:
+    """np.searchsorted(values, np.percentile(values, percent), side), in exact arithmetic.
+
+    The percentile lies at index (n - 1) * percent / 100: on values[i] when that is whole,
+    else strictly between values[i] and values[i + 1] (or on them, if they are equal).
+    """
+    i, remainder = divmod(percent * (len(values) - 1), 100)
+    at = values[i]
+    if side == "right" or remainder == 0 or values[i + 1] == at:
+        return int(np.searchsorted(values, at, side=side))
+    return i + 1
 
 
-def _quantise(diffs: np.ndarray) -> np.ndarray:
-    d = diffs.copy()
-    d[np.abs(d) < IDENTICAL_TOLERANCE] = 0.0
-    if not np.any(d):
-        return d
-    positives, negatives = d[d > 0], d[d < 0]
-    out = np.zeros_like(d)
-    if positives.size:
-        median = np.percentile(positives, 50)
-        out[(d > 0) & (d <= median)] = 1
-        out[d > median] = 2
-    if negatives.size:
-        median = np.percentile(negatives, 50)
-        out[(d < 0) & (d >= median)] = -1
-        out[d < median] = -2
+class _SquareSums:
+    """Sums of luma over rectangles whose rows and columns all lie in the given ranges.
+
+    Only the covered rows and columns are gathered into a compact sub-image, whose integral
+    image then answers every rectangle in four lookups.
+    """
+
+    def __init__(
+        self, pixels: np.ndarray, row_ranges: list[Ranges], col_ranges: list[Ranges]
+    ) -> None:
+        height, width = pixels.shape[:2]
+        row_runs, self.row_at = _covered(height, row_ranges)
+        col_runs, self.col_at = _covered(width, col_ranges)
+        # slicing runs and concatenating is ~6x faster than fancy indexing
+        band = np.concatenate([pixels[lo:hi] for lo, hi in row_runs])
+        compact = np.concatenate([band[:, lo:hi] for lo, hi in col_runs], axis=1)
+        self.integral = cv2.integral(lumas.luma(compact), sdepth=cv2.CV_64F)
+
+    def table(self, row_ranges: Ranges, col_ranges: Ranges) -> tuple[np.ndarray, np.ndarray]:
+        """(9, 9) int64 sums and pixel counts of the squares rows[i] x cols[j]."""
+        r0, r1 = (self.row_at[edge][:, None] for edge in row_ranges)
+        c0, c1 = (self.col_at[edge][None, :] for edge in col_ranges)
+        table = self.integral
+        totals = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
+        counts = (row_ranges[1] - row_ranges[0])[:, None] * (col_ranges[1] - col_ranges[0])
+        return totals.astype(np.int64), counts
+
+
+def _covered(length: int, ranges: list[Ranges]) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The runs of positions inside any range, and each position's index among those inside."""
+    depth = np.zeros(length + 1, dtype=np.int16)
+    for lo, hi in ranges:
+        np.add.at(depth, lo, 1)
+        np.add.at(depth, hi, -1)
+    inside = np.cumsum(depth[:-1]) > 0
+    position = np.zeros(length + 1, dtype=np.int64)
+    np.cumsum(inside, out=position[1:])
+    edges = np.flatnonzero(np.diff(inside, prepend=False, append=False))
+    return [(int(lo), int(hi)) for lo, hi in edges.reshape(-1, 2)], position
+
+
+@cache
+def _neighbour_index() -> tuple[np.ndarray, np.ndarray]:
+    """For each of the 648 values: its cell and its neighbour's cell in an 11 x 11 padded grid,
+    and whether the neighbour lies on the grid."""
+    size = GRID + 2
+    own, other, valid = [], [], []
+    for i in range(GRID):
+        for j in range(GRID):
+            for drow, dcol in NEIGHBOURS:
+                own.append((i + 1) * size + j + 1)
+                other.append((i + 1 + drow) * size + j + 1 + dcol)
+                valid.append(0 <= i + drow < GRID and 0 <= j + dcol < GRID)
+    own_index, other_index = np.array(own), np.array(other)
+    return np.stack([own_index, other_index]), np.array(valid)
+
+
+def _differentials(totals: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, int]:
+    """Self minus neighbour mean for each of the 648 values (0 off the grid, and under the
+    tolerance), as exact integers: means in luma units times common = lcm of the square sizes.
+    Returns the differences and the value of a grey difference of 1 (white minus black)."""
+    first = int(counts.flat[0])
+    common = first if (counts == first).all() else math.lcm(*np.unique(counts).tolist())
+    if lumas.LUMA_SCALE * common < 1 << 61:
+        scaled = totals * (common // counts)
+    else:  # astronomically many distinct square sizes: Python integers never overflow
+        scaled = totals.astype(object) * (common // counts).astype(object)
+    padded = np.zeros((GRID + 2) ** 2, dtype=scaled.dtype)
+    padded.reshape(GRID + 2, GRID + 2)[1:-1, 1:-1] = scaled
+    (own, other), valid = _neighbour_index()
+    diffs = padded[own] - padded[other]
+    diffs[~valid] = 0
+    diffs[np.abs(diffs) < _TOLERANCE * common] = 0
+    return diffs, lumas.LUMA_SCALE * common
+
+
+def _levels(diffs: np.ndarray, white_minus_black: int) -> np.ndarray:
+    """Positives split at their median into 1/2, negatives into -1/-2, exactly as
+    image-match's percentile-and-compare does (median itself -> level 1)."""
+    out = np.zeros(SIGNATURE_LENGTH, dtype=np.int8)
+    for sign in (1, -1):
+        magnitudes = diffs * sign
+        chosen = magnitudes > 0
+        values = magnitudes[chosen]
+        if values.size == 0:
+            continue
+        if values.max() >= white_minus_black:
+            # image-match assigns the levels in place, one interval after the other: the 1s it
+            # has just written fall into the [median, 1.0] interval of level 2 when a square is
+            # white beside a black one, so every value ends at level 2
+            out[chosen] = 2 * sign
+            continue
+        # the median of n values is the ((n-1)//2)-th smallest, or halfway to the next one;
+        # either way nothing lies strictly between, so "<= median" is "<= that value"
+        lower_median = np.sort(values)[(values.size - 1) // 2]
+        out[chosen] = np.where(values <= lower_median, sign, 2 * sign)
     return out

@@ -1,4 +1,4 @@
-"""image-match's 63 search words: overlapping 16-value runs of the signature, squashed to ternary."""
+"""image-match's 63 search words: overlapping 16-value runs of a signature, squashed to ternary."""
 
 from __future__ import annotations
 
