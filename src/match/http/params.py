@@ -188,6 +188,8 @@ def _json_object(param: Param, raw: Raw) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as error:
         raise BadParameter(f"Parameter '{param.name}' is not valid JSON: {error}") from None
+    except RecursionError:  # json.loads recurses once per level: "[[[[..." is a 500 otherwise
+        raise BadParameter(f"Parameter '{param.name}' is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadParameter(
             f"Parameter '{param.name}' must be a JSON object ({{...}}), got {type(value).__name__}"
