@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,8 +72,15 @@ def free_port() -> int:
 class MatchServer:
     """``python -m match.server`` in a subprocess, on a free loopback port."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, ready_status: int = 200) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        ready_status: int = 200,
+        command: Sequence[str] = (sys.executable, "-m", "match.server"),
+    ) -> None:
         self.env = dict(env)
+        self.command = list(command)
         self.ready_status = ready_status  # /ping's status once up (503: store unavailable)
         self.log_path = log_path
         self.port = free_port()
@@ -84,7 +91,7 @@ class MatchServer:
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "match.server"],
+                self.command,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
