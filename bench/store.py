@@ -38,7 +38,7 @@ from match.stores.sqlite import SQLiteStore
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
 CUTOFF = 0.45
 BASES = 150
-COPIES = 4
+COPIES = 8
 ORIENTED_QUERIES = 30
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 _HAS_NEIGHBOUR = np.stack(
@@ -117,12 +117,13 @@ def _medians(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- measurements -------------------------------------------------------------------------------
-def timed_insert(store: SQLiteStore, names: list[str], signatures: np.ndarray) -> float:
+def timed_insert(store: SQLiteStore, names: list[str], signatures: np.ndarray) -> np.ndarray:
+    """Wall-clock and CPU seconds of add_many (records built beforehand)."""
     records = [ImageRecord(name, sig) for name, sig in zip(names, signatures, strict=True)]
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     result = store.add_many(records)
     assert not result.failed, result.failed[:3]
-    return time.perf_counter() - start
+    return np.array([time.perf_counter() - wall, time.process_time() - cpu])
 
 
 def disk_bytes(store: SQLiteStore) -> int:
@@ -132,17 +133,19 @@ def disk_bytes(store: SQLiteStore) -> int:
     return sum(p.stat().st_size for p in store.path.parent.glob(store.path.name + "*"))
 
 
-def ground_truth(store: SQLiteStore, queries: list[np.ndarray]) -> list[set[str]]:
-    """Filepaths under the cutoff for each query (k, 648), by scanning every stored row."""
+def ground_truth(store: SQLiteStore, queries: list[np.ndarray]) -> list[dict[str, float]]:
+    """{filepath: distance} under the cutoff for each query (k, 648), by scanning every stored
+    row (the distance of a query with k rows is the minimum over them)."""
     rows = np.concatenate(queries)
     owner = np.repeat(np.arange(len(queries)), [len(q) for q in queries])
-    truth: list[set[str]] = [set() for _ in queries]
+    truth: list[dict[str, float]] = [{} for _ in queries]
     conn = sqlite3.connect(store.path)
     cursor = conn.execute("SELECT filepath, signature FROM images")
     while chunk := cursor.fetchmany(20_000):
         distances = normalized_distances(rows, unpack_signatures([row[1] for row in chunk]))
         for query_row, stored in zip(*np.nonzero(distances < CUTOFF), strict=True):
-            truth[owner[query_row]].add(chunk[stored][0])
+            found, filepath = truth[owner[query_row]], chunk[stored][0]
+            found[filepath] = min(found.get(filepath, 1.0), distances[query_row, stored])
     conn.close()
     return truth
 
@@ -165,6 +168,12 @@ def timed_search(store: SQLiteStore, query: np.ndarray) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def timed_list(store: SQLiteStore, offset: int) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    assert len(store.list(offset, 20)) == 20
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def worker(data_dir: str, queries_file: str) -> None:
     queries = np.load(queries_file)
     single, oriented = queries["single"], queries["oriented"]
@@ -172,6 +181,8 @@ def worker(data_dir: str, queries_file: str) -> None:
     start = time.perf_counter()
     store.list(0, 1)  # loads the candidate index
     load = time.perf_counter() - start
+    count = store.count()
+    lists = [timed_list(store, offset) for offset in (0, count // 2, count - 20) * 10]
     one = [timed_search(store, query[None, :]) for query in single]
     eight = [timed_search(store, query) for query in oriented]
     found = [
@@ -186,6 +197,7 @@ def worker(data_dir: str, queries_file: str) -> None:
     json.dump(
         {
             "load": load,
+            "list": lists,
             "one": one,
             "eight": eight,
             "found": found,
@@ -204,8 +216,15 @@ def latency(timings: list[list[float]]) -> str:
     wall, cpu = [t[0] for t in timings], [t[1] for t in timings]
     return (
         f"p50 {ms(wall, 0.5)} ms, p99 {ms(wall, 0.99)} ms (CPU time p50 {ms(cpu, 0.5)} ms, "
-        f"p99 {ms(cpu, 0.99)} ms; {len(wall)} queries)"
+        f"p99 {ms(cpu, 0.99)} ms; {len(wall)} calls)"
     )
+
+
+def recall(truth: list[dict[str, float]], found: list[list[str]], low: float, high: float) -> str:
+    expected = [{f for f, d in t.items() if low <= d < high} for t in truth]
+    hits = sum(len(e & set(f)) for e, f in zip(expected, found, strict=True))
+    total = sum(len(e) for e in expected)
+    return f"{hits}/{total} = {100 * hits / max(total, 1):.2f}%"
 
 
 def report(
@@ -214,14 +233,12 @@ def report(
     single_add: list[float],
     disk: int,
     result: dict,
-    truth: list[set[str]],
+    truth: list[dict[str, float]],
 ) -> None:
-    hits = sum(len(t & set(f)) for t, f in zip(truth, result["found"], strict=True))
-    total = sum(len(t) for t in truth)
     print(f"\n== {size:,} images ==")
     print(
-        f"bulk insert (add_many): {insert_rate:,.0f} signatures/s; single add(): p50 "
-        f"{ms(single_add, 0.5)} ms"
+        f"bulk insert (add_many): {insert_rate[0]:,.0f} signatures/s (per CPU second: "
+        f"{insert_rate[1]:,.0f}); single add(): p50 {ms(single_add, 0.5)} ms"
     )
     print(f"disk: {disk / size:,.0f} bytes per image ({disk / 2**20:,.0f} MiB)")
     print(
@@ -230,7 +247,11 @@ def report(
     )
     print(f"search, 1 orientation:  {latency(result['one'])}")
     print(f"search, 8 orientations: {latency(result['eight'])}")
-    print(f"recall vs exhaustive scan: {hits}/{total} = {100 * hits / max(total, 1):.2f}%")
+    print(f"list(offset, 20) at offsets 0, n/2, n-20: {latency(result['list'])}")
+    print(f"recall vs exhaustive scan: {recall(truth, result['found'], 0.0, CUTOFF)}")
+    for low, high in ((0.0, 0.3), (0.3, 0.4), (0.4, CUTOFF)):
+        band = recall(truth, result["found"], low, high)
+        print(f"  images at distance {low:.2f}-{high:.2f}: {band}")
     sys.stdout.flush()
 
 
@@ -249,6 +270,7 @@ def main() -> None:
 
 
 def bench(data_dir: str, sizes: list[int], photos: Path) -> None:
+    started = time.perf_counter()
     rng = np.random.default_rng(2002)
     names, real = real_signatures(photos)
     bases = real[:BASES]
@@ -267,27 +289,28 @@ def bench(data_dir: str, sizes: list[int], photos: Path) -> None:
     store = SQLiteStore(data_dir)
     seconds = timed_insert(store, names, real)
     seconds += timed_insert(store, [f"near/{i}" for i in range(len(copies))], copies)
-    stored = len(real) + len(copies)
+    stored = inserted = len(real) + len(copies)
     for size in sizes:
-        start_count = stored
         while stored < size:
             n = min(100_000, size - stored)
             signatures = synthetic(n, rng)
             seconds += timed_insert(store, [f"syn/{stored + i}" for i in range(n)], signatures)
             stored += n
-        rate = (stored - start_count) / seconds if seconds else float("nan")
+            inserted += n
+        rate = inserted / seconds
         single_add = []
         for i, signature in enumerate(synthetic(20, rng)):
             start = time.perf_counter()
             store.add(ImageRecord(f"single/{size}/{i}", signature))
             single_add.append(time.perf_counter() - start)
         stored += 20
-        seconds = 0.0
+        seconds, inserted = np.zeros(2), 0
         disk = disk_bytes(store)
         result = run_worker(data_dir, queries_file)
         truth = ground_truth(store, [q[None, :] for q in single] + list(oriented))
         report(stored, rate, single_add, disk, result, truth)
     store.close()
+    print(f"\nbenchmark run time: {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -91,8 +91,12 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._closed = False
-        with self._guard():
-            bits, seed = self._open_schema(self._connection())
+        try:
+            with self._guard():
+                bits, seed = self._open_schema(self._connection())
+        except BaseException:
+            self.close()
+            raise
         self._coder = HyperplaneCoder(bits, seed)
         self._index = CandidateIndex(self._coder.words)
         self._loaded = False
