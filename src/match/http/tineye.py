@@ -19,7 +19,7 @@ import numpy as np
 
 from match.errors import BadParameter, NotFound
 from match.http.api import MAX_LIMIT
-from match.http.endpoints import AppContext, Endpoint
+from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
 from match.http.sources import ImageSource, choose_source, image_bytes, naming, query_signatures
 from match.http.tineye_wire import MAX_BATCH, Field, Item, Reply, batch_items, each_item, responder
@@ -264,7 +264,7 @@ def _endpoint(
     method: str,
     verbs: tuple[str, ...],
     summary: str,
-    handler: Any,
+    handler: Handler,
     params: tuple[Param, ...] = (),
     result: dict[str, Any] | None = None,
 ) -> Endpoint:

@@ -140,7 +140,9 @@ class Item:
     """One item of a batch: ``item["filepath"]`` reads ``filepaths[3]`` (or ``filepath`` for a
     single-item request) by its declared type; ``item.name("filepath")`` is the wire name."""
 
-    def __init__(self, params: Params, names: Mapping[str, str], types: Mapping[str, ParamType]):
+    def __init__(
+        self, params: Params, names: Mapping[str, str], types: Mapping[str, ParamType]
+    ) -> None:
         self._names = dict(names)
         declared = [Param(names[key], types[key], "") for key in names]
         self.params = Params(declared, params.values)
