@@ -79,13 +79,13 @@ def fetch_image(url: str, limits: FetchLimits, *, name: str = "url") -> bytes:
 
 def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     """Why connecting to ``address`` is refused (e.g. "a loopback address"), or None."""
+    embedded = _embedded_ipv4(address)  # first: ::ffff:169.254.169.254 is the metadata service
+    if embedded is not None:
+        return address_problem(embedded, allow_private=allow_private)
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if allow_private:
         return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        return address_problem(mapped, allow_private=False)
     for attribute, kind in (
         ("is_loopback", "a loopback address"),
         ("is_link_local", "a link-local address"),
@@ -99,6 +99,20 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     if not address.is_global:
         return "not a public address"
     return None
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches: IPv4-mapped, 6to4 or NAT64 (64:ff9b::/96)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None or address.sixtofour is not None:
+        return address.ipv4_mapped or address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def _parse_url(url: str, name: str) -> httpx.URL:
