@@ -7,6 +7,7 @@ searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (in
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -21,6 +22,10 @@ from match.stores.base import ImageRecord
 
 WORD_FIELDS = tuple(f"simple_word_{i}" for i in range(WORD_COUNT))
 SOURCE_FIELDS = ["path", "signature", "metadata", "algorithm"]
+PACKED_FIELD = "signature_packed"
+PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
+_TRIPLET = np.array([25, 5, 1], dtype=np.int64)
+_SEVEN_BITS = 1 << np.arange(6, -1, -1)
 
 
 def mapping() -> dict[str, Any]:
@@ -33,11 +38,21 @@ def mapping() -> dict[str, Any]:
         "timestamp": {"type": "date"},
         "algorithm": {"type": "keyword"},
         "seq": {"type": "long", "index": False},
+        PACKED_FIELD: {"type": "binary", "doc_values": True},
     }
     # keyword terms: exact term lookups in the inverted index, scored by rarity (BM25 idf)
     for field in WORD_FIELDS:
         properties[field] = {"type": "keyword", "doc_values": False}
+    # the packed copy stays in _source too: excluding it makes Elasticsearch keep a second,
+    # full copy of every document (_recovery_source) for hours, which costs more than it saves
     return {"dynamic": "strict", "properties": properties}
+
+
+def added_fields() -> dict[str, Any]:
+    """Our fields beyond image-match's, added explicitly to an image-match index (its dynamic
+    mapping would guess a text field for the packed signature)."""
+    fields = mapping()["properties"]
+    return {"properties": {name: fields[name] for name in ("algorithm", "seq", PACKED_FIELD)}}
 
 
 def index_body(shards: int, replicas: int, refresh_interval: str) -> dict[str, Any]:
@@ -47,6 +62,8 @@ def index_body(shards: int, replicas: int, refresh_interval: str) -> dict[str, A
                 "number_of_shards": shards,
                 "number_of_replicas": replicas,
                 "refresh_interval": refresh_interval,
+                # _source is read for get/list/update only (search uses doc values): compress it
+                "codec": "best_compression",
             }
         },
         "mappings": mapping(),
@@ -111,8 +128,30 @@ def check_metadata(metadata: Any) -> None:
         raise ValueError(f"metadata is not JSON: {error}") from None
 
 
+def pack(signatures: np.ndarray) -> list[str]:
+    """Signatures (n, 648) as 189-byte base64 strings, for the binary doc-values field: search
+    reads candidates' signatures from doc values, which is far cheaper than their _source."""
+    count = len(signatures)
+    codes = (signatures.reshape(count, -1, 3).astype(np.int64) + 2) @ _TRIPLET
+    bits = np.unpackbits(codes.astype(np.uint8)[..., None], axis=-1)[..., 1:]
+    packed = np.packbits(bits.reshape(count, -1), axis=1)
+    return [base64.b64encode(row.tobytes()).decode("ascii") for row in packed]
+
+
+def unpack(texts: list[str]) -> np.ndarray:
+    """The inverse of pack: (n, 648) int8. ValueError if a text is not a packed signature."""
+    raw = b"".join(base64.b64decode(text, validate=True) for text in texts)
+    if len(raw) != PACKED_BYTES * len(texts):
+        raise ValueError("not a packed signature")
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), PACKED_BYTES)
+    bits = np.unpackbits(rows, axis=1).reshape(len(texts), -1, 7)
+    codes = bits.astype(np.int64) @ _SEVEN_BITS
+    digits = np.stack([codes // 25, codes // 5 % 5, codes % 5], axis=-1) - 2
+    return digits.reshape(len(texts), SIGNATURE_LENGTH).astype(np.int8)
+
+
 def document(
-    record: ImageRecord, signature: np.ndarray, word_values: list[int], seq: int
+    record: ImageRecord, signature: np.ndarray, word_values: list[int], seq: int, packed: str
 ) -> dict[str, Any]:
     """The engine document of a record (image-match's field names and order), given its
     checked signature and its words (computed for a whole chunk at once)."""
@@ -123,6 +162,7 @@ def document(
     doc["timestamp"] = datetime.now(UTC).isoformat()
     doc["algorithm"] = record.algorithm
     doc["seq"] = seq
+    doc[PACKED_FIELD] = packed
     return doc
 
 
@@ -137,26 +177,28 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
     )
 
 
-def words_query(signature: np.ndarray, size: int) -> dict[str, Any]:
-    """The ``size`` best candidates for a signature: documents sharing the most (and rarest,
-    by BM25 idf) 16-value words with it first.
+def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1) -> dict[str, Any]:
+    """The ``size`` best candidates for a signature: documents sharing at least ``min_words``
+    of its 16-value words, those sharing the most (and rarest, by BM25 idf) first.
 
     A zero-boost ``match_all`` clause fills the remaining places when fewer than ``size``
-    documents share a word, so an index of at most ``size`` documents is searched
-    exhaustively; once ``size`` word-sharing candidates are found it cannot compete and the
-    engine skips it. ``track_total_hits: false`` lets the engine skip documents that cannot
-    reach the top ``size`` (block-max WAND) instead of counting every one that shares a word.
+    documents qualify, so an index of at most ``size`` documents is searched exhaustively; once
+    ``size`` candidates are found it cannot compete and the engine skips it.
+    ``track_total_hits: false`` lets the engine skip documents that cannot reach the top
+    ``size`` (block-max WAND) instead of counting every one that shares a word. Hits carry
+    path, packed signature and algorithm from doc values, no _source.
     """
-    should: list[dict[str, Any]] = [
+    terms = [
         {"term": {field: int(value)}}
         for field, value in zip(WORD_FIELDS, words(signature).tolist(), strict=True)
     ]
-    should.append({"match_all": {"boost": 0.0}})
+    shared = {"bool": {"should": terms, "minimum_should_match": min_words}}
     return {
         "size": size,
         "track_total_hits": False,
-        "_source": SOURCE_FIELDS,
-        "query": {"bool": {"should": should}},
+        "_source": False,
+        "docvalue_fields": [path, PACKED_FIELD, "algorithm"],
+        "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}]}},
     }
 
 

@@ -40,6 +40,7 @@ Action = tuple[dict[str, Any], dict[str, Any] | None, str]  # (action line, sour
 
 CHUNK = 500  # documents per _bulk request (~2 MB)
 CANDIDATES = 100  # candidates per query signature (image-match's size)
+MIN_WORDS = 1  # words a candidate shares with a query signature at least (image-match: 1)
 MAX_WINDOW = 10_000  # index.max_result_window: from + size never goes past it
 MAX_TERM_BYTES = 32766
 ITEM_RETRIES = 3  # rounds of re-sending bulk items the engine rejected with 429
@@ -56,6 +57,7 @@ class ElasticStore:
         bulk_refresh: bool = False,
         refresh_interval: str = "1s",
         candidates: int = CANDIDATES,
+        min_words: int = MIN_WORDS,
     ) -> None:
         self.client = client
         self.index = index
@@ -64,6 +66,7 @@ class ElasticStore:
         self.bulk_refresh = bulk_refresh
         self.refresh_interval = refresh_interval
         self.candidates = candidates
+        self.min_words = min_words
         self._path_field: str | None = None  # known once the index is ready
         self._seq = docs.SeqClock()
 
@@ -144,8 +147,7 @@ class ElasticStore:
         if limit == 0 or not live:
             return []
         size = min(MAX_WINDOW, max(self.candidates, offset + limit))
-        hits = self._call(lambda: self._candidates(queries[live], size))
-        return _rank(queries, hits, cutoff)[offset : offset + limit]
+        return self._call(lambda: self._search(queries, live, cutoff, size, offset, limit))
 
     def count(self) -> int:
         def run() -> int:
@@ -183,6 +185,9 @@ class ElasticStore:
         # an alias answers with its concrete index's name
         index_mapping = next(iter(body.values()), {}).get("mappings", {})
         field = docs.path_field(index_mapping)
+        if field is not None and docs.PACKED_FIELD not in index_mapping.get("properties", {}):
+            # an image-match index: declare our fields before its dynamic mapping guesses them
+            self.client.request("PUT", f"/{self.index}/_mapping", body=docs.added_fields())
         if field is None:
             raise StoreUnavailable(
                 f"The index {self.index!r} has no exact `path` keyword field: it was not made "
@@ -237,11 +242,13 @@ class ElasticStore:
                 failed.append((record.filepath, f"invalid record: {error}"))
         if not valid:
             return [], failed
-        all_words = words(np.stack([signature for _, signature in valid])).tolist()
+        signatures = np.stack([signature for _, signature in valid])
+        all_words = words(signatures).tolist()
+        packed = docs.pack(signatures)
         first = self._seq.take(len(valid))
         actions: list[Action] = []
         for n, ((record, signature), row) in enumerate(zip(valid, all_words, strict=True)):
-            doc = docs.document(record, signature, row, first + n)
+            doc = docs.document(record, signature, row, first + n, packed[n])
             actions.append(({"index": {"_id": docs.doc_id(record.filepath)}}, doc, record.filepath))
         for legacy_id in self._legacy_ids([record.filepath for record, _ in valid]):
             actions.append(({"delete": {"_id": legacy_id}}, None, ""))
@@ -347,6 +354,8 @@ class ElasticStore:
         source.pop("metadata", None)
         if metadata is not None:
             source["metadata"] = metadata
+        signature = docs.check_signature(source["signature"])
+        source[docs.PACKED_FIELD] = docs.pack(signature[None, :])[0]  # image-match's lack it
         params = {
             "if_seq_no": found["_seq_no"],
             "if_primary_term": found["_primary_term"],
@@ -379,19 +388,92 @@ class ElasticStore:
         hits = found["hits"]["hits"]
         return hits[0] if hits else None
 
-    def _candidates(self, queries: np.ndarray, size: int) -> list[dict[str, Any]]:
-        """Hits of all query signatures, from one _msearch round trip."""
+    def _search(
+        self,
+        queries: np.ndarray,
+        live: list[int],
+        cutoff: float,
+        size: int,
+        offset: int,
+        limit: int,
+    ) -> list[Hit]:
+        """Candidates of every live query row in one _msearch; their signatures from doc values
+        (from _source only for image-match's documents, which have no packed copy); exact
+        ranking here; then the metadata of the returned page only."""
         index = self._ready()
+        candidates = self._candidates(index, queries[live], size)
+        packed = {i: c for i, c in candidates.items() if c[1] is not None}
+        sources = self._sources(index, [i for i in candidates if i not in packed], None)
+        ids = list(packed) + list(sources)
+        paths = [packed[i][0] for i in packed] + [sources[i]["path"] for i in sources]
+        if not ids:
+            return []
+        stored = np.concatenate(
+            [
+                docs.unpack([packed[i][1] for i in packed]) if packed else _no_rows(),
+                np.asarray([sources[i]["signature"] for i in sources], dtype=np.int8).reshape(
+                    -1, SIGNATURE_LENGTH
+                ),
+            ]
+        )
+        page = _rank(queries, ids, paths, stored, cutoff)[offset : offset + limit]
+        missing = [hit_id for hit_id, *_ in page if hit_id not in sources]
+        sources |= self._sources(index, missing, ["metadata"])
+        return [
+            Hit(path, distance, sources.get(hit_id, {}).get("metadata"), row)
+            for hit_id, path, distance, row in page
+        ]
+
+    def _candidates(
+        self, index: str, queries: np.ndarray, size: int
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """{_id: (path, packed signature)} of the hits of all query rows, from one _msearch;
+        path or packed signature None where doc values lack them (image-match documents)."""
+        path = self._path_field or "path"
         lines: list[Any] = []
         for row in queries:
-            lines += [{}, docs.words_query(row, size)]
+            lines += [{}, docs.words_query(row, size, path, self.min_words)]
         _, body = self.client.request("POST", f"/{index}/_msearch", lines=lines)
-        hits: list[dict[str, Any]] = []
+        found: dict[str, tuple[str | None, str | None]] = {}
         for response in body["responses"]:
             if "error" in response:
                 _raise_search_error(response)
-            hits += response["hits"]["hits"]
-        return hits
+            for hit in response["hits"]["hits"]:
+                fields = hit.get("fields", {})
+                # a signature of another algorithm has no meaningful distance to these
+                if fields.get("algorithm", [ALGORITHM])[0] != ALGORITHM:
+                    continue
+                filepath = fields.get(path, [None])[0]
+                packed = fields.get(docs.PACKED_FIELD, [None])[0]
+                if filepath is None or not _is_packed(packed):
+                    filepath = packed = None
+                found.setdefault(hit["_id"], (filepath, packed))
+        return found
+
+    def _sources(
+        self, index: str, ids: list[str], fields: list[str] | None
+    ) -> dict[str, dict[str, Any]]:
+        """_source (only ``fields``, or path/signature/metadata/algorithm) of documents by _id,
+        in one _mget; documents gone or of another algorithm are left out."""
+        if not ids:
+            return {}
+        includes = ",".join(fields or docs.SOURCE_FIELDS)
+        _, body = self.client.request(
+            "POST", f"/{index}/_mget", body={"ids": ids}, params={"_source_includes": includes}
+        )
+        sources = {}
+        for doc in body["docs"]:
+            source = doc.get("_source")
+            if not doc.get("found") or source is None:
+                continue
+            if fields is None and (
+                "path" not in source
+                or "signature" not in source
+                or source.get("algorithm", ALGORITHM) != ALGORITHM
+            ):
+                continue
+            sources[doc["_id"]] = source
+        return sources
 
     def _list(self, offset: int, limit: int) -> list[str]:
         index = self._ready()
@@ -467,34 +549,29 @@ def _check_queries(signatures: np.ndarray) -> np.ndarray:
     return queries.astype(np.int8)
 
 
-def _rank(queries: np.ndarray, hits: list[dict[str, Any]], cutoff: float) -> list[Hit]:
-    """Each image once, at its smallest distance to any query row (and that row's index);
-    under the cutoff; best first, then by filepath."""
-    unique: dict[str, dict[str, Any]] = {}
-    for hit in hits:
-        source = hit.get("_source") or {}
-        # a signature of another algorithm has no meaningful distance to these queries
-        if (
-            "path" in source
-            and "signature" in source
-            and source.get("algorithm", ALGORITHM) == ALGORITHM
-        ):
-            unique.setdefault(hit["_id"], source)
-    if not unique:
-        return []
-    sources = list(unique.values())
-    stored = np.asarray([source["signature"] for source in sources], dtype=np.int8)
+def _rank(
+    queries: np.ndarray, ids: list[str], paths: list[str], stored: np.ndarray, cutoff: float
+) -> list[tuple[str, str, float, int]]:
+    """(id, filepath, distance, query row) of each image once, at its smallest distance to any
+    query row; under the cutoff; best first, then by filepath."""
     distances = normalized_distances(queries, stored)  # (k, n)
     rows = np.argmin(distances, axis=0)
-    best_distance = distances[rows, np.arange(len(sources))]
-    best: dict[str, Hit] = {}
-    for source, row, distance in zip(sources, rows.tolist(), best_distance.tolist(), strict=True):
-        if distance >= cutoff:
-            continue
-        path = source["path"]
-        if path not in best or distance < best[path].distance:
-            best[path] = Hit(path, float(distance), source.get("metadata"), int(row))
-    return sorted(best.values(), key=lambda h: (h.distance, h.filepath))
+    best_distance = distances[rows, np.arange(len(ids))]
+    best: dict[str, tuple[str, str, float, int]] = {}
+    for hit_id, path, row, distance in zip(
+        ids, paths, rows.tolist(), best_distance.tolist(), strict=True
+    ):
+        if distance < cutoff and (path not in best or distance < best[path][2]):
+            best[path] = (hit_id, path, float(distance), int(row))
+    return sorted(best.values(), key=lambda hit: (hit[2], hit[1]))
+
+
+def _is_packed(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 4 * docs.PACKED_BYTES // 3
+
+
+def _no_rows() -> np.ndarray:
+    return np.zeros((0, SIGNATURE_LENGTH), dtype=np.int8)
 
 
 def _item_reason(result: dict[str, Any]) -> str:
