@@ -7,8 +7,12 @@ opens and closes: closed, the engine is down for the store; open again, it is ba
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -32,6 +36,7 @@ class Forwarder:
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.tls: ssl.SSLContext | None = None  # set: clients speak TLS to the forwarder
 
     def start(self) -> None:
         listener = socket.socket()
@@ -62,8 +67,12 @@ class Forwarder:
             except OSError:
                 return
             try:
+                if self.tls is not None:
+                    client.settimeout(10)
+                    client = self.tls.wrap_socket(client, server_side=True)
+                    client.settimeout(None)
                 upstream = socket.create_connection(self.target)
-            except OSError:
+            except OSError:  # ssl.SSLError included: a client that refused the certificate
                 client.close()
                 continue
             with self._lock:
@@ -203,3 +212,68 @@ def test_failed_bulk_items_are_reported(engine_url: str, engine_index: str) -> N
     with pytest.raises(BadParameter, match="cannot be stored"):
         store.add(ImageRecord(too_long, records[0].signature))
     store.close()
+
+
+def test_configuration_errors_are_clear(tmp_path, engine_url: str) -> None:
+    with pytest.raises(StoreUnavailable, match="ELASTICSEARCH_URL"):
+        EngineClient("ftp://127.0.0.1:9200")
+    missing = tmp_path / "missing-ca.pem"
+    with pytest.raises(StoreUnavailable, match="ELASTICSEARCH_CA_BUNDLE"):
+        EngineClient("https://127.0.0.1:9200", ca_bundle=str(missing))
+    store = store_at(engine_url, "Not A Valid Index")
+    with pytest.raises(StoreUnavailable, match="ELASTICSEARCH_INDEX"):
+        store.count()
+    store.close()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no system trust store knows, and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_is_verified_against_the_ca_bundle(
+    tmp_path: Path, forwarder: Forwarder, engine_index: str
+) -> None:
+    """The engine behind TLS with a self-signed certificate: refused without the CA bundle,
+    used with it."""
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    forwarder.tls = server_tls
+    forwarder.start()
+    url = f"https://127.0.0.1:{forwarder.port}"
+    untrusting = store_at(url, engine_index)
+    with pytest.raises(StoreUnavailable, match="cannot be reached") as caught:
+        untrusting.count()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    untrusting.close()
+    client = EngineClient(url, ca_bundle=str(cert), retries=1)
+    trusting = ElasticStore(client, engine_index, refresh_interval="200ms")
+    trusting.add(some_records(1)[0])
+    assert trusting.list() == ["0.jpg"]
+    trusting.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from match.errors import BadParameter, MatchError, StoreUnavailable
+from match.errors import MatchError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ def _split_url(url: str) -> tuple[httpx.URL, tuple[str, str] | None]:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise BadParameter("ELASTICSEARCH_URL is not a valid URL") from None
+        raise StoreUnavailable("ELASTICSEARCH_URL is not a valid URL") from None
     if parsed.scheme not in {"http", "https"} or not parsed.host:
-        raise BadParameter("ELASTICSEARCH_URL must be an http:// or https:// URL with a host")
+        raise StoreUnavailable("ELASTICSEARCH_URL must be an http:// or https:// URL with a host")
     auth = None
     if parsed.username or parsed.password:
         auth = (parsed.username, parsed.password)
@@ -81,7 +81,7 @@ def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=ca_bundle)
     except (OSError, ssl.SSLError) as error:
-        raise BadParameter(
+        raise StoreUnavailable(
             f"ELASTICSEARCH_CA_BUNDLE {ca_bundle!r} cannot be used: {error.strerror or error}"
         ) from None
 

@@ -44,6 +44,7 @@ MIN_WORDS = 1  # words a candidate shares with a query signature at least (image
 MAX_WINDOW = 10_000  # index.max_result_window: from + size never goes past it
 MAX_TERM_BYTES = 32766
 ITEM_RETRIES = 3  # rounds of re-sending bulk items the engine rejected with 429
+ENGINE_FAILURE = "the search engine failed (retry later):"
 
 
 class ElasticStore:
@@ -93,11 +94,14 @@ class ElasticStore:
     # -- writes -------------------------------------------------------------------------------
     def add(self, record: ImageRecord) -> None:
         actions, failed = self._call(lambda: self._prepare([record]))
-        if not failed:
-            failed = self._call(lambda: self._send(actions, self._refresh())).failed
         if failed:
-            filepath, reason = failed[0]
-            raise BadParameter(f"The image {filepath!r} cannot be stored: {reason}")
+            raise BadParameter(f"The image {record.filepath!r} cannot be stored: {failed[0][1]}")
+        result = self._call(lambda: self._send(actions, self._refresh()))
+        if result.failed:
+            reason = result.failed[0][1]
+            if reason.startswith(ENGINE_FAILURE):  # the engine's fault, not the record's
+                raise StoreUnavailable(f"The image {record.filepath!r} was not stored: {reason}")
+            raise BadParameter(f"The image {record.filepath!r} cannot be stored: {reason}")
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         """Chunks of CHUNK documents through _bulk. One sender thread sends chunk n (in order)
@@ -174,7 +178,15 @@ class ElasticStore:
         """The index name, once the engine is checked and the index exists with a path field."""
         if self._path_field is None:
             self.client.engine()
-            self._path_field = self._open_index()
+            try:
+                self._path_field = self._open_index()
+            except EngineError as error:
+                if error.kind != "invalid_index_name_exception":
+                    raise
+                raise StoreUnavailable(
+                    f"ELASTICSEARCH_INDEX {self.index!r} is not a valid index name "
+                    '(lowercase, none of \\/*?"<>|,# or spaces, not starting with -_+)'
+                ) from None
         return self.index
 
     def _open_index(self) -> str:
@@ -200,11 +212,6 @@ class ElasticStore:
         try:
             self.client.request("PUT", f"/{self.index}", body=body)
         except EngineError as error:
-            if error.kind == "invalid_index_name_exception":
-                raise BadParameter(
-                    f"ELASTICSEARCH_INDEX {self.index!r} is not a valid index "
-                    'name (lowercase, no spaces or \\/*?"<>|,#:)'
-                ) from None
             if error.kind != "resource_already_exists_exception":  # another worker won
                 raise
         log.info("created index %s on %s", self.index, self.client.display_url)
@@ -287,6 +294,8 @@ class ElasticStore:
                     added += 1
                 elif status == 429 and attempt < ITEM_RETRIES:
                     retry.append((action, source, filepath))
+                elif status == 429 or status >= 500:
+                    failed.append((filepath, f"{ENGINE_FAILURE} {_item_reason(result)}"))
                 else:
                     failed.append((filepath, _item_reason(result)))
             actions = retry
