@@ -141,6 +141,11 @@ def _eight_bit_pixels(image: Image.Image) -> np.ndarray:
         # 16-bit grey: keep the high byte, as Pillow does for 16-bit RGB
         wide = np.asarray(image, dtype=np.int64)
         return np.clip(wide >> 8, 0, 255).astype(np.uint8)
+    if mode == "RGBA":
+        rgba = np.asarray(image)
+        if rgba[:, :, 3].min() == 255:  # opaque after all: compositing would change nothing
+            return rgba[:, :, :3]
+        return _over_white(image)
     if "A" in mode or "a" in mode or "transparency" in image.info:
         return _over_white(image.convert("RGBA"))
     if mode in _GREY_MODES:
@@ -162,6 +167,8 @@ def _array_pixels(array: np.ndarray, max_pixels: int) -> np.ndarray:
         raise NotAnImage(f"An image array must be uint8, not {array.dtype}")
     _check_size((array.shape[1], array.shape[0]), max_pixels)
     if array.ndim == 3 and array.shape[2] == 4:
+        if array[:, :, 3].min() == 255:
+            return array[:, :, :3]
         return _over_white(Image.fromarray(np.ascontiguousarray(array), "RGBA"))
     return array
 

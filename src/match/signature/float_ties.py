@@ -36,27 +36,35 @@ def is_ambiguous(diffs: np.ndarray, tolerance: int, white_minus_black: int) -> b
     return False
 
 
-def grey(pixels: np.ndarray) -> np.ndarray:
-    """scikit-image's rgb2gray, bit for bit: uint8 times 1/255, then the weights."""
-    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
-    return np.multiply(rgb, 1 / 255, dtype=np.float64) @ GREY_WEIGHTS
-
-
 def levels(
-    grey_image: np.ndarray,
+    pixels: np.ndarray,
     orientation: int,
     rows: tuple[np.ndarray, np.ndarray],
     cols: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """The int8 signature of one orientation, from squares given in the oriented image's
     coordinates, computed as image-match computes it on that image (a contiguous array)."""
-    oriented = np.ascontiguousarray(orient(grey_image, orientation))
+    oriented = orient(pixels, orientation)
+    width = oriented.shape[1]
     means = np.empty((GRID, GRID))
     for i in range(GRID):
-        band = oriented[rows[0][i] : rows[1][i]]
         for j in range(GRID):
-            means[i, j] = np.mean(band[:, cols[0][j] : cols[1][j]])
+            square = oriented[rows[0][i] : rows[1][i], cols[0][j] : cols[1][j]]
+            means[i, j] = _mean_grey(square, width, int(cols[0][j]))
     return _quantise(_differentials(means)).ravel().astype(np.int8)
+
+
+def _mean_grey(square: np.ndarray, width: int, left: int) -> float:
+    """np.mean of the square's greys as a view into a (., width) float64 image, as image-match
+    takes it: the same shape and strides give the same summation order, hence the same bits.
+    Only the square's own greys are computed (scikit-image's rgb2gray, pixel by pixel)."""
+    rgb = np.ascontiguousarray(square)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    rows, cols = rgb.shape[:2]
+    band = np.empty((rows, width))
+    band[:, left : left + cols] = np.multiply(rgb, 1 / 255, dtype=np.float64) @ GREY_WEIGHTS
+    return float(np.mean(band[:, left : left + cols]))
 
 
 def _differentials(means: np.ndarray) -> np.ndarray:

@@ -92,7 +92,6 @@ class _Signer:
         self.side = max(2.0, int(0.5 + min(self.height, self.width) / 20.0))
         self.rows, self.cols = lumas.profiles(pixels)
         self._ranges_cache: dict[tuple[int, bool], Ranges] = {}
-        self._grey: np.ndarray | None = None
 
     def signatures(self, orientations: Sequence[int]) -> np.ndarray:
         # per orientation: the source row ranges and column ranges of its squares
@@ -112,8 +111,6 @@ class _Signer:
 
     def _float_levels(self, orientation: int) -> np.ndarray:
         """image-match's float64 levels, where an exact tie leaves the decision to rounding."""
-        if self._grey is None:
-            self._grey = float_ties.grey(self.pixels)
         axes = axis_map(orientation)
         # the squares in the oriented image's own coordinates
         if axes.transposed:
@@ -122,7 +119,7 @@ class _Signer:
         else:
             rows = self._oriented(axis=0, reverse=axes.flip_rows)
             cols = self._oriented(axis=1, reverse=axes.flip_cols)
-        return float_ties.levels(self._grey, orientation, rows, cols)
+        return float_ties.levels(self.pixels, orientation, rows, cols)
 
     def _oriented(self, axis: int, reverse: bool) -> Ranges:
         lo, hi = self._ranges(axis, reverse)
@@ -194,35 +191,42 @@ class _SquareSums:
     def __init__(
         self, pixels: np.ndarray, row_ranges: list[Ranges], col_ranges: list[Ranges]
     ) -> None:
-        height, width = pixels.shape[:2]
-        row_runs, self.row_at = _covered(height, row_ranges)
-        col_runs, self.col_at = _covered(width, col_ranges)
+        self.row_runs = _runs(row_ranges)
+        self.col_runs = _runs(col_ranges)
         # slicing runs and concatenating is ~6x faster than fancy indexing
-        band = np.concatenate([pixels[lo:hi] for lo, hi in row_runs])
-        compact = np.concatenate([band[:, lo:hi] for lo, hi in col_runs], axis=1)
+        band = np.concatenate([pixels[lo:hi] for lo, hi in self.row_runs])
+        compact = np.concatenate([band[:, lo:hi] for lo, hi in self.col_runs], axis=1)
         self.integral = cv2.integral(lumas.luma(compact), sdepth=cv2.CV_64F)
 
     def table(self, row_ranges: Ranges, col_ranges: Ranges) -> tuple[np.ndarray, np.ndarray]:
         """(9, 9) int64 sums and pixel counts of the squares rows[i] x cols[j]."""
-        r0, r1 = (self.row_at[edge][:, None] for edge in row_ranges)
-        c0, c1 = (self.col_at[edge][None, :] for edge in col_ranges)
+        r0, r1 = (_compact(edge, self.row_runs)[:, None] for edge in row_ranges)
+        c0, c1 = (_compact(edge, self.col_runs)[None, :] for edge in col_ranges)
         table = self.integral
         totals = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
         counts = (row_ranges[1] - row_ranges[0])[:, None] * (col_ranges[1] - col_ranges[0])
         return totals.astype(np.int64), counts
 
 
-def _covered(length: int, ranges: list[Ranges]) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """The runs of positions inside any range, and each position's index among those inside."""
-    depth = np.zeros(length + 1, dtype=np.int16)
-    for lo, hi in ranges:
-        np.add.at(depth, lo, 1)
-        np.add.at(depth, hi, -1)
-    inside = np.cumsum(depth[:-1]) > 0
-    position = np.zeros(length + 1, dtype=np.int64)
-    np.cumsum(inside, out=position[1:])
-    edges = np.flatnonzero(np.diff(inside, prepend=False, append=False))
-    return [(int(lo), int(hi)) for lo, hi in edges.reshape(-1, 2)], position
+def _runs(ranges: list[Ranges]) -> list[tuple[int, int]]:
+    """The union of the ranges as sorted, disjoint runs."""
+    pairs = sorted(
+        (int(lo), int(hi)) for los, his in ranges for lo, hi in zip(los, his, strict=True)
+    )
+    runs = [list(pairs[0])]
+    for lo, hi in pairs[1:]:
+        if lo <= runs[-1][1]:
+            runs[-1][1] = max(runs[-1][1], hi)
+        else:
+            runs.append([lo, hi])
+    return [(lo, hi) for lo, hi in runs]
+
+
+def _compact(positions: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
+    """Each position's index in the concatenation of the runs (positions inside or at the end
+    of a run): the number of covered positions before it."""
+    lo, hi = np.array(runs).T
+    return np.clip(positions[:, None] - lo[None, :], 0, (hi - lo)[None, :]).sum(axis=1)
 
 
 @cache
