@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8888
 export PORT
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install serve test lint format bench bench-signatures clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ lint: install
 format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+bench-signatures: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet --no-deps image-match==1.1.2
+	test -d bench/wallpapers/files || bench/get_wallpapers.sh
+	$(BIN)/python bench/signatures.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
