@@ -4,16 +4,17 @@
     .venv/bin/python bench/store.py --sizes 10000,100000 # quicker
 
 The population: the signatures of the real photos (originals and distractors), near-duplicates
-of 150 of them (perturbed copies at distances spread evenly up to the 0.45 cutoff, 4 each), and
+of 150 of them (perturbed copies at distances spread evenly up to the 0.45 cutoff, 8 each), and
 synthetic Goldberg-like signatures (smooth random 9x9 grey grids put through the signature's
 differences and quantisation) for scale. At each size it prints:
 
 - bulk insert rate of add_many (signature generation excluded) and single add() latency;
 - disk bytes per image (database after a WAL checkpoint);
-- from a fresh worker process: index load time, p50/p99 search latency for one orientation
-  (real photo signatures) and for all 8 (the photos' orientation signatures), resident memory
-  (peak RSS of that process);
-- recall of search() against an exhaustive scan over every stored signature, for all queries.
+- from a fresh worker process: index load time, p50/p99 search latency (wall clock and CPU
+  time) for one orientation (real photo signatures) and for all 8 (the photos' orientation
+  signatures), list() latency at any offset, resident memory (peak RSS of that process);
+- recall of search() against an exhaustive scan over every stored signature, for all queries,
+  overall and by distance band.
 """
 
 from __future__ import annotations

@@ -274,8 +274,11 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items()
             )
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         if meta["schema"] != SCHEMA_VERSION:
             raise StoreUnavailable(
                 f"The embedded store at {self.path} has schema "
