@@ -18,11 +18,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from api_server import Api, ImageServer
+from api_server import Api, ImageServer, MatchServer
 from match.errors import FetchError, UpstreamError
 from match.fetch import FetchLimits, address_problem, fetch_image
+from match.http.connections import HEADER_TIMEOUT_SECONDS
 
 LOCAL = FetchLimits(timeout=10, max_bytes=5_000_000, max_redirects=3, allow_private=True)
 DEFAULT = FetchLimits(timeout=10, max_bytes=5_000_000, max_redirects=3, allow_private=False)
@@ -228,3 +230,69 @@ def test_the_api_refuses_metadata_urls_directly_and_after_redirects(
 @pytest.fixture(scope="module")
 def photo(photo_paths: list[Path]) -> Path:
     return photo_paths[0]
+
+
+# -- slow clients cannot hold a connection forever (HeaderDeadlineProtocol) --------------------
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatchServer]:
+    folder = tmp_path_factory.mktemp("slow-clients")
+    env = {"MATCH_DATA_DIR": str(folder / "data"), "WORKER_COUNT": "1"}
+    server = MatchServer(env, folder / "server.log").start()
+    yield server
+    server.stop()
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes = b"") -> bool:
+    """Send ``trickle`` a byte a second (after a partial request line) until the server closes
+    the connection; True when it did, False if still open after a generous bound."""
+    sock.settimeout(1.0)
+    sock.sendall(b"GET /count HTTP/1.1\r\nHost: x\r\n")
+    give_up = time.monotonic() + HEADER_TIMEOUT_SECONDS * 6
+    position = 0
+    while time.monotonic() < give_up:
+        try:
+            if sock.recv(4096) == b"":
+                return True
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return True
+        if trickle:
+            try:
+                sock.sendall(trickle[position % len(trickle) :][:1])
+            except (BrokenPipeError, ConnectionResetError):
+                return True
+            position += 1
+    return False
+
+
+@pytest.mark.parametrize("trickle", [b"", b"X-Slow: aaaaaaaa\r\n"], ids=["silent", "trickling"])
+def test_a_client_that_never_finishes_its_headers_is_disconnected(
+    served: MatchServer, trickle: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", served.port)) as sock:
+        assert _closed_by_server(sock, trickle)
+    assert httpx.get(served.url + "/count", timeout=30).status_code == 200
+
+
+def test_a_request_whose_headers_arrive_is_served_and_the_connection_kept(
+    served: MatchServer,
+) -> None:
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        for _ in range(3):
+            assert client.get("/count").status_code == 200
+
+
+def test_a_body_slower_than_the_header_deadline_is_still_served(served: MatchServer) -> None:
+    # The header deadline ends with the headers: a slow body has its own, longer deadline.
+    body = b"x=" + b"1" * int(HEADER_TIMEOUT_SECONDS + 3)
+    with socket.create_connection(("127.0.0.1", served.port)) as sock:
+        sock.sendall(
+            b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        for byte in body:
+            sock.sendall(bytes([byte]))
+            time.sleep(1.0)
+        sock.settimeout(30)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")

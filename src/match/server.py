@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from match.http.auth import load_keys
+from match.http.connections import HeaderDeadlineProtocol
 from match.http.logs import json_log_config
 from match.http.metrics import prepare_multiprocess
 from match.settings import SETTINGS, Settings, SettingsError
@@ -50,6 +51,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
+        "http": HeaderDeadlineProtocol,  # slow or silent request headers: closed (slowloris)
         "log_level": "info",
         "log_config": json_log_config(),  # JSON lines; access log by match.http.metrics
     }
