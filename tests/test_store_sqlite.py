@@ -288,3 +288,24 @@ def test_concurrent_adds_from_threads(store: SQLiteStore) -> None:
         thread.join()
     assert store.count() == 100
     assert sorted(store.list(0, 1000)) == sorted(f"t{i}" for i in range(100))
+
+
+def test_images_just_under_the_cutoff_are_found(store: SQLiteStore, photos: Photos) -> None:
+    """The candidate index's worst case: copies at distance 0.44-0.45 from their query."""
+    rng = np.random.default_rng(11)
+    copies = []
+    for i in range(200):
+        base = photos.originals[i % PHOTO_COUNT]
+        rank = rng.permutation(648)  # step n replaces the values at the n first positions
+        levels = rng.integers(-2, 3, 648).astype(np.int8)
+        steps = np.where(rank[None, :] < np.arange(649)[:, None], levels, base)
+        distances = normalized_distances(base, steps)
+        inside = np.flatnonzero((distances >= 0.44) & (distances < 0.45))
+        if len(inside):
+            copies.append((i % PHOTO_COUNT, steps[inside[0]]))
+    assert len(copies) > 150
+    store.add_many(ImageRecord(f"copy-{n}", c) for n, (_, c) in enumerate(copies))
+    store.add_many(ImageRecord(f"noise-{i}", s) for i, s in enumerate(synthetic(2000, seed=5)))
+    for n, (photo, _) in enumerate(copies):
+        hits = store.search(photos.originals[photo : photo + 1], 0.45, 1000)
+        assert f"copy-{n}" in {hit.filepath for hit in hits}
