@@ -42,7 +42,7 @@ def all_photos(photo_paths: list[Path]) -> list[Path]:
 
 def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG")
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -172,12 +172,14 @@ def test_white_beside_black_puts_every_value_at_level_two() -> None:
 def test_each_orientation_row_is_the_signature_of_the_oriented_image(
     photo_paths: list[Path],
 ) -> None:
-    for path in photo_paths[:12]:
+    for n, path in enumerate(photo_paths[:12]):
         pixels = sig.decode_image(path)
         rows = sig.orientation_signatures(path)
         assert rows.shape == (len(sig.ORIENTATIONS), sig.SIGNATURE_LENGTH)
         for k in range(len(sig.ORIENTATIONS)):
-            oriented = _png(orient(pixels, k))
+            oriented = np.ascontiguousarray(orient(pixels, k))
+            if n == 0:  # once as a file: every route agrees (test_signature_decode.py)
+                oriented = _png(oriented)
             assert np.array_equal(rows[k], sig.image_signature(oriented)), (path.name, k)
 
 
