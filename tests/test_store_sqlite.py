@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import match.stores._candidates as candidates_module
 import match.stores.sqlite as sqlite_module
 from match.errors import BadParameter, IncompatibleRecord, StoreUnavailable
 from match.settings import Settings
@@ -309,3 +310,19 @@ def test_images_just_under_the_cutoff_are_found(store: SQLiteStore, photos: Phot
     for n, (photo, _) in enumerate(copies):
         hits = store.search(photos.originals[photo : photo + 1], 0.45, 1000)
         assert f"copy-{n}" in {hit.filepath for hit in hits}
+
+
+def test_search_over_many_chunks_scanned_in_parallel(
+    store: SQLiteStore, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(candidates_module, "_CHUNK", 500)
+    monkeypatch.setattr(candidates_module, "SCAN_THREADS", 3)
+    near = [(f"near-{i}", _perturbed(photos.originals[i % 4], i)) for i in range(60)]
+    store.add_many(ImageRecord(n, s) for n, s in near)
+    store.add_many(ImageRecord(f"noise-{i}", s) for i, s in enumerate(synthetic(5000, seed=9)))
+    store.add_many(ImageRecord(n, s) for n, s in zip(photos.names, photos.originals, strict=True))
+    for query in [photos.originals[:1], photos.originals[3:4], photos.oriented]:
+        hits = store.search(query, 0.45, 1000)
+        assert hits == store.search_exhaustive(query, 0.45, 1000)
+    hits = store.search(photos.oriented, 0.45, 1000)
+    assert (hits[0].filepath, hits[0].orientation) == (photos.names[0], 0)

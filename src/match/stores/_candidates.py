@@ -8,11 +8,29 @@ Deleted ids are marked dead and dropped when they pile up.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
+SCAN_THREADS = min(2, os.cpu_count() or 1)
+"""Threads that scan one query's chunks (on an idle machine, latency falls with the cores)."""
+
+_pools: dict[int, ThreadPoolExecutor] = {}  # by process id: a pool does not survive fork()
+_pools_lock = threading.Lock()
+
+
+def _scan_pool() -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(os.getpid())
+        if pool is None:
+            pool = ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="match-scan")
+            _pools.clear()
+            _pools[os.getpid()] = pool
+        return pool
 
 
 class CandidateIndex:
@@ -70,17 +88,25 @@ class CandidateIndex:
 
         ``stages`` is a cascade of (words, threshold): a row must be within ``threshold`` bits
         of some query on its first ``words`` words at every stage. The first stage scans every
-        row; the later (longer, more selective) ones only the survivors."""
-        found = []
-        (words, threshold), later = stages[0], stages[1:]
-        for start in range(0, self._size, _CHUNK):
-            stop = min(start + _CHUNK, self._size)
-            near = _within(self._codes[:words, start:stop], queries, threshold)
-            rows = np.flatnonzero(near & self._alive[start:stop]) + start
-            for words, threshold in later:
-                rows = rows[_within(self._codes[:words, rows], queries, threshold)]
-            found.append(self._ids[rows])
+        row; the later (longer, more selective) ones only the survivors. Chunks of rows are
+        scanned in parallel threads (numpy releases the GIL in its loops)."""
+        starts = range(0, self._size, _CHUNK)
+        if len(starts) > 1 and SCAN_THREADS > 1:
+            found = list(_scan_pool().map(lambda start: self._scan(queries, stages, start), starts))
+        else:
+            found = [self._scan(queries, stages, start) for start in starts]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _scan(
+        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], start: int
+    ) -> np.ndarray:
+        stop = min(start + _CHUNK, self._size)
+        (words, threshold), later = stages[0], stages[1:]
+        near = _within(self._codes[:words, start:stop], queries, threshold)
+        rows = np.flatnonzero(near & self._alive[start:stop]) + start
+        for words, threshold in later:
+            rows = rows[_within(self._codes[:words, rows], queries, threshold)]
+        return self._ids[rows]
 
     def nbytes(self) -> int:
         return self._codes.nbytes + self._ids.nbytes + self._alive.nbytes
