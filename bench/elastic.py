@@ -231,17 +231,22 @@ def bytes_per_document(http: httpx.Client, index: str) -> tuple[float, int]:
 
 # -- main -------------------------------------------------------------------------------------
 def run_size(
-    url: str, data: Dataset, size: int, keep: bool, variants: list[int], candidates: int
+    url: str,
+    data: Dataset,
+    size: int,
+    keep: bool,
+    variants: list[tuple[int, int]],
+    codec: str,
 ) -> None:
     index = f"bench-elastic-{size}"
     http = httpx.Client(base_url=url, timeout=600)
     http.delete(f"/{index}")
     names, signatures = data.records(size)
-    store = ElasticStore(EngineClient(url, timeout=60), index, bulk_refresh=True)
+    store = ElasticStore(EngineClient(url, timeout=60), index, bulk_refresh=True, codec=codec)
     store.count()  # create the index outside the timing
     rate = bulk_load(store, names, signatures)
     per_doc, count = bytes_per_document(http, index)
-    print(f"\n== {count} documents ({index}) ==")
+    print(f"\n== {count} documents ({index}, codec {codec}) ==")
     print(f"bulk ingest, precomputed signatures: {rate:,.0f} docs/s")
     print(f"on disk after force-merge: {per_doc:,.0f} bytes/document (primaries)")
 
@@ -255,18 +260,19 @@ def run_size(
         IMAGE_MATCH: lambda q: image_match_search(http, index, q),
     }
     stores = [store]
-    for min_words in variants:
+    for min_words, candidates in variants:
         variant = ElasticStore(
             EngineClient(url, timeout=60), index, candidates=candidates, min_words=min_words
         )
         stores.append(variant)
-        methods[f"match, min_words={min_words}"] = partial(match_search, variant)
+        label = f"match (candidates {candidates}, min_words {min_words})"
+        methods[label] = partial(match_search, variant)
     results = {}
     for label, (latencies, recall) in measure(methods, data.queries, expected).items():
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         results[label] = (p50, p99, recall)
         print(
-            f"{label:28s} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  recall {recall:.3f}  "
+            f"{label:40s} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  recall {recall:.3f}  "
             f"({len(latencies) / sum(latencies):.1f} queries/s sequential)"
         )
     old = results.pop(IMAGE_MATCH)
@@ -299,9 +305,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--candidates",
-        type=int,
-        default=100,
-        help="candidates per query orientation (store option)",
+        default="100",
+        help="candidates per query orientation (store option); several, comma-separated, "
+        "are compared",
+    )
+    parser.add_argument(
+        "--codec",
+        default="best_compression",
+        help="index codec (the store's default: best_compression; Elasticsearch's: default)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench indices")
     parser.add_argument("--skip-files", action="store_true", help="skip the file ingest run")
@@ -314,8 +325,10 @@ def main() -> None:
     print(f"engine: {engine} at {args.url}")
     data = Dataset(args.queries)
     for size in (int(s) for s in args.sizes.split(",")):
-        variants = [int(m) for m in args.min_words.split(",")]
-        run_size(args.url, data, size, args.keep, variants, args.candidates)
+        variants = [
+            (int(m), int(c)) for m in args.min_words.split(",") for c in args.candidates.split(",")
+        ]
+        run_size(args.url, data, size, args.keep, variants, args.codec)
     if not args.skip_files:
         originals, distractors = photo_files()
         files = originals + distractors

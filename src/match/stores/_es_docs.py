@@ -55,7 +55,9 @@ def added_fields() -> dict[str, Any]:
     return {"properties": {name: fields[name] for name in ("algorithm", "seq", PACKED_FIELD)}}
 
 
-def index_body(shards: int, replicas: int, refresh_interval: str) -> dict[str, Any]:
+def index_body(
+    shards: int, replicas: int, refresh_interval: str, codec: str = "best_compression"
+) -> dict[str, Any]:
     return {
         "settings": {
             "index": {
@@ -63,7 +65,7 @@ def index_body(shards: int, replicas: int, refresh_interval: str) -> dict[str, A
                 "number_of_replicas": replicas,
                 "refresh_interval": refresh_interval,
                 # _source is read for get/list/update only (search uses doc values): compress it
-                "codec": "best_compression",
+                "codec": codec,
             }
         },
         "mappings": mapping(),
@@ -186,7 +188,7 @@ def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1)
     ``size`` candidates are found it cannot compete and the engine skips it.
     ``track_total_hits: false`` lets the engine skip documents that cannot reach the top
     ``size`` (block-max WAND) instead of counting every one that shares a word. Hits carry
-    path, packed signature and algorithm from doc values, no _source.
+    path, packed signature and algorithm from doc values only.
     """
     terms = [
         {"term": {field: int(value)}}
@@ -196,7 +198,7 @@ def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1)
     return {
         "size": size,
         "track_total_hits": False,
-        "_source": False,
+        "stored_fields": "_none_",  # not even _id: loading stored fields dominates otherwise
         "docvalue_fields": [path, PACKED_FIELD, "algorithm"],
         "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}]}},
     }

@@ -57,6 +57,7 @@ class ElasticStore:
         replicas: int = 0,
         bulk_refresh: bool = False,
         refresh_interval: str = "1s",
+        codec: str = "best_compression",
         candidates: int = CANDIDATES,
         min_words: int = MIN_WORDS,
     ) -> None:
@@ -66,6 +67,7 @@ class ElasticStore:
         self.replicas = replicas
         self.bulk_refresh = bulk_refresh
         self.refresh_interval = refresh_interval
+        self.codec = codec
         self.candidates = candidates
         self.min_words = min_words
         self._path_field: str | None = None  # known once the index is ready
@@ -208,7 +210,7 @@ class ElasticStore:
         return field
 
     def _create_index(self) -> None:
-        body = docs.index_body(self.shards, self.replicas, self.refresh_interval)
+        body = docs.index_body(self.shards, self.replicas, self.refresh_interval, self.codec)
         try:
             self.client.request("PUT", f"/{self.index}", body=body)
         except EngineError as error:
@@ -363,8 +365,9 @@ class ElasticStore:
         source.pop("metadata", None)
         if metadata is not None:
             source["metadata"] = metadata
-        signature = docs.check_signature(source["signature"])
-        source[docs.PACKED_FIELD] = docs.pack(signature[None, :])[0]  # image-match's lack it
+        if found["_id"] == docs.doc_id(filepath):  # ours: keep the packed signature
+            signature = docs.check_signature(source["signature"])
+            source[docs.PACKED_FIELD] = docs.pack(signature[None, :])[0]
         params = {
             "if_seq_no": found["_seq_no"],
             "if_primary_term": found["_primary_term"],
@@ -406,44 +409,43 @@ class ElasticStore:
         offset: int,
         limit: int,
     ) -> list[Hit]:
-        """Candidates of every live query row in one _msearch; their signatures from doc values
-        (from _source only for image-match's documents, which have no packed copy); exact
-        ranking here; then the metadata of the returned page only."""
+        """Candidates of every live query row in one _msearch, with their signatures from doc
+        values (image-match's documents have no packed copy: their _source is fetched by
+        path); exact ranking here; then the metadata of the returned page only."""
         index = self._ready()
         candidates = self._candidates(index, queries[live], size)
-        packed = {i: c for i, c in candidates.items() if c[1] is not None}
-        sources = self._sources(index, [i for i in candidates if i not in packed], None)
-        ids = list(packed) + list(sources)
-        paths = [packed[i][0] for i in packed] + [sources[i]["path"] for i in sources]
-        if not ids:
+        packed = [path for path, value in candidates.items() if value is not None]
+        legacy = self._legacy_sources(index, [p for p, v in candidates.items() if v is None])
+        paths = packed + [source["path"] for source in legacy]
+        if not paths:
             return []
         stored = np.concatenate(
             [
-                docs.unpack([packed[i][1] for i in packed]) if packed else _no_rows(),
-                np.asarray([sources[i]["signature"] for i in sources], dtype=np.int8).reshape(
+                docs.unpack([candidates[path] for path in packed]) if packed else _no_rows(),
+                np.asarray([s["signature"] for s in legacy], dtype=np.int8).reshape(
                     -1, SIGNATURE_LENGTH
                 ),
             ]
         )
-        page = _rank(queries, ids, paths, stored, cutoff)[offset : offset + limit]
-        missing = [hit_id for hit_id, *_ in page if hit_id not in sources]
-        sources |= self._sources(index, missing, ["metadata"])
-        return [
-            Hit(path, distance, sources.get(hit_id, {}).get("metadata"), row)
-            for hit_id, path, distance, row in page
-        ]
+        page = _rank(queries, paths, stored, cutoff)[offset : offset + limit]
+        metadata = {
+            path: legacy[n - len(packed)].get("metadata")
+            for n, path, _, _ in page
+            if n >= len(packed)
+        }
+        metadata |= self._metadata(index, [path for _, path, _, _ in page if path not in metadata])
+        return [Hit(path, distance, metadata.get(path), row) for _, path, distance, row in page]
 
-    def _candidates(
-        self, index: str, queries: np.ndarray, size: int
-    ) -> dict[str, tuple[str | None, str | None]]:
-        """{_id: (path, packed signature)} of the hits of all query rows, from one _msearch;
-        path or packed signature None where doc values lack them (image-match documents)."""
+    def _candidates(self, index: str, queries: np.ndarray, size: int) -> dict[str, str | None]:
+        """{filepath: packed signature, or None for image-match's documents} of the hits of
+        all query rows, from one _msearch. Hits carry doc values only: no stored fields, not
+        even _id, whose loading would cost more than the search itself."""
         path = self._path_field or "path"
         lines: list[Any] = []
         for row in queries:
             lines += [{}, docs.words_query(row, size, path, self.min_words)]
         _, body = self.client.request("POST", f"/{index}/_msearch", lines=lines)
-        found: dict[str, tuple[str | None, str | None]] = {}
+        found: dict[str, str | None] = {}
         for response in body["responses"]:
             if "error" in response:
                 _raise_search_error(response)
@@ -453,36 +455,51 @@ class ElasticStore:
                 if fields.get("algorithm", [ALGORITHM])[0] != ALGORITHM:
                     continue
                 filepath = fields.get(path, [None])[0]
-                packed = fields.get(docs.PACKED_FIELD, [None])[0]
-                if filepath is None or not _is_packed(packed):
-                    filepath = packed = None
-                found.setdefault(hit["_id"], (filepath, packed))
+                if filepath is None:
+                    continue  # image-match path too long for its .keyword: not identifiable
+                value = fields.get(docs.PACKED_FIELD, [None])[0]
+                packed = value if _is_packed(value) else None
+                if found.get(filepath) is None:
+                    found[filepath] = packed
         return found
 
-    def _sources(
-        self, index: str, ids: list[str], fields: list[str] | None
-    ) -> dict[str, dict[str, Any]]:
-        """_source (only ``fields``, or path/signature/metadata/algorithm) of documents by _id,
-        in one _mget; documents gone or of another algorithm are left out."""
-        if not ids:
+    def _legacy_sources(self, index: str, filepaths: list[str]) -> list[dict[str, Any]]:
+        """_source of the documents under these filepaths (image-match's, which lack the
+        packed signature), in one search."""
+        filepaths = [path for path in filepaths if _term_fits(path)]
+        if not filepaths:
+            return []
+        body = {
+            "query": {"terms": {self._path_field: filepaths}},
+            "size": MAX_WINDOW,
+            "_source": docs.SOURCE_FIELDS,
+            "track_total_hits": False,
+        }
+        _, found = self.client.request("POST", f"/{index}/_search", body=body)
+        return [
+            source
+            for source in (hit.get("_source") or {} for hit in found["hits"]["hits"])
+            if "path" in source
+            and "signature" in source
+            and source.get("algorithm", ALGORITHM) == ALGORITHM
+        ]
+
+    def _metadata(self, index: str, filepaths: list[str]) -> dict[str, Metadata]:
+        """Metadata of our documents under these filepaths, in one _mget."""
+        if not filepaths:
             return {}
-        includes = ",".join(fields or docs.SOURCE_FIELDS)
+        by_id = {docs.doc_id(path): path for path in filepaths}
         _, body = self.client.request(
-            "POST", f"/{index}/_mget", body={"ids": ids}, params={"_source_includes": includes}
+            "POST",
+            f"/{index}/_mget",
+            body={"ids": list(by_id)},
+            params={"_source_includes": "metadata"},
         )
-        sources = {}
-        for doc in body["docs"]:
-            source = doc.get("_source")
-            if not doc.get("found") or source is None:
-                continue
-            if fields is None and (
-                "path" not in source
-                or "signature" not in source
-                or source.get("algorithm", ALGORITHM) != ALGORITHM
-            ):
-                continue
-            sources[doc["_id"]] = source
-        return sources
+        return {
+            by_id[doc["_id"]]: (doc.get("_source") or {}).get("metadata")
+            for doc in body["docs"]
+            if doc.get("found")
+        }
 
     def _list(self, offset: int, limit: int) -> list[str]:
         index = self._ready()
@@ -559,19 +576,19 @@ def _check_queries(signatures: np.ndarray) -> np.ndarray:
 
 
 def _rank(
-    queries: np.ndarray, ids: list[str], paths: list[str], stored: np.ndarray, cutoff: float
-) -> list[tuple[str, str, float, int]]:
-    """(id, filepath, distance, query row) of each image once, at its smallest distance to any
-    query row; under the cutoff; best first, then by filepath."""
+    queries: np.ndarray, paths: list[str], stored: np.ndarray, cutoff: float
+) -> list[tuple[int, str, float, int]]:
+    """(candidate index, filepath, distance, query row) of each image once, at its smallest
+    distance to any query row; under the cutoff; best first, then by filepath."""
     distances = normalized_distances(queries, stored)  # (k, n)
     rows = np.argmin(distances, axis=0)
-    best_distance = distances[rows, np.arange(len(ids))]
-    best: dict[str, tuple[str, str, float, int]] = {}
-    for hit_id, path, row, distance in zip(
-        ids, paths, rows.tolist(), best_distance.tolist(), strict=True
+    best_distance = distances[rows, np.arange(len(paths))]
+    best: dict[str, tuple[int, str, float, int]] = {}
+    for n, (path, row, distance) in enumerate(
+        zip(paths, rows.tolist(), best_distance.tolist(), strict=True)
     ):
         if distance < cutoff and (path not in best or distance < best[path][2]):
-            best[path] = (hit_id, path, float(distance), int(row))
+            best[path] = (n, path, float(distance), int(row))
     return sorted(best.values(), key=lambda hit: (hit[2], hit[1]))
 
 
