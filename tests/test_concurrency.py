@@ -71,7 +71,17 @@ def test_parallel_adds_of_one_filepath_leave_exactly_one_consistent_record(api: 
     api.ok("DELETE", "/delete", params={"filepath": filepath})
 
 
-def test_racing_add_delete_and_search_never_see_a_half_written_record(api: Api) -> None:
+# Elasticsearch/OpenSearch store: search ranks candidates from doc values in one _msearch, then
+# reads the page's metadata with a separate _mget; a delete or replacement in between yields a hit
+# with metadata None (deleted) or another add's metadata (replaced). Reported; remove when fixed.
+ENGINE_TORN_READ = "ElasticStore.search reads metadata in a second request (torn read)"
+
+
+def test_racing_add_delete_and_search_never_see_a_half_written_record(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params.get("store_env") == "engine":
+        request.applymarker(pytest.mark.xfail(reason=ENGINE_TORN_READ, strict=False))
     contested = ["concurrency/race-0.png", "concurrency/race-1.png"]
     images = [blocky(2000 + n) for n in range(4)]
     stop = threading.Event()
@@ -98,20 +108,24 @@ def test_racing_add_delete_and_search_never_see_a_half_written_record(api: Api) 
             names = listed(api)
             assert len(set(names)) == len(names)
 
-    with ThreadPoolExecutor(4) as pool:
-        searchers = [pool.submit(search, n) for n in range(2)]
-        parallel(2, write, range(2))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            searchers = [pool.submit(search, n) for n in range(2)]
+            parallel(2, write, range(2))
+            stop.set()
+            for searcher in searchers:
+                searcher.result()
+    finally:
         stop.set()
-        for searcher in searchers:
-            searcher.result()
+        for filepath in contested:
+            api.call("DELETE", "/delete", params={"filepath": filepath})
 
     assert seen, "the searches saw none of the contested records"
     for query, match in seen:
+        assert match["metadata"] is not None, match  # a record deleted while being read
         # Identical score exactly when the metadata names the query's image.
         assert (match["score"] == IDENTICAL) == (match["metadata"]["photo"] == query), match
         assert match["metadata"]["filepath"] == match["filepath"]
-    for filepath in contested:
-        api.call("DELETE", "/delete", params={"filepath": filepath})
 
 
 def test_count_and_list_agree_with_the_acknowledged_adds(api: Api) -> None:

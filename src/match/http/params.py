@@ -194,6 +194,14 @@ def _json_object(param: Param, raw: Raw) -> dict[str, Any]:
         raise BadParameter(
             f"Parameter '{param.name}' must be a JSON object ({{...}}), got {type(value).__name__}"
         )
+    try:  # "\ud800" parses, but could never be sent back: every answer holding it would fail
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadParameter(
+            f"Parameter '{param.name}' holds an unpaired surrogate (\\ud800-\\udfff): not Unicode"
+        ) from None
+    except RecursionError:
+        raise BadParameter(f"Parameter '{param.name}' is nested too deeply") from None
     return value
 
 
