@@ -33,6 +33,9 @@ from match.stores.base import BulkResult, ImageRecord, Store
 
 PHOTO_COUNT = 16
 CUTOFF = 0.45
+DISTANCE_TOLERANCE = 1e-5
+"""How far a store's distances may be from normalized_distances (an engine may compute in float32;
+the embedded store's are exact, which tests/test_store_sqlite.py checks)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ class StoreContract:
             hits = store.search(query[None, :], CUTOFF, 100)
             assert [hit.filepath for hit in hits] == [name for name, _, _ in expected]
             for hit, (_, distance, _) in zip(hits, expected, strict=True):
-                assert hit.distance == pytest.approx(distance, abs=1e-6)
+                assert hit.distance == pytest.approx(distance, abs=DISTANCE_TOLERANCE)
                 assert hit.metadata == {"name": hit.filepath}
                 assert hit.orientation == 0
 
@@ -228,7 +231,7 @@ class StoreContract:
         assert [hit.filepath for hit in hits] == [name for name, _, _ in expected]
         assert len({hit.filepath for hit in hits}) == len(hits)
         for hit, (_, distance, orientation) in zip(hits, expected, strict=True):
-            assert hit.distance == pytest.approx(distance, abs=1e-6)
+            assert hit.distance == pytest.approx(distance, abs=DISTANCE_TOLERANCE)
             assert hit.orientation == orientation
         by_name = {hit.filepath: hit for hit in hits}
         assert [by_name[photos.names[i]].orientation for i in (5, 1, 3)] == [0, 1, 2]
@@ -261,7 +264,7 @@ class StoreContract:
             hit.filepath for hit in everything[:gap]
         ]
         assert all(hit.distance < 0.2 for hit in store.search(query, 0.2, 1000))
-        itself = store.search(photos.originals[1][None, :], 1e-6, 10)
+        itself = store.search(photos.originals[1][None, :], 1e-3, 10)
         assert [hit.filepath for hit in itself] == [photos.names[1]]
 
     def test_a_blank_query_matches_nothing(
