@@ -7,7 +7,9 @@ one atomic index operation; documents image-match wrote (random _ids, ``path`` a
 replaced or deleted.
 
 Search asks the engine for candidates sharing a 16-value word with each query signature (all
-orientations in one ``_msearch``), then ranks them by exact distance here.
+orientations in one ``_msearch``), reading their signatures from a packed binary doc-values
+field (no stored fields: decompressing _source or even _id blocks cost more than the query),
+then ranks them by exact distance here and fetches the metadata of the returned page only.
 
 Freshness: adds, deletes and metadata updates return once the change is searchable
 (``refresh=wait_for``). With ELASTICSEARCH_BULK_REFRESH=true they return at once and become
@@ -264,6 +266,8 @@ class ElasticStore:
         return actions, failed
 
     def _send(self, actions: list[Action], refresh: str) -> BulkResult:
+        if not actions and refresh == "wait_for":  # nothing valid in the last chunk: still
+            self.client.request("POST", f"/{self._ready()}/_refresh")  # show the earlier ones
         added, failed = self._bulk(self._ready(), actions, refresh)
         return BulkResult(added=added, failed=failed)
 
@@ -511,7 +515,7 @@ class ElasticStore:
             body: dict[str, Any] = {
                 "size": min(offset, MAX_WINDOW),
                 "sort": sort,
-                "_source": False,
+                "stored_fields": "_none_",  # sort values come from doc values: skip cheaply
                 "track_total_hits": False,
             }
             if after is not None:
