@@ -15,10 +15,13 @@ the remote server answers with an error, stalls or breaks off, TooLarge (413) pa
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -40,6 +43,10 @@ METADATA_ADDRESSES = frozenset(
         "168.63.129.16",  # Azure wire server
     )
 )
+
+# The watchdog is a backstop, fired this long after the budget, so that the read timeout and the
+# budget checks while reading, which name the problem more precisely, answer first when they can.
+WATCHDOG_GRACE_SECONDS = 1.0
 
 USER_AGENT = "match (+https://github.com/dsys/match)"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -67,10 +74,14 @@ def fetch_image(url: str, limits: FetchLimits, *, name: str = "url") -> bytes:
     parameter the URL came from, used in error messages."""
     deadline = time.monotonic() + limits.timeout
     current = _parse_url(url, name)
-    with httpx.Client(trust_env=False, follow_redirects=False, timeout=limits.timeout) as client:
+    watchdog = _Watchdog(deadline)
+    with (
+        httpx.Client(trust_env=False, follow_redirects=False, timeout=limits.timeout) as client,
+        watchdog,
+    ):
         for _ in range(limits.max_redirects + 1):
             address = _checked_address(current, limits, name)
-            body, location = _get(client, current, address, limits, deadline, name)
+            body, location = _get(client, current, address, limits, watchdog, name)
             if location is None:
                 return body
             current = _parse_url(str(current.join(location)), name)
@@ -157,16 +168,55 @@ def _resolve(url: httpx.URL, name: str) -> list[IPAddress]:
     return addresses
 
 
+class _Watchdog:
+    """Shuts the connection's socket down once the total time budget is spent. The per-read
+    timeout alone would let a server that trickles its status line and headers, a byte at a
+    time, hold a fetch (and its worker thread) far past MATCH_URL_TIMEOUT."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.timers: list[threading.Timer] = []
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace extension: arm a timer on each new connection's socket."""
+        if event != "connection.connect_tcp.complete":
+            return
+        sock = info["return_value"].get_extra_info("socket")
+        if sock is not None:
+            delay = max(self.deadline + WATCHDOG_GRACE_SECONDS - time.monotonic(), 0.0)
+            timer = threading.Timer(delay, _shut, (sock,))
+            timer.daemon = True
+            timer.start()
+            self.timers.append(timer)
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def __enter__(self) -> _Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing to stop
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _get(
     client: httpx.Client,
     url: httpx.URL,
     address: str,
     limits: FetchLimits,
-    deadline: float,
+    watchdog: _Watchdog,
     name: str,
 ) -> tuple[bytes, str | None]:
     """One GET to ``address``: (body, None), or (b"", location) for a redirect."""
     request = _request_to(client, url, address)
+    request.extensions["trace"] = watchdog.trace
     try:
         response = client.send(request, stream=True)
     except httpx.TimeoutException:
@@ -174,6 +224,8 @@ def _get(
             f"Parameter '{name}': {url} did not answer within {limits.timeout:g} s"
         ) from None
     except httpx.HTTPError as error:
+        if watchdog.expired:
+            raise _took_too_long(url, limits, name) from None
         raise FetchError(f"Parameter '{name}': cannot fetch {url}: {_reason(error)}") from None
     try:
         if response.status_code in _REDIRECTS and "location" in response.headers:
@@ -183,7 +235,7 @@ def _get(
                 f"Parameter '{name}': {url} answered HTTP "
                 f"{response.status_code} {response.reason_phrase}".rstrip()
             )
-        return _read_body(response, url, limits, deadline, name), None
+        return _read_body(response, url, limits, watchdog, name), None
     finally:
         response.close()
 
@@ -203,7 +255,7 @@ def _request_to(client: httpx.Client, url: httpx.URL, address: str) -> httpx.Req
 
 
 def _read_body(
-    response: httpx.Response, url: httpx.URL, limits: FetchLimits, deadline: float, name: str
+    response: httpx.Response, url: httpx.URL, limits: FetchLimits, watchdog: _Watchdog, name: str
 ) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:
@@ -215,18 +267,24 @@ def _read_body(
             received += len(chunk)
             if received > limits.max_bytes:
                 raise _too_large(url, limits, name)
-            if time.monotonic() > deadline:
-                raise UpstreamError(
-                    f"Parameter '{name}': {url} took longer than {limits.timeout:g} s to download"
-                )
+            if watchdog.expired:
+                raise _took_too_long(url, limits, name)
             chunks.append(chunk)
     except httpx.TimeoutException:
         raise UpstreamError(
             f"Parameter '{name}': {url} stalled for more than {limits.timeout:g} s"
         ) from None
     except httpx.HTTPError as error:
+        if watchdog.expired:
+            raise _took_too_long(url, limits, name) from None
         raise UpstreamError(f"Parameter '{name}': {url} broke off: {_reason(error)}") from None
     return b"".join(chunks)
+
+
+def _took_too_long(url: httpx.URL, limits: FetchLimits, name: str) -> UpstreamError:
+    return UpstreamError(
+        f"Parameter '{name}': {url} took longer than {limits.timeout:g} s to download"
+    )
 
 
 def _too_large(url: httpx.URL, limits: FetchLimits, name: str) -> TooLarge:
