@@ -264,3 +264,23 @@ def test_photo_signature_matches_stored_photo(store: ElasticStore, photo_paths: 
     hits = store.search(photo_orientations(path), cutoff=0.45, limit=5)
     assert hits[0].filepath == str(path)
     assert hits[0].metadata == {"file": path.name}
+
+
+def test_metadata_read_after_the_search_is_never_torn(
+    store: ElasticStore, oriented_photos: dict[str, np.ndarray]
+) -> None:
+    """Search reads candidates, then the page's metadata in a second request: a replacement or
+    deletion in between must not pair the old image's distance with the new metadata."""
+    first, second = [signatures[0] for signatures in list(oriented_photos.values())[:2]]
+    query = first[None, :]
+    store.add(ImageRecord("x.jpg", first, {"photo": "first"}))
+    index = store._ready()
+    candidates = store._candidates(index, query, 100)
+    store.add(ImageRecord("x.jpg", second, {"photo": "second"}))  # replaced in between
+    ranked = {"x.jpg": (0.0, 0)}  # what the first read ranked
+    hits = store._with_metadata(index, ranked, candidates, query, 1.0)
+    far = float(normalized_distances(first, second[None, :])[0])
+    assert [(h.metadata, h.distance) for h in hits] == [({"photo": "second"}, pytest.approx(far))]
+    assert store._with_metadata(index, ranked, candidates, query, far - 0.01) == []
+    store.delete("x.jpg")  # deleted in between
+    assert store._with_metadata(index, ranked, candidates, query, 1.0) == []

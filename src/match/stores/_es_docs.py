@@ -199,7 +199,7 @@ def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1)
         "size": size,
         "track_total_hits": False,
         "stored_fields": "_none_",  # not even _id: loading stored fields dominates otherwise
-        "docvalue_fields": [path, PACKED_FIELD, "algorithm"],
+        "docvalue_fields": [path, PACKED_FIELD, "algorithm", "seq"],
         "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}]}},
     }
 

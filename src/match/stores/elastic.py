@@ -425,31 +425,74 @@ class ElasticStore:
             return []
         stored = np.concatenate(
             [
-                docs.unpack([candidates[path] for path in packed]) if packed else _no_rows(),
+                docs.unpack([candidates[p][0] for p in packed]) if packed else _no_rows(),
                 np.asarray([s["signature"] for s in legacy], dtype=np.int8).reshape(
                     -1, SIGNATURE_LENGTH
                 ),
             ]
         )
         page = _rank(queries, paths, stored, cutoff)[offset : offset + limit]
-        metadata = {
-            path: legacy[n - len(packed)].get("metadata")
-            for n, path, _, _ in page
+        hits = [
+            Hit(path, distance, legacy[n - len(packed)].get("metadata"), row)
+            for n, path, distance, row in page
             if n >= len(packed)
-        }
-        metadata |= self._metadata(index, [path for _, path, _, _ in page if path not in metadata])
-        return [Hit(path, distance, metadata.get(path), row) for _, path, distance, row in page]
+        ]
+        ours = {path: (distance, row) for n, path, distance, row in page if n < len(packed)}
+        hits += self._with_metadata(index, ours, candidates, queries, cutoff)
+        return sorted(hits, key=lambda hit: (hit.distance, hit.filepath))
 
-    def _candidates(self, index: str, queries: np.ndarray, size: int) -> dict[str, str | None]:
-        """{filepath: packed signature, or None for image-match's documents} of the hits of
-        all query rows, from one _msearch. Hits carry doc values only: no stored fields, not
-        even _id, whose loading would cost more than the search itself."""
+    def _with_metadata(
+        self,
+        index: str,
+        ranked: dict[str, tuple[float, int]],
+        candidates: dict[str, tuple[str, int | None] | None],
+        queries: np.ndarray,
+        cutoff: float,
+    ) -> list[Hit]:
+        """Hits with their metadata, read in one _mget. A document replaced or deleted since
+        the search (its insertion sequence changed) is never paired with the other version's
+        metadata: a replacement is ranked again by its new signature, a deletion dropped."""
+        if not ranked:
+            return []
+        by_id = {docs.doc_id(path): path for path in ranked}
+        _, body = self.client.request(
+            "POST",
+            f"/{index}/_mget",
+            body={"ids": list(by_id)},
+            params={"_source_includes": "metadata,seq,signature"},
+        )
+        hits = []
+        for doc in body["docs"]:
+            source = doc.get("_source") if doc.get("found") else None
+            if source is None:
+                continue  # deleted since the search
+            path = by_id[doc["_id"]]
+            distance, row = ranked[path]
+            seen = candidates[path]
+            if seen is None or source.get("seq") != seen[1]:  # replaced since the search
+                signature = np.asarray(source.get("signature", []), dtype=np.int8)
+                if signature.shape != (SIGNATURE_LENGTH,):
+                    continue
+                distances = normalized_distances(queries, signature[None, :])[:, 0]
+                row = int(np.argmin(distances))
+                distance = float(distances[row])
+                if distance >= cutoff:
+                    continue
+            hits.append(Hit(path, distance, source.get("metadata"), row))
+        return hits
+
+    def _candidates(
+        self, index: str, queries: np.ndarray, size: int
+    ) -> dict[str, tuple[str, int | None] | None]:
+        """{filepath: (packed signature, insertion sequence), or None for image-match's
+        documents} of the hits of all query rows, from one _msearch. Hits carry doc values
+        only: no stored fields, not even _id, whose loading would cost more than the search."""
         path = self._path_field or "path"
         lines: list[Any] = []
         for row in queries:
             lines += [{}, docs.words_query(row, size, path, self.min_words)]
         _, body = self.client.request("POST", f"/{index}/_msearch", lines=lines)
-        found: dict[str, str | None] = {}
+        found: dict[str, tuple[str, int | None] | None] = {}
         for response in body["responses"]:
             if "error" in response:
                 _raise_search_error(response)
@@ -462,7 +505,8 @@ class ElasticStore:
                 if filepath is None:
                     continue  # image-match path too long for its .keyword: not identifiable
                 value = fields.get(docs.PACKED_FIELD, [None])[0]
-                packed = value if _is_packed(value) else None
+                seq = fields.get("seq", [None])[0]
+                packed = (value, seq) if _is_packed(value) else None
                 if found.get(filepath) is None:
                     found[filepath] = packed
         return found
@@ -487,23 +531,6 @@ class ElasticStore:
             and "signature" in source
             and source.get("algorithm", ALGORITHM) == ALGORITHM
         ]
-
-    def _metadata(self, index: str, filepaths: list[str]) -> dict[str, Metadata]:
-        """Metadata of our documents under these filepaths, in one _mget."""
-        if not filepaths:
-            return {}
-        by_id = {docs.doc_id(path): path for path in filepaths}
-        _, body = self.client.request(
-            "POST",
-            f"/{index}/_mget",
-            body={"ids": list(by_id)},
-            params={"_source_includes": "metadata"},
-        )
-        return {
-            by_id[doc["_id"]]: (doc.get("_source") or {}).get("metadata")
-            for doc in body["docs"]
-            if doc.get("found")
-        }
 
     def _list(self, offset: int, limit: int) -> list[str]:
         index = self._ready()
