@@ -38,6 +38,7 @@ from PIL import Image
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
 STARTUP_SECONDS = 120.0
 RSS_INTERVAL = 5.0
+CONNECT_STAGGER_SECONDS = 0.3
 
 
 @dataclass
@@ -151,6 +152,9 @@ async def client_loop(
     """One client on one keep-alive connection through warm-up and measurement (the same
     connections, so each worker's share of the load does not change between the two)."""
     rng = random.Random(seed)
+    # Connect one after another: connections opened all at once are all accepted by whichever
+    # worker wakes first, and the other workers would sit idle for the whole run.
+    await asyncio.sleep(seed * CONNECT_STAGGER_SECONDS)
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         while time.monotonic() < phases.end:
             measured = time.monotonic() >= phases.measure_from
@@ -242,6 +246,11 @@ def main() -> int:
         try:
             print(f"match serve: {args.workers} workers on {url}; {len(images)} images")
             stats, elapsed, samples = asyncio.run(drive(url, process.pid, images, args))
+            if process.poll() is not None:
+                log = (Path(tmp) / "server.log").read_text(errors="replace").splitlines()
+                print(f"match serve exited with {process.returncode} during the run:")
+                print("\n".join(log[-40:]))
+                return 1
             before, after = samples[0], samples[-1]
             for pid in sorted(before):
                 series = " ".join(f"{sample.get(pid, 0) / 2**20:.0f}" for sample in samples)
