@@ -71,17 +71,7 @@ def test_parallel_adds_of_one_filepath_leave_exactly_one_consistent_record(api: 
     api.ok("DELETE", "/delete", params={"filepath": filepath})
 
 
-# Elasticsearch/OpenSearch store: search ranks candidates from doc values in one _msearch, then
-# reads the page's metadata with a separate _mget; a delete or replacement in between yields a hit
-# with metadata None (deleted) or another add's metadata (replaced). Reported; remove when fixed.
-ENGINE_TORN_READ = "ElasticStore.search reads metadata in a second request (torn read)"
-
-
-def test_racing_add_delete_and_search_never_see_a_half_written_record(
-    api: Api, request: pytest.FixtureRequest
-) -> None:
-    if request.node.callspec.params.get("store_env") == "engine":
-        request.applymarker(pytest.mark.xfail(reason=ENGINE_TORN_READ, strict=False))
+def test_racing_add_delete_and_search_never_see_a_half_written_record(api: Api) -> None:
     contested = ["concurrency/race-0.png", "concurrency/race-1.png"]
     images = [blocky(2000 + n) for n in range(4)]
     stop = threading.Event()
