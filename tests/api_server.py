@@ -4,8 +4,9 @@ URL ingestion.
 
 The ``store_env`` fixture chooses the store the servers run on: it returns a factory giving the
 environment of a fresh, empty store on each call. Its params are STORE_KINDS: "embedded" (the
-SQLite store in a tmp folder) and "engine" (a fresh index on the server of the ``engine_url``
-fixture from conftest.py; skipped, or failed under MATCH_REQUIRE_SERVERS=1, when there is none).
+SQLite store in a tmp folder) and "engine:<name>" for every engine the session tests (a fresh index
+on that engine, from the engine fixtures in tests/engines.py; skipped, or failed under
+MATCH_REQUIRE_SERVERS=1, when it is not there), so the same API suite runs on every store.
 Test modules import the fixtures they use from here.
 """
 
@@ -32,6 +33,7 @@ import httpx
 import numpy as np
 import pytest
 
+from engines import engine_names
 from match.settings import Settings
 from match.signature import SIGNATURE_LENGTH
 from match.stores import ImageRecord, open_store
@@ -43,7 +45,8 @@ STALL_SECONDS = 3.0  # how long /stall keeps a response hanging
 
 
 StoreEnv = Callable[[], dict[str, str]]
-STORE_KINDS = ("embedded", "engine")
+# "embedded", then "engine:<name>" for every engine the session tests (es8, os2, ...).
+STORE_KINDS = ("embedded", *(f"engine:{name}" for name in engine_names()))
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)
@@ -51,12 +54,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     """A factory of environments, each naming a fresh empty store of the kind under test."""
     if request.param == "embedded":
         return lambda: {"MATCH_DATA_DIR": str(tmp_path_factory.mktemp("store") / "data")}
-    from conftest import skip_or_fail  # conftest imports this module: import when used
-
-    try:
-        engine_url = request.getfixturevalue("engine_url")
-    except pytest.FixtureLookupError:
-        skip_or_fail("no engine_url fixture: no Elasticsearch/OpenSearch to test the API on")
+    engine_url = request.getfixturevalue("engine_session").url(request.param.split(":", 1)[1])
     return lambda: {
         "ELASTICSEARCH_URL": engine_url,
         "ELASTICSEARCH_INDEX": f"match-api-{uuid.uuid4().hex[:12]}",

@@ -471,7 +471,16 @@ def test_pods_are_annotated_for_scraping_and_the_servicemonitor_matches_the_serv
 def test_make_targets_use_docker_tag() -> None:
     tag = "registry.example/match:1.2"
     result = subprocess.run(
-        ["make", "--dry-run", "build", "run", "push", "dev", f"DOCKER_TAG={tag}"],
+        [
+            "make",
+            "--no-print-directory",
+            "--dry-run",
+            "build",
+            "run",
+            "push",
+            "dev",
+            f"DOCKER_TAG={tag}",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
