@@ -1,0 +1,49 @@
+"""The README stays true to the code: every route, CLI command and setting is documented there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from match.cli import _parser
+from match.http import api, tineye
+from match.settings import SETTINGS
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    return README.split(f"\n## {title}\n")[1].split("\n## ")[0]
+
+
+def test_first_screen_gives_the_two_commands() -> None:
+    first_screen = "\n".join(README.splitlines()[:30])
+    assert "make serve" in first_screen and "make test" in first_screen
+
+
+def test_every_dsys_route_is_in_the_api_section() -> None:
+    text = section("HTTP API")
+    for endpoint in api.ENDPOINTS:
+        assert f"{endpoint.methods[0]} {endpoint.path}`" in text or endpoint.path in text, (
+            endpoint.path
+        )
+        for param in endpoint.params:
+            assert f"`{param.name}`" in text, f"{endpoint.path}: {param.name}"
+
+
+def test_the_tineye_methods_are_named() -> None:
+    text = section("HTTP API")
+    for endpoint in tineye.ENDPOINTS:
+        assert endpoint.name in text, endpoint.path
+
+
+def test_every_cli_command_is_in_the_command_line_section() -> None:
+    text = section("Command line")
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in commands:
+        assert f"`match {name}" in text, name
+
+
+def test_every_setting_is_in_the_settings_section() -> None:
+    text = section("Settings")
+    for setting in SETTINGS:
+        assert f"`{setting.name}`" in text, setting.name
