@@ -559,6 +559,22 @@ def stop_node(node: Node) -> bool:
     return True
 
 
+def kill_node(node: Node) -> bool:
+    """SIGKILL the node's process group at once, as a crash would (fault tests); its data is
+    left as the crash leaves it, for `start_node` to recover. True if one was running."""
+    pid = read_pid(node)
+    if pid is None:
+        return False
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and _group_alive(pid):
+        _exited(pid)  # reap our child, else its zombie keeps the group alive
+        time.sleep(0.05)
+    node.pid_file.unlink(missing_ok=True)
+    log(f"{node.name}: killed (pid {pid})")
+    return True
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
