@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,13 @@ def _mode(text: str) -> str:
     value = text.strip().lower()
     if value not in {"exact", "fast"}:
         raise ValueError(f"{text!r} is not 'exact' or 'fast'")
+    return value
+
+
+def _interval(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[1-9][0-9]*(ms|s|m)", value):
+        raise ValueError(f"{text!r} is not a time interval such as 200ms or 1s")
     return value
 
 
@@ -125,6 +133,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_bool,
         "Bulk-load mode: adds do not wait "
         "for the index refresh, so an add is searchable within ~1 s instead of at once.",
+    ),
+    Setting(
+        "ELASTICSEARCH_REFRESH_INTERVAL",
+        "1s",
+        _interval,
+        "Refresh interval of a new index: an add waits for the next refresh (up to this long) "
+        "before it answers, so that the next search finds it.",
     ),
     Setting(
         "ALL_ORIENTATIONS",
@@ -205,6 +220,7 @@ class Settings:
     elasticsearch_replicas: int
     elasticsearch_timeout: float
     elasticsearch_bulk_refresh: bool
+    elasticsearch_refresh_interval: str
     all_orientations: bool
     match_distance_cutoff: float
     match_signature_mode: str

@@ -93,6 +93,7 @@ class ElasticStore:
             shards=settings.elasticsearch_shards,
             replicas=settings.elasticsearch_replicas,
             bulk_refresh=settings.elasticsearch_bulk_refresh,
+            refresh_interval=settings.elasticsearch_refresh_interval,
         )
 
     # -- writes -------------------------------------------------------------------------------
