@@ -21,6 +21,12 @@ FILEPATH = Param(
 )
 URL = Param("url", "string", "http(s) URL of the image to download.")
 IMAGE = Param("image", "file", "The image, uploaded as a multipart/form-data file.")
+LIST_PARAMS = (
+    Param("offset", "integer", "Skip this many filepaths.", default=0, minimum=0),
+    Param(
+        "limit", "integer", "At most this many filepaths.", default=20, minimum=1, maximum=MAX_LIMIT
+    ),
+)
 ALL_ORIENTATIONS = Param(
     "all_orientations",
     "boolean",
@@ -199,17 +205,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "list",
         "Stored filepaths in insertion order.",
         list_,
-        (
-            Param("offset", "integer", "Skip this many filepaths.", default=0, minimum=0),
-            Param(
-                "limit",
-                "integer",
-                "At most this many filepaths.",
-                default=20,
-                minimum=1,
-                maximum=MAX_LIMIT,
-            ),
-        ),
+        LIST_PARAMS,
         {"type": "string"},
         errors=(400, 503),
     ),

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from match.errors import BadParameter, NotFound
-from match.http.api import MAX_LIMIT
+from match.http.api import LIST_PARAMS, MAX_LIMIT
 from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
 from match.http.sources import ImageSource, choose_source, image_bytes, naming, query_signatures
@@ -356,17 +356,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ("GET", "POST"),
         "Stored filepaths in insertion order.",
         list_,
-        (
-            Param("offset", "integer", "Skip this many filepaths.", default=0, minimum=0),
-            Param(
-                "limit",
-                "integer",
-                "At most this many filepaths.",
-                default=20,
-                minimum=1,
-                maximum=MAX_LIMIT,
-            ),
-        ),
+        LIST_PARAMS,
         {"type": "string"},
     ),
     _endpoint("ping", ("GET", "POST"), "Health check: ok when the store answers.", ping),
