@@ -21,6 +21,14 @@ FILEPATH = Param(
 )
 URL = Param("url", "string", "http(s) URL of the image to download.")
 IMAGE = Param("image", "file", "The image, uploaded as a multipart/form-data file.")
+MIN_SCORE = Param(
+    "min_score",
+    "number",
+    "Only matches with at least this score.",
+    default=0.0,
+    minimum=0,
+    maximum=100,
+)
 LIST_PARAMS = (
     Param("offset", "integer", "Skip this many filepaths.", default=0, minimum=0),
     Param(
@@ -145,14 +153,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             IMAGE,
             Param("filepath", "string", "filepath of an image already stored, to search with it."),
             ALL_ORIENTATIONS,
-            Param(
-                "min_score",
-                "number",
-                "Only matches with at least this score.",
-                default=0.0,
-                minimum=0,
-                maximum=100,
-            ),
+            MIN_SCORE,
             Param(
                 "limit",
                 "integer",

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from match.errors import BadParameter, NotFound
-from match.http.api import LIST_PARAMS, MAX_LIMIT
+from match.http.api import LIST_PARAMS, MAX_LIMIT, MIN_SCORE
 from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
 from match.http.sources import ImageSource, choose_source, image_bytes, naming, query_signatures
@@ -228,14 +228,6 @@ _METADATA = Param(
     "json",
     "JSON object stored with the image and returned by search; numbered: metadata[N].",
 )
-_MIN_SCORE = Param(
-    "min_score",
-    "number",
-    "Only matches with at least this score.",
-    default=0.0,
-    minimum=0,
-    maximum=100,
-)
 _FLIP = Param(
     "check_horizontal_flip",
     "boolean",
@@ -320,7 +312,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         search,
         (
             *_image_params("", "query"),
-            _MIN_SCORE,
+            MIN_SCORE,
             Param("offset", "integer", "Skip this many matches.", default=0, minimum=0),
             Param(
                 "limit",
@@ -347,7 +339,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ("GET", "POST"),
         "Whether two images match: one result with their score, or none.",
         compare,
-        (*_image_params("1", "first"), *_image_params("2", "second"), _MIN_SCORE, _FLIP),
+        (*_image_params("1", "first"), *_image_params("2", "second"), MIN_SCORE, _FLIP),
         {"type": "object", "properties": _COMPARED},
     ),
     _endpoint("count", ("GET", "POST"), "Number of stored images.", count, (), {"type": "integer"}),
