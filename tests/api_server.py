@@ -76,19 +76,23 @@ class MatchServer:
         self,
         env: Mapping[str, str],
         log_path: Path,
-        ready_status: int = 200,
+        ready_status: int | None = 200,
         command: Sequence[str] = (sys.executable, "-m", "match.server"),
+        inherit_environment: bool = True,
     ) -> None:
         self.env = dict(env)
         self.command = list(command)
-        self.ready_status = ready_status  # /ping's status once up (503: store unavailable)
+        # /ping's status once up (503: store unavailable; None: any answer)
+        self.ready_status = ready_status
+        self.inherit_environment = inherit_environment  # False: exactly ``env``, HOST and PORT
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MatchServer:
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **self.env}
+        inherited = os.environ if self.inherit_environment else {}
+        env = {**inherited, "HOST": "127.0.0.1", "PORT": str(self.port), **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -106,7 +110,8 @@ class MatchServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/ping", timeout=5).status_code == self.ready_status:
+                status = httpx.get(self.url + "/ping", timeout=5).status_code
+                if self.ready_status in (None, status):
                     return
             except httpx.HTTPError:
                 pass
@@ -126,6 +131,12 @@ class MatchServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def __enter__(self) -> MatchServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
