@@ -70,6 +70,11 @@ def pixels_signature(pixels: np.ndarray) -> np.ndarray:
     return _Signer(pixels).signatures((0,))[0]
 
 
+def pixels_orientation_signatures(pixels: np.ndarray, orientations: Sequence[int]) -> np.ndarray:
+    """Signatures of decoded pixels in the given orientations (indices into ORIENTATIONS)."""
+    return _Signer(pixels).signatures(orientations)
+
+
 def is_blank(signature: np.ndarray) -> bool:
     """True for a featureless image: every neighbour difference under the tolerance."""
     return not np.any(signature)

@@ -1,7 +1,8 @@
 """The store interface: one protocol, one implementation per engine (sqlite, elastic).
 
-A store keeps one record per unique filepath: its signature, the algorithm that made it, and
-optional JSON metadata. Stores translate their engine's errors into ``match.errors`` in one place.
+A store keeps one record per unique filepath: its signature, the algorithm that made it,
+optional JSON metadata and, for partial matching, the image's local features (match.local).
+Stores translate their engine's errors into ``match.errors`` in one place.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from match.local import LocalFeatures
 from match.signature import ALGORITHM
 
 Metadata = dict[str, Any] | None
@@ -25,6 +27,7 @@ class ImageRecord:
     signature: np.ndarray  # int8, shape (648,)
     metadata: Metadata = None
     algorithm: str = ALGORITHM
+    local: LocalFeatures | None = None  # None: found by the global signature only
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,15 @@ class Hit:
     distance: float
     metadata: Metadata = None
     orientation: int = 0
+
+
+@dataclass(frozen=True)
+class LocalCandidate:
+    """A stored image that shares visual words with a query, with what verification needs."""
+
+    filepath: str
+    local: LocalFeatures
+    metadata: Metadata = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,11 @@ class Store(Protocol):
     ) -> Sequence[Hit]:
         """Stored images whose distance to any row of ``signatures`` ((k, 648) int8) is under
         ``cutoff``; each image once with its best row; best first, then filepath; paginated."""
+
+    def local_candidates(self, words: np.ndarray, limit: int) -> Sequence[LocalCandidate]:
+        """Up to ``limit`` stored images sharing the most visual words with ``words`` (a query's
+        (n,) uint32 words), each shared word weighted by its rarity in the store (tf-idf or
+        BM25), best first. Images stored without local features are never candidates."""
 
     def count(self) -> int:
         """Exact number of stored images."""
