@@ -5,16 +5,24 @@ change itself, so no crash can leave it out of step.
   and a replaced filepath gets a new id. ``signature`` is packed (216 bytes, see _codes).
 - ``codes``: the candidate-index code of each image, in a narrow table so that a worker loads the
   index without reading the signatures.
+- ``local``: the packed local features (match.local.pack) of images that have them, for partial
+  matching; ``words``: their distinct visual words (sorted little-endian uint16), in a narrow
+  table so that a worker loads its inverted index (_words) without reading the features.
 - ``tombstones``: ids deleted or replaced, in commit order, so that other workers drop them from
   their index; pruned to the most recent rows (a worker that fell behind reloads its index).
 - ``algorithms``: how many records each signature algorithm has: exact count() without a scan,
   and detection of records that cannot be compared with the current algorithm.
 - ``meta``: schema version, code size and seed, and how far tombstones were pruned.
+
+Schema 2 added ``local``, ``words`` and their trigger; a schema 1 file is upgraded in place when
+opened (the statements only create what is missing).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+UPGRADABLE = ("1",)
+"""Older schemas that STATEMENTS upgrade in place: they only add tables and triggers."""
 
 STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -26,6 +34,8 @@ STATEMENTS = (
         metadata TEXT
     )""",
     "CREATE TABLE IF NOT EXISTS codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS local (id INTEGER PRIMARY KEY, features BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS words (id INTEGER PRIMARY KEY, words BLOB NOT NULL)",
     """CREATE TABLE IF NOT EXISTS tombstones (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id INTEGER NOT NULL
@@ -42,6 +52,11 @@ STATEMENTS = (
         DELETE FROM codes WHERE id = old.id;
         INSERT INTO tombstones (id) VALUES (old.id);
         UPDATE algorithms SET records = records - 1 WHERE name = old.algorithm;
+    END""",
+    # a second trigger rather than a changed image_deleted: schema 1 files already have that one
+    """CREATE TRIGGER IF NOT EXISTS image_local_deleted AFTER DELETE ON images BEGIN
+        DELETE FROM local WHERE id = old.id;
+        DELETE FROM words WHERE id = old.id;
     END""",
 )
 

@@ -4,7 +4,9 @@ Every write is one ``BEGIN IMMEDIATE`` transaction committed with ``synchronous=
 returns, the record is on disk and any process's next read sees it. Search scans a per-process
 candidate index (random-hyperplane codes, see _codes and _candidates), brought up to date from
 the database at the start of every read, then re-ranks the candidates exactly with
-``normalized_distances`` on signatures read in the same snapshot. See docs/embedded-store.md.
+``normalized_distances`` on signatures read in the same snapshot. Partial matching
+(local_candidates) ranks images by their visual words on a second per-process index (_words),
+kept up to date the same way but only by the reads that use it. See docs/embedded-store.md.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from match.errors import BadParameter, IncompatibleRecord, MatchError, StoreUnavailable
+from match.local import LocalFeatures, pack, unpack
 from match.settings import Settings
 from match.signature import ALGORITHM, normalized_distances
 from match.stores._candidates import CandidateIndex
@@ -38,9 +41,11 @@ from match.stores._checks import (
     record_name,
 )
 from match.stores._codes import HyperplaneCoder, pack_signature, unpack_signatures
+from match.stores._local_checks import check_local, check_words
 from match.stores._sqlite_errors import translated
-from match.stores._sqlite_schema import SCHEMA_VERSION, STATEMENTS, TOMBSTONES_KEPT
-from match.stores.base import BulkResult, Hit, ImageRecord, Metadata
+from match.stores._sqlite_schema import SCHEMA_VERSION, STATEMENTS, TOMBSTONES_KEPT, UPGRADABLE
+from match.stores._words import WordIndex
+from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
 
 FILENAME = "match.sqlite3"
 FILE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
@@ -67,6 +72,8 @@ class _Row:
     signature: np.ndarray
     blob: bytes
     metadata: str | None
+    local: bytes | None  # packed local features
+    words: bytes | None  # their distinct words, sorted little-endian uint16
 
 
 class SQLiteStore:
@@ -101,6 +108,9 @@ class SQLiteStore:
         self._index = CandidateIndex(self._coder.words)
         self._loaded = False
         self._tombstone_seq = 0
+        self._words = WordIndex()
+        self._words_loaded = False
+        self._words_seq = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SQLiteStore:
@@ -152,13 +162,14 @@ class SQLiteStore:
         filepath = check_filepath(filepath)
         with self._read() as conn:
             row = conn.execute(
-                "SELECT filepath, algorithm, signature, metadata FROM images WHERE filepath = ?",
+                "SELECT filepath, algorithm, signature, metadata, features FROM images "
+                "LEFT JOIN local USING (id) WHERE filepath = ?",
                 (filepath,),
             ).fetchone()
         if row is None:
             raise not_found(filepath)
         signature = unpack_signatures([row[2]])[0]
-        return ImageRecord(row[0], signature, metadata_of(row[3]), row[1])
+        return ImageRecord(row[0], signature, metadata_of(row[3]), row[1], _unpacked(row[4]))
 
     def count(self) -> int:
         with self._read() as conn:
@@ -188,6 +199,27 @@ class SQLiteStore:
             rows = _rows_by_id(conn, "filepath, signature", ids).values()
             ranked = _rank(queries, rows, cutoff)[offset : offset + limit]
             return self._hits(conn, ranked)
+
+    def local_candidates(self, words: np.ndarray, limit: int) -> list[LocalCandidate]:
+        query = check_words(words)
+        limit = non_negative(limit, "limit")
+        with self._read() as conn:
+            self._refresh_words(conn)
+            ids = self._words.top(query, limit)
+            listed = json.dumps(ids.tolist())
+            rows = conn.execute(
+                "SELECT id, filepath, features, metadata FROM images JOIN local USING (id) "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (listed,),
+            ).fetchall()
+        found = {row[0]: row[1:] for row in rows}
+        candidates = []
+        for image_id in ids.tolist():
+            filepath, features, metadata = found[image_id]
+            local = _unpacked(features)
+            if local is not None:  # a corrupt row is skipped, not an error for the query
+                candidates.append(LocalCandidate(filepath, local, metadata_of(metadata)))
+        return candidates
 
     def search_exhaustive(
         self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
@@ -220,6 +252,10 @@ class SQLiteStore:
     def index_bytes(self) -> int:
         """Memory held by this process's candidate index."""
         return self._index.nbytes()
+
+    def words_index_bytes(self) -> int:
+        """Memory held by this process's inverted index of visual words."""
+        return self._words.nbytes()
 
     # -- connection and transactions --------------------------------------------------------
     @contextmanager
@@ -262,8 +298,17 @@ class SQLiteStore:
     def _open_schema(self, conn: sqlite3.Connection) -> tuple[int, int]:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(STATEMENTS[0])  # meta: its schema says whether the rest may be created
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if found is not None and found[0] not in (SCHEMA_VERSION, *UPGRADABLE):
+                raise StoreUnavailable(
+                    f"The embedded store at {self.path} has schema "
+                    f"{found[0]}, this Match reads schema {SCHEMA_VERSION}"
+                )
             for statement in STATEMENTS:
                 conn.execute(statement)
+            if found is not None and found[0] in UPGRADABLE:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             defaults = {
                 "schema": SCHEMA_VERSION,
                 "code_bits": str(CODE_BITS),
@@ -279,11 +324,6 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        if meta["schema"] != SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"The embedded store at {self.path} has schema "
-                f"{meta['schema']}, this Match reads schema {SCHEMA_VERSION}"
-            )
         return int(meta["code_bits"]), int(meta["code_seed"])
 
     # -- helpers ----------------------------------------------------------------------------
@@ -298,7 +338,14 @@ class SQLiteStore:
             )
         signature = check_signature(record.signature, filepath)
         metadata = metadata_json(record.metadata, filepath)
-        return _Row(filepath, self.algorithm, signature, pack_signature(signature), metadata)
+        local = check_local(record.local, filepath)
+        packed = words = None
+        if local is not None:
+            packed = pack(local)
+            words = np.unique(np.asarray(local.words)).astype("<u2").tobytes()
+        return _Row(
+            filepath, self.algorithm, signature, pack_signature(signature), metadata, packed, words
+        )
 
     def _insert_batch(self, batch: list[_Row]) -> int:
         if not batch:
@@ -324,22 +371,13 @@ class SQLiteStore:
 
     def _refresh(self, conn: sqlite3.Connection) -> None:
         """Bring the candidate index up to the current snapshot: drop deleted ids, append new."""
-        pruned = int(
-            conn.execute("SELECT value FROM meta WHERE key = 'tombstones_pruned'").fetchone()[0]
-        )
-        if not self._loaded or self._tombstone_seq < pruned:
+        seq, dead = _deleted_since(conn, self._tombstone_seq if self._loaded else None)
+        if dead is None:
             self._index.clear()
-            self._tombstone_seq = conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM tombstones"
-            ).fetchone()[0]
             self._loaded = True
         else:
-            dead = conn.execute(
-                "SELECT seq, id FROM tombstones WHERE seq > ? ORDER BY seq", (self._tombstone_seq,)
-            ).fetchall()
-            if dead:
-                self._index.kill(np.array([row[1] for row in dead], dtype=np.int64))
-                self._tombstone_seq = dead[-1][0]
+            self._index.kill(dead)
+        self._tombstone_seq = seq
         cursor = conn.execute(
             "SELECT id, code FROM codes WHERE id > ? ORDER BY id", (self._index.last_id,)
         )
@@ -347,6 +385,24 @@ class SQLiteStore:
             ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
             codes = np.frombuffer(b"".join(row[1] for row in chunk), dtype=np.uint64)
             self._index.append(ids, codes.reshape(len(chunk), self._coder.words))
+
+    def _refresh_words(self, conn: sqlite3.Connection) -> None:
+        """Bring the word index up to the current snapshot, as _refresh does the other."""
+        seq, dead = _deleted_since(conn, self._words_seq if self._words_loaded else None)
+        if dead is None:
+            self._words.clear()
+            self._words_loaded = True
+        else:
+            self._words.kill(dead)
+        self._words_seq = seq
+        cursor = conn.execute(
+            "SELECT id, words FROM words WHERE id > ? ORDER BY id", (self._words.last_id,)
+        )
+        while chunk := cursor.fetchmany(_FETCH):
+            ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
+            counts = np.fromiter((len(row[1]) // 2 for row in chunk), np.int64, len(chunk))
+            words = np.frombuffer(b"".join(row[1] for row in chunk), dtype="<u2")
+            self._words.append(ids, counts, words)
 
     def _hits(
         self, conn: sqlite3.Connection, ranked: list[tuple[float, str, int, int]]
@@ -368,6 +424,33 @@ def _database_path(path: Path) -> Path:
             f"Cannot create the store folder {file.parent}: {error.strerror}"
         ) from None
     return file
+
+
+def _deleted_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.ndarray | None]:
+    """(newest tombstone, ids deleted after tombstone ``seq``) for an index that has seen the
+    tombstones through ``seq``; ids are None when that index must be reloaded: it never was
+    loaded (seq None), or tombstones it has not seen were pruned."""
+    pruned = int(
+        conn.execute("SELECT value FROM meta WHERE key = 'tombstones_pruned'").fetchone()[0]
+    )
+    if seq is None or seq < pruned:
+        return conn.execute("SELECT coalesce(max(seq), 0) FROM tombstones").fetchone()[0], None
+    dead = conn.execute(
+        "SELECT seq, id FROM tombstones WHERE seq > ? ORDER BY seq", (seq,)
+    ).fetchall()
+    if not dead:
+        return seq, np.zeros(0, dtype=np.int64)
+    return dead[-1][0], np.array([row[1] for row in dead], dtype=np.int64)
+
+
+def _unpacked(features: bytes | None) -> LocalFeatures | None:
+    """Stored local features, or None when there are none or they cannot be read."""
+    if features is None:
+        return None
+    try:
+        return unpack(features)
+    except ValueError:
+        return None
 
 
 def _last_of_each_filepath(batch: list[_Row]) -> list[_Row]:
@@ -397,6 +480,9 @@ def _insert(conn: sqlite3.Connection, rows: list[_Row], codes: np.ndarray) -> No
         "INSERT INTO codes (id, code) VALUES (?, ?)",
         [(i, code.tobytes()) for i, code in zip(ids, codes, strict=True)],
     )
+    local = [(i, r.local, r.words) for i, r in zip(ids, rows, strict=True) if r.local is not None]
+    conn.executemany("INSERT INTO local (id, features) VALUES (?, ?)", [r[:2] for r in local])
+    conn.executemany("INSERT INTO words (id, words) VALUES (?, ?)", [(r[0], r[2]) for r in local])
 
 
 def _prune_tombstones(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,237 @@
+"""The per-process inverted index over visual words: which stored images hold each word.
+
+Images are rows in id order (ids only grow, as in _candidates); a row keeps its id, whether it is
+alive and its number of distinct words. Postings (int32 row positions) are grouped by word in
+segments, each a CSR (per-word offsets into one array of rows, ascending within a word). New rows
+go to a small unsorted tail; when the tail fills it becomes a segment, and a segment is merged
+into the one before it when that one is not much bigger (LSM-style), so adding images never
+rebuilds the whole index and a query visits O(log n) segments. Deleted rows are marked dead and
+dropped from every segment when they pile up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from match.local import WORDS
+
+TAIL_POSTINGS = 1 << 16
+"""Postings kept unsorted before they become a segment (a query scans all of them)."""
+MERGE_RATIO = 4
+"""A segment is merged into the previous one while that one is at most this many times bigger."""
+_COMPACT_AFTER = 4096
+
+
+def score(
+    rows: np.ndarray, blocks: np.ndarray, distinct: np.ndarray, df: np.ndarray, images: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binary tf-idf of every row sharing a query word: (rows, scores), rows ascending.
+
+    ``rows`` are the postings of the query's k distinct words, concatenated in blocks: row b of
+    the (m, k) ``blocks`` gives how many postings of each query word come next. ``distinct`` is
+    every row's number of distinct words, ``df`` each query word's live document frequency and
+    ``images`` the number N of live images. A shared word w adds idf(w)^2 with Lucene's
+    idf(w) = log(1 + (N - df(w) + 0.5) / (df(w) + 0.5)), which stays positive when a word is
+    in every image (log((N + 1) / (df + 1)) is 0 then: a store of one image would find
+    nothing); a row's total is divided by sqrt(its distinct words).
+    """
+    idf = np.log1p((images - df + 0.5) / (df + 0.5))
+    weights = np.repeat(np.tile(idf * idf, len(blocks)), blocks.ravel())
+    totals = np.bincount(rows, weights=weights, minlength=len(distinct))
+    hit = np.flatnonzero(totals > 0)
+    return hit, totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
+
+
+@dataclass(frozen=True)
+class _Segment:
+    offsets: np.ndarray  # (WORDS + 1,) int64: word w's rows are rows[offsets[w]:offsets[w + 1]]
+    rows: np.ndarray  # int32 row positions
+
+    @classmethod
+    def build(cls, rows: np.ndarray, words: np.ndarray) -> _Segment:
+        """From postings in row order; a stable sort by word keeps rows ascending per word."""
+        order = np.argsort(words.astype(np.uint16), kind="stable")  # radix sort for 16 bits
+        counts = np.bincount(words, minlength=WORDS)
+        offsets = np.zeros(WORDS + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(offsets, rows[order].astype(np.int32))
+
+    def slices(self, query: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """The postings of each query word, and how many each has."""
+        starts, ends = self.offsets[query], self.offsets[query + 1]
+        rows = self.rows
+        pieces = [rows[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        return pieces, ends - starts
+
+    def merged(self, newer: _Segment) -> _Segment:
+        """This segment and a newer one (all of whose rows are greater), word by word."""
+        a, b = self.offsets.tolist(), newer.offsets.tolist()
+        pieces = []
+        for w in range(WORDS):
+            pieces.append(self.rows[a[w] : a[w + 1]])
+            pieces.append(newer.rows[b[w] : b[w + 1]])
+        return _Segment(self.offsets + newer.offsets, np.concatenate(pieces))
+
+    def kept(self, keep: np.ndarray, renumber: np.ndarray) -> _Segment:
+        """Without the postings of rows not in ``keep``, rows renumbered."""
+        alive = keep[self.rows]
+        before = np.zeros(len(self.rows) + 1, dtype=np.int64)
+        np.cumsum(alive, out=before[1:])
+        return _Segment(before[self.offsets], renumber[self.rows[alive]].astype(np.int32))
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.rows.nbytes
+
+
+class WordIndex:
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._alive = np.zeros(0, dtype=bool)
+        self._distinct = np.zeros(0, dtype=np.uint16)
+        self._size = 0
+        self._dead = 0
+        self._segments: list[_Segment] = []
+        self._tail_rows = np.zeros(0, dtype=np.int32)
+        self._tail_words = np.zeros(0, dtype=np.uint16)
+
+    @property
+    def last_id(self) -> int:
+        return int(self._ids[self._size - 1]) if self._size else 0
+
+    @property
+    def live_count(self) -> int:
+        return self._size - self._dead
+
+    def append(self, ids: np.ndarray, counts: np.ndarray, words: np.ndarray) -> None:
+        """Add images with ids above ``last_id``: image i has the ``counts[i]`` distinct words
+        that follow in ``words`` (concatenated, each image's distinct)."""
+        n = len(ids)
+        if n == 0:
+            return
+        self._reserve(self._size + n)
+        rows = np.arange(self._size, self._size + n, dtype=np.int32)
+        self._ids[self._size : self._size + n] = ids
+        self._alive[self._size : self._size + n] = True
+        self._distinct[self._size : self._size + n] = counts
+        self._size += n
+        self._tail_rows = np.concatenate([self._tail_rows, np.repeat(rows, counts)])
+        self._tail_words = np.concatenate([self._tail_words, words.astype(np.uint16)])
+        if len(self._tail_rows) >= TAIL_POSTINGS:
+            self._flush_tail()
+
+    def kill(self, ids: np.ndarray) -> None:
+        """Mark ids as deleted; ids not in the index (images without local features) are
+        ignored."""
+        if len(ids) == 0 or self._size == 0:
+            return
+        stored = self._ids[: self._size]
+        positions = np.searchsorted(stored, ids)
+        positions = positions[positions < self._size]
+        positions = positions[np.isin(stored[positions], ids)]
+        newly = positions[self._alive[positions]]
+        self._alive[newly] = False
+        self._dead += len(newly)
+        if self._dead > _COMPACT_AFTER and self._dead * 4 > self._size:
+            self._compact()
+
+    def top(self, query: np.ndarray, limit: int) -> np.ndarray:
+        """Ids of the ``limit`` live images scoring highest for the query's words, best first,
+        ties by id; images sharing no word are never returned."""
+        query = np.unique(query)
+        if limit == 0 or len(query) == 0 or self.live_count == 0:
+            return np.zeros(0, dtype=np.int64)
+        rows, blocks = self._postings(query)
+        df = blocks.sum(axis=0) if not self._dead else self._live_df(rows, blocks)
+        hit, scores = score(rows, blocks, self._distinct[: self._size], df, self.live_count)
+        alive = self._alive[hit]
+        hit, scores = hit[alive], scores[alive]
+        if len(hit) > limit:
+            # everything tying with the limit-th best, then an exact sort of those few
+            threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
+            keep = scores >= threshold
+            hit, scores = hit[keep], scores[keep]
+        best = np.lexsort((hit, -scores))[:limit]  # rows ascend with ids: ties by id
+        return self._ids[hit[best]]
+
+    def nbytes(self) -> int:
+        rows = self._ids.nbytes + self._alive.nbytes + self._distinct.nbytes
+        tail = self._tail_rows.nbytes + self._tail_words.nbytes
+        return rows + tail + sum(segment.nbytes() for segment in self._segments)
+
+    def _postings(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every posting of the query's words, as rows and blocks for ``score``: one block per
+        segment and one for the tail, each grouped by query word."""
+        pieces, blocks = [], []
+        for segment in self._segments:
+            slices, counts = segment.slices(query)
+            pieces += slices
+            blocks.append(counts)
+        if len(self._tail_words):
+            index = np.full(WORDS, -1, dtype=np.int64)
+            index[query] = np.arange(len(query))
+            owner = index[self._tail_words]
+            shared = np.flatnonzero(owner >= 0)
+            order = shared[np.argsort(owner[shared], kind="stable")]
+            pieces.append(self._tail_rows[order])
+            blocks.append(np.bincount(owner[order], minlength=len(query)))
+        if not pieces:
+            return np.zeros(0, np.intp), np.zeros((0, len(query)), np.int64)
+        return np.concatenate(pieces, dtype=np.intp), np.stack(blocks)
+
+    def _live_df(self, rows: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+        """Each query word's number of live postings (one pass, whatever the dead share)."""
+        lengths = blocks.ravel()
+        if len(rows) == 0:
+            return np.zeros(blocks.shape[1], dtype=np.int64)
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        alive = self._alive[rows].view(np.uint8)
+        live = np.add.reduceat(alive, np.minimum(starts, len(rows) - 1), dtype=np.int64)
+        live[lengths == 0] = 0  # reduceat gives an empty block the element at its start
+        return live.reshape(blocks.shape).sum(axis=0)
+
+    def _flush_tail(self) -> None:
+        self._segments.append(_Segment.build(self._tail_rows, self._tail_words))
+        self._tail_rows = np.zeros(0, dtype=np.int32)
+        self._tail_words = np.zeros(0, dtype=np.uint16)
+        segments = self._segments
+        while len(segments) > 1 and segments[-2].size <= MERGE_RATIO * segments[-1].size:
+            newer = segments.pop()
+            segments[-1] = segments[-1].merged(newer)
+
+    def _reserve(self, needed: int) -> None:
+        capacity = len(self._ids)
+        if needed <= capacity:
+            return
+        capacity = max(needed, capacity * 3 // 2, 1024)
+        self._ids = _grown(self._ids, self._size, capacity)
+        self._alive = _grown(self._alive, self._size, capacity)
+        self._distinct = _grown(self._distinct, self._size, capacity)
+
+    def _compact(self) -> None:
+        keep = self._alive[: self._size]
+        renumber = (np.cumsum(keep) - 1).astype(np.int32)
+        self._segments = [segment.kept(keep, renumber) for segment in self._segments]
+        alive = keep[self._tail_rows]
+        self._tail_rows = renumber[self._tail_rows[alive]]
+        self._tail_words = self._tail_words[alive]
+        self._ids = self._ids[: self._size][keep]
+        self._distinct = self._distinct[: self._size][keep]
+        self._size = len(self._ids)
+        self._alive = np.ones(self._size, dtype=bool)
+        self._dead = 0
+
+
+def _grown(array: np.ndarray, used: int, capacity: int) -> np.ndarray:
+    grown = np.zeros(capacity, dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
