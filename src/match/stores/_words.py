@@ -190,12 +190,11 @@ class WordIndex:
     def _live_df(self, rows: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         """Each query word's number of live postings (one pass, whatever the dead share)."""
         lengths = blocks.ravel()
-        if len(rows) == 0:
-            return np.zeros(blocks.shape[1], dtype=np.int64)
         starts = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        alive = self._alive[rows].view(np.uint8)
-        live = np.add.reduceat(alive, np.minimum(starts, len(rows) - 1), dtype=np.int64)
+        alive = np.zeros(len(rows) + 1, dtype=np.uint8)  # a last 0: every start is an index
+        alive[:-1] = self._alive[rows]
+        live = np.add.reduceat(alive, starts, dtype=np.int64)
         live[lengths == 0] = 0  # reduceat gives an empty block the element at its start
         return live.reshape(blocks.shape).sum(axis=0)
 
