@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from match.errors import NotFound
+from match.local import local_features
 from match.signature import ALGORITHM
+from match.signature.decode import decode_pixels
+from match.stores import _es_docs as docs
 from match.stores._es_client import EngineClient
 from match.stores.base import ImageRecord
 from match.stores.elastic import ElasticStore
@@ -182,3 +185,25 @@ def test_image_match_documents_fit_a_match_index(
     store.delete("A.jpg")
     assert store.list() == ["B.jpg"]
     store.close()
+
+
+def test_image_match_index_gets_local_fields_and_takes_local_features(
+    legacy: ElasticStore, engine_url: str, fixtures_dir: Path, golden: dict[str, Any]
+) -> None:
+    """Opening an image-match index adds the partial matching fields in place; its documents
+    stay searchable and are never local candidates; Match's records carry local features."""
+    assert legacy.count() == 4  # opens the index
+    mapping = httpx.get(f"{engine_url}/{legacy.index}/_mapping").json()
+    properties = next(iter(mapping.values()))["mappings"]["properties"]
+    for name, spec in docs.local_fields().items():
+        assert properties[name] == spec
+    image = golden["images"]["B"]
+    local = local_features(decode_pixels(fixtures_dir / image["file"]))
+    signature = np.asarray(image["signature"], dtype=np.int8)
+    legacy.add(ImageRecord("B-local.jpg", signature, {"k": 1}, local=local))
+    candidates = legacy.local_candidates(local.words, 30)
+    assert [(c.filepath, c.metadata) for c in candidates] == [("B-local.jpg", {"k": 1})]
+    assert np.array_equal(candidates[0].local.words, local.words)
+    hits = legacy.search(signature[None, :], cutoff=0.45, limit=10)
+    assert {hit.filepath for hit in hits} == {"A.jpg", "B.jpg", "B-local.jpg", "D.jpg"}
+    assert legacy.get("B.jpg").local is None

@@ -6,6 +6,7 @@ _msearch for all orientations, listing past 10,000, bulk ingest.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from match.errors import BadParameter, NotFound
+from match.local import WORDS, LocalFeatures, local_features
+from match.local import pack as pack_local
 from match.signature import (
     ORIENTATIONS,
     SIGNATURE_LENGTH,
@@ -21,10 +24,11 @@ from match.signature import (
     words,
 )
 from match.signature import orientation_signatures as photo_orientations
+from match.signature.decode import decode_pixels
 from match.stores import _es_docs as docs
 from match.stores._es_client import EngineClient
 from match.stores.base import ImageRecord
-from match.stores.elastic import ElasticStore
+from match.stores.elastic import MAX_QUERY_WORDS, ElasticStore
 from store_contract import StoreContract
 
 pytestmark = pytest.mark.engine
@@ -284,3 +288,158 @@ def test_metadata_read_after_the_search_is_never_torn(
     assert store._with_metadata(index, ranked, candidates, query, far - 0.01) == []
     store.delete("x.jpg")  # deleted in between
     assert store._with_metadata(index, ranked, candidates, query, 1.0) == []
+
+
+# -- partial matching: local features ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_photos(photo_paths: list[Path]) -> list[ImageRecord]:
+    """Records of three real photos with their signatures and local features."""
+    records = []
+    for path in photo_paths[:3]:
+        pixels = decode_pixels(path)
+        records.append(
+            ImageRecord(
+                path.name, image_signature(path), {"name": path.name}, local=local_features(pixels)
+            )
+        )
+    return records
+
+
+def previous_mapping() -> dict:
+    """The mapping Match created before partial matching: today's without the local fields."""
+    current = docs.mapping()
+    old = {k: v for k, v in current["properties"].items() if k not in docs.local_fields()}
+    return {**current, "properties": old}
+
+
+def synthetic_local(word_values: list[int]) -> LocalFeatures:
+    count = len(word_values)
+    return LocalFeatures(
+        np.zeros((count, 2), np.float32),
+        np.asarray(word_values, np.uint32),
+        np.zeros(count, np.uint64),
+        (640, 480),
+    )
+
+
+def test_local_fields_are_mapped_as_terms_and_a_blob(store: ElasticStore, engine_url: str) -> None:
+    store.count()  # creates the index
+    mapping = raw(engine_url, "GET", f"/{store.index}/_mapping").json()[store.index]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"][docs.LOCAL_WORDS_FIELD] == {
+        "type": "text",
+        "analyzer": "standard",
+        "index_options": "docs",
+        "norms": False,
+    }
+    assert mapping["properties"][docs.LOCAL_FIELD] == {"type": "binary"}
+
+
+def test_local_features_stored_as_distinct_words_and_packed_blob(
+    store: ElasticStore, engine_url: str, local_photos: list[ImageRecord]
+) -> None:
+    record = local_photos[0]
+    store.add(record)
+    doc = raw(engine_url, "GET", f"/{store.index}/_doc/{docs.doc_id(record.filepath)}").json()
+    tokens = doc["_source"][docs.LOCAL_WORDS_FIELD].split(" ")
+    assert [int(token) for token in tokens] == sorted(set(record.local.words.tolist()))
+    analyzed = raw(
+        engine_url,
+        "POST",
+        f"/{store.index}/_analyze",
+        json={"field": docs.LOCAL_WORDS_FIELD, "text": doc["_source"][docs.LOCAL_WORDS_FIELD]},
+    ).json()
+    assert [token["token"] for token in analyzed["tokens"]] == tokens  # each word one term
+    stored = store.get(record.filepath).local
+    assert stored is not None
+    assert np.array_equal(stored.words, record.local.words)
+    assert np.array_equal(stored.bits, record.local.bits)
+    assert np.allclose(stored.points, record.local.points, atol=1 / 32)
+    assert stored.size == record.local.size
+
+
+def test_local_features_survive_a_metadata_update(
+    store: ElasticStore, local_photos: list[ImageRecord]
+) -> None:
+    record = local_photos[1]
+    store.add(record)
+    store.update_metadata(record.filepath, {"edited": True})
+    [candidate] = store.local_candidates(record.local.words, 5)
+    assert (candidate.filepath, candidate.metadata) == (record.filepath, {"edited": True})
+    assert np.array_equal(candidate.local.words, record.local.words)
+
+
+def test_local_candidates_of_a_full_query_on_every_engine(store: ElasticStore) -> None:
+    """500 distinct words (an image's maximum) fit every engine's clause limit (OpenSearch:
+    1024); more than MAX_QUERY_WORDS distinct words are refused clearly, not by the engine."""
+    rng = np.random.default_rng(6)
+    stored = rng.choice(WORDS, size=450, replace=False)
+    store.add(ImageRecord("many.jpg", random_signatures(1)[0], local=synthetic_local(stored)))
+    query = np.concatenate([stored[:100], rng.choice(WORDS, size=400, replace=False)])
+    assert [c.filepath for c in store.local_candidates(query, 30)] == ["many.jpg"]
+    too_many = rng.choice(WORDS, size=MAX_QUERY_WORDS + 1, replace=False)
+    with pytest.raises(BadParameter, match="distinct visual words"):
+        store.local_candidates(too_many, 30)
+
+
+def test_unreadable_local_features_are_skipped(store: ElasticStore, engine_url: str) -> None:
+    """A document whose packed features do not unpack (written by another client, or damaged)
+    is never a candidate and reads back without local features; the others still come back."""
+    shared = list(range(100, 160))
+    store.add(ImageRecord("good.jpg", random_signatures(1)[0], local=synthetic_local(shared)))
+    store.add(ImageRecord("bad.jpg", random_signatures(2)[1], local=synthetic_local(shared)))
+    path = f"/{store.index}/_update/{docs.doc_id('bad.jpg')}"
+    wrong_version = b"\x09" + pack_local(synthetic_local(shared))[1:]
+    for garbage in ("AAAA", "not base64!", base64.b64encode(wrong_version).decode()):
+        body = {"doc": {docs.LOCAL_FIELD: garbage}}  # a binary field that is never decoded
+        answer = raw(engine_url, "POST", path, params={"refresh": "true"}, json=body)
+        assert answer.status_code == 200
+        assert [c.filepath for c in store.local_candidates(np.array(shared), 10)] == ["good.jpg"]
+        assert store.get("bad.jpg").local is None
+
+
+def test_previous_index_gets_local_fields_on_open(engine_url: str, engine_index: str) -> None:
+    """An index created before partial matching gains the fields in place when a store opens
+    it: its documents stay searchable, new ones carry local features, the mapping stays strict."""
+    created = raw(engine_url, "PUT", f"/{engine_index}", json={"mappings": previous_mapping()})
+    assert created.status_code == 200
+    old = random_signatures(2, seed=7)
+    for n, (name, signature) in enumerate(zip(["old-1.jpg", "old-2.jpg"], old, strict=True)):
+        record = ImageRecord(name, signature, {"n": n})
+        doc = docs.document(record, signature, words(signature).tolist(), n + 1, docs.pack(old)[n])
+        answer = raw(
+            engine_url,
+            "PUT",
+            f"/{engine_index}/_doc/{docs.doc_id(name)}",
+            params={"refresh": "true"},
+            json=doc,
+        )
+        assert answer.status_code == 201
+    store = open_store(engine_url, engine_index)
+    assert store.count() == 2
+    mapping = raw(engine_url, "GET", f"/{engine_index}/_mapping").json()[engine_index]["mappings"]
+    assert mapping == docs.mapping()
+    assert [hit.filepath for hit in store.search(old[1][None, :], 0.45, 10)] == ["old-2.jpg"]
+    assert store.get("old-1.jpg").local is None
+    new = ImageRecord("new.jpg", old[0], local=synthetic_local([5, 6, 7, 8]))
+    store.add(new)
+    assert [c.filepath for c in store.local_candidates(np.array([6, 9]), 10)] == ["new.jpg"]
+    assert store.list() == ["old-1.jpg", "old-2.jpg", "new.jpg"]
+    unknown = raw(engine_url, "POST", f"/{engine_index}/_doc", json={"path": "x", "colour": 1})
+    assert unknown.status_code == 400 and "strict" in unknown.text
+    store.close()
+    reopened = open_store(engine_url, engine_index)  # nothing left to add: opens as usual
+    assert [c.filepath for c in reopened.local_candidates(np.array([5]), 10)] == ["new.jpg"]
+    reopened.close()
+
+
+def test_local_candidates_rejects_bad_input(store: ElasticStore) -> None:
+    for bad in (np.array([[1, 2]]), np.array([0.5]), np.array([-1]), np.array([WORDS])):
+        with pytest.raises(BadParameter):
+            store.local_candidates(bad, 10)
+    with pytest.raises(BadParameter):
+        store.local_candidates(np.array([1]), -1)
+    bad_record = ImageRecord("x.jpg", random_signatures(1)[0], local=synthetic_local([WORDS]))
+    with pytest.raises(BadParameter, match="visual words"):
+        store.add(bad_record)
+    assert store.count() == 0

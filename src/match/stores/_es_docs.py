@@ -2,7 +2,9 @@
 
 Documents keep image-match 1.x's shape (``path``, ``signature``, ``metadata``, ``simple_word_0``
 ... ``simple_word_62``, ``timestamp``) so an index written by image-match or dsys/match stays
-searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (insertion order).
+searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (insertion order)
+and, for partial matching, the image's visual words as terms (``local_words``) and its packed
+local features (``local_features``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -17,13 +20,22 @@ from typing import Any
 
 import numpy as np
 
+from match.local import WORDS, LocalFeatures
+from match.local import pack as pack_local
+from match.local import unpack as unpack_local
 from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT, words
-from match.stores.base import ImageRecord
+from match.stores.base import ImageRecord, LocalCandidate
+
+log = logging.getLogger(__name__)
 
 WORD_FIELDS = tuple(f"simple_word_{i}" for i in range(WORD_COUNT))
 SOURCE_FIELDS = ["path", "signature", "metadata", "algorithm"]
 PACKED_FIELD = "signature_packed"
 PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
+LOCAL_WORDS_FIELD = "local_words"
+LOCAL_FIELD = "local_features"
+LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD]
+MAX_KEYPOINTS = 65535  # the packed form counts keypoints in 16 bits
 _TRIPLET = np.array([25, 5, 1], dtype=np.int64)
 _SEVEN_BITS = 1 << np.arange(6, -1, -1)
 
@@ -43,16 +55,38 @@ def mapping() -> dict[str, Any]:
     # keyword terms: exact term lookups in the inverted index, scored by rarity (BM25 idf)
     for field in WORD_FIELDS:
         properties[field] = {"type": "keyword", "doc_values": False}
+    properties.update(local_fields())
     # the packed copy stays in _source too: excluding it makes Elasticsearch keep a second,
     # full copy of every document (_recovery_source) for hours, which costs more than it saves
     return {"dynamic": "strict", "properties": properties}
 
 
-def added_fields() -> dict[str, Any]:
-    """Our fields beyond image-match's, added explicitly to an image-match index (its dynamic
-    mapping would guess a text field for the packed signature)."""
+def local_fields() -> dict[str, Any]:
+    """The fields of partial matching. Each distinct visual word is one token of a text field
+    (the ``standard`` analyzer keeps decimal numbers whole, and is in every distribution) indexed
+    without frequencies or norms: BM25 then scores a document by the sum of the idf of the words
+    it shares with the query, i.e. binary tf weighted by rarity. The packed features are only read
+    back (binary: never indexed, no doc values)."""
+    return {
+        LOCAL_WORDS_FIELD: {
+            "type": "text",
+            "analyzer": "standard",
+            "index_options": "docs",
+            "norms": False,
+        },
+        LOCAL_FIELD: {"type": "binary"},
+    }
+
+
+def added_fields(index_mapping: dict[str, Any]) -> dict[str, Any] | None:
+    """The mapping update that gives an existing index our fields beyond image-match's, or None
+    if it has them all: an index of image-match (whose dynamic mapping would guess a text field
+    for the packed signature) or of an earlier Match (without the local features fields)."""
     fields = mapping()["properties"]
-    return {"properties": {name: fields[name] for name in ("algorithm", "seq", PACKED_FIELD)}}
+    present = index_mapping.get("properties", {})
+    ours = ("algorithm", "seq", PACKED_FIELD, *local_fields())
+    missing = {name: fields[name] for name in ours if name not in present}
+    return {"properties": missing} if missing else None
 
 
 def index_body(
@@ -130,6 +164,54 @@ def check_metadata(metadata: Any) -> None:
         raise ValueError(f"metadata is not JSON: {error}") from None
 
 
+def check_local(local: Any) -> None:
+    """ValueError unless ``local`` is None or consistent LocalFeatures that pack() can store."""
+    if local is None:
+        return
+    if not isinstance(local, LocalFeatures):
+        raise ValueError(f"local features must be LocalFeatures, not {type(local).__name__}")
+    points, local_words, bits = (np.asarray(a) for a in (local.points, local.words, local.bits))
+    count = len(local_words) if local_words.ndim == 1 else -1
+    if count < 0 or points.shape != (count, 2) or bits.shape != (count,):
+        raise ValueError("local features need (n, 2) points, (n,) words and (n,) bits")
+    if count > MAX_KEYPOINTS:
+        raise ValueError(f"local features hold at most {MAX_KEYPOINTS} keypoints, not {count}")
+    if count and (local_words.dtype.kind not in "iu" or bits.dtype.kind not in "iu"):
+        raise ValueError("visual words and their bits must be integers")
+    if count and (local_words.min() < 0 or local_words.max() >= WORDS):
+        raise ValueError(f"visual words are integers from 0 to {WORDS - 1}")
+    if count and not np.isfinite(points).all():
+        raise ValueError("keypoint coordinates must be finite")
+    size = tuple(local.size) if isinstance(local.size, tuple | list) else ()
+    if len(size) != 2 or not all(isinstance(v, int | np.integer) and 0 < v < 65536 for v in size):
+        raise ValueError("the local features' frame size must be two integers from 1 to 65535")
+
+
+def local_source(local: LocalFeatures) -> dict[str, Any]:
+    """The document fields of checked local features: each distinct word once, as a token (none
+    when there are no keypoints: such an image is never a candidate), and the packed form."""
+    fields = {LOCAL_FIELD: base64.b64encode(pack_local(local)).decode("ascii")}
+    distinct = np.unique(np.asarray(local.words, dtype=np.int64))
+    if len(distinct):
+        fields[LOCAL_WORDS_FIELD] = " ".join(map(str, distinct.tolist()))
+    return fields
+
+
+def local_of(source: dict[str, Any]) -> LocalFeatures | None:
+    """The local features of a document's _source; None if it has none or they are corrupt
+    (logged: the record is still usable by its signature)."""
+    value = source.get(LOCAL_FIELD)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError("not a base64 string")
+        return unpack_local(base64.b64decode(value, validate=True))
+    except ValueError as error:  # binascii.Error is a ValueError
+        log.warning("unreadable local features of %r: %s", source.get("path"), error)
+        return None
+
+
 def pack(signatures: np.ndarray) -> list[str]:
     """Signatures (n, 648) as 189-byte base64 strings, for the binary doc-values field: search
     reads candidates' signatures from doc values, which is far cheaper than their _source."""
@@ -165,6 +247,8 @@ def document(
     doc["algorithm"] = record.algorithm
     doc["seq"] = seq
     doc[PACKED_FIELD] = packed
+    if record.local is not None:
+        doc.update(local_source(record.local))
     return doc
 
 
@@ -176,7 +260,39 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
         signature=np.asarray(source["signature"], dtype=np.int8),
         metadata=source.get("metadata"),
         algorithm=source.get("algorithm") or ALGORITHM,
+        local=local_of(source),
     )
+
+
+def local_query(query_words: np.ndarray, size: int) -> dict[str, Any]:
+    """The ``size`` documents sharing the most (and rarest, by BM25 idf) of these distinct
+    words, best first. ``track_total_hits: false`` lets the engine skip documents that cannot
+    reach the top ``size`` (block-max WAND) instead of counting every one sharing a word."""
+    return {
+        "size": size,
+        "track_total_hits": False,
+        "_source": LOCAL_SOURCE,
+        "query": {
+            "match": {
+                LOCAL_WORDS_FIELD: {
+                    "query": " ".join(map(str, query_words.tolist())),
+                    "operator": "or",
+                }
+            }
+        },
+    }
+
+
+def local_candidates(hits: list[dict[str, Any]]) -> list[LocalCandidate]:
+    """Candidates of a local_query's hits in their order; a hit whose features cannot be
+    unpacked is skipped (logged), never an error."""
+    found = []
+    for hit in hits:
+        source = hit.get("_source") or {}
+        local = local_of(source)
+        if local is not None and isinstance(source.get("path"), str):
+            found.append(LocalCandidate(source["path"], local, source.get("metadata")))
+    return found
 
 
 def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1) -> dict[str, Any]:

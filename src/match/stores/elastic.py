@@ -11,6 +11,10 @@ orientations in one ``_msearch``), reading their signatures from a packed binary
 field (no stored fields: decompressing _source or even _id blocks cost more than the query),
 then ranks them by exact distance here and fetches the metadata of the returned page only.
 
+Partial matching: an image's distinct visual words are the tokens of one text field, so
+``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features.
+An index made before partial matching (or by image-match) gets these fields when it is opened.
+
 Freshness: adds, deletes and metadata updates return once the change is searchable
 (``refresh=wait_for``). With ELASTICSEARCH_BULK_REFRESH=true they return at once and become
 searchable at the index's next refresh (within ``refresh_interval``, 1 s by default): faster bulk
@@ -29,22 +33,24 @@ from typing import Any, TypeVar
 import numpy as np
 
 from match.errors import BadParameter, NotFound, StoreUnavailable
+from match.local import WORDS
 from match.settings import Settings
 from match.signature import ALGORITHM, SIGNATURE_LENGTH, normalized_distances, words
 from match.stores import _es_docs as docs
 from match.stores._es_client import EngineClient, EngineError, IndexMissing
-from match.stores.base import BulkResult, Hit, ImageRecord, Metadata
+from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Action = tuple[dict[str, Any], dict[str, Any] | None, str]  # (action line, source, filepath)
 
-CHUNK = 500  # documents per _bulk request (~2 MB)
+CHUNK = 500  # documents per _bulk request (~2 MB, ~8 MB with local features)
 CANDIDATES = 100  # candidates per query signature (image-match's size)
 MIN_WORDS = 1  # words a candidate shares with a query signature at least (image-match: 1)
 MAX_WINDOW = 10_000  # index.max_result_window: from + size never goes past it
 MAX_TERM_BYTES = 32766
+MAX_QUERY_WORDS = 1024  # OpenSearch's default max clause count (an image has at most 500)
 ITEM_RETRIES = 3  # rounds of re-sending bulk items the engine rejected with 429
 ENGINE_FAILURE = "the search engine failed (retry later):"
 
@@ -158,6 +164,20 @@ class ElasticStore:
         size = min(MAX_WINDOW, max(self.candidates, offset + limit))
         return self._call(lambda: self._search(queries, live, cutoff, size, offset, limit))
 
+    def local_candidates(self, words: np.ndarray, limit: int) -> Sequence[LocalCandidate]:
+        query_words = _check_words(words)
+        if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 0:
+            raise BadParameter(f"limit must be a non-negative integer, got {limit!r}")
+        if limit == 0 or len(query_words) == 0:
+            return []
+        body = docs.local_query(query_words, min(int(limit), MAX_WINDOW))
+
+        def run() -> list[LocalCandidate]:
+            _, found = self.client.request("POST", f"/{self._ready()}/_search", body=body)
+            return docs.local_candidates(found["hits"]["hits"])
+
+        return self._call(run)
+
     def count(self) -> int:
         def run() -> int:
             _, body = self.client.request("GET", f"/{self._ready()}/_count")
@@ -202,15 +222,29 @@ class ElasticStore:
         # an alias answers with its concrete index's name
         index_mapping = next(iter(body.values()), {}).get("mappings", {})
         field = docs.path_field(index_mapping)
-        if field is not None and docs.PACKED_FIELD not in index_mapping.get("properties", {}):
-            # an image-match index: declare our fields before its dynamic mapping guesses them
-            self.client.request("PUT", f"/{self.index}/_mapping", body=docs.added_fields())
         if field is None:
             raise StoreUnavailable(
                 f"The index {self.index!r} has no exact `path` keyword field: it was not made "
                 "by Match or image-match; set ELASTICSEARCH_INDEX to another index"
             )
+        added = docs.added_fields(index_mapping)
+        if added is not None:
+            self._add_fields(added)
         return field
+
+    def _add_fields(self, added: dict[str, Any]) -> None:
+        """Declare the fields an older index lacks (image-match's, or Match's before partial
+        matching) in place: a mapping may gain fields, and its documents stay as they are."""
+        try:
+            self.client.request("PUT", f"/{self.index}/_mapping", body=added)
+        except EngineError as error:
+            if error.kind != "illegal_argument_exception":
+                raise
+            raise StoreUnavailable(
+                f"The index {self.index!r} cannot take Match's fields "
+                f"({', '.join(added['properties'])}): {error}"
+            ) from None
+        log.info("added %s to index %s", ", ".join(added["properties"]), self.index)
 
     def _create_index(self) -> None:
         body = docs.index_body(self.shards, self.replicas, self.refresh_interval, self.codec)
@@ -249,6 +283,7 @@ class ElasticStore:
             try:
                 docs.check_filepath(record.filepath)
                 docs.check_metadata(record.metadata)
+                docs.check_local(record.local)
                 valid.append((record, docs.check_signature(record.signature)))
             except (ValueError, TypeError) as error:
                 failed.append((record.filepath, f"invalid record: {error}"))
@@ -598,6 +633,21 @@ def _chunks(records: Iterable[ImageRecord], size: int) -> Iterator[list[ImageRec
             chunk = []
     if chunk:
         yield chunk
+
+
+def _check_words(words: np.ndarray) -> np.ndarray:
+    """The distinct query words, sorted; BadParameter unless a 1-d array of visual words."""
+    array = np.asarray(words)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise BadParameter(f"Query words must be a 1-d array of integers, got shape {array.shape}")
+    if array.size and (array.min() < 0 or array.max() >= WORDS):
+        raise BadParameter(f"Query words are visual words from 0 to {WORDS - 1}")
+    distinct = np.unique(array.astype(np.int64))
+    if len(distinct) > MAX_QUERY_WORDS:
+        raise BadParameter(
+            f"A query has at most {MAX_QUERY_WORDS} distinct visual words, not {len(distinct)}"
+        )
+    return distinct
 
 
 def _check_queries(signatures: np.ndarray) -> np.ndarray:
