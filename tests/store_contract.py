@@ -13,6 +13,9 @@ store of that engine, e.g.
 
 The records are real: signatures of real photographs and of edited copies of them (resized,
 re-encoded, brightened, cropped, rotated), computed once per test session.
+
+The partial-matching tests also need a ``second_store`` fixture: another store object on the
+same data, as another worker process would open it.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from match.errors import MatchError, NotFound
+from match.errors import BadParameter, MatchError, NotFound
+from match.local import FRAME, WORDS, LocalFeatures, local_features
 from match.signature import image_signature, normalized_distances, orientation_signatures
+from match.signature.decode import decode_pixels
 from match.stores.base import BulkResult, ImageRecord, Store
 
 PHOTO_COUNT = 16
@@ -349,3 +354,177 @@ class StoreContract:
 
     def test_ping(self, store: Store) -> None:
         store.ping()
+
+    # -- local features (partial matching) ----------------------------------------------------
+    @pytest.fixture
+    def local_photos(self, photo_paths: list[Path]) -> LocalPhotos:
+        return local_photo_features(tuple(photo_paths[:LOCAL_PHOTO_COUNT]))
+
+    @pytest.fixture
+    def local_filled(self, store: Store, local_photos: LocalPhotos) -> LocalPhotos:
+        """The store with every photo added with its local features and {"name": name}."""
+        records = [
+            ImageRecord(name, signature, {"name": name}, local=features)
+            for name, signature, features in zip(
+                local_photos.names, local_photos.signatures, local_photos.features, strict=True
+            )
+        ]
+        assert store.add_many(records) == BulkResult(added=len(records), failed=[])
+        return local_photos
+
+    def test_local_features_round_trip_through_get(
+        self, store: Store, local_photos: LocalPhotos
+    ) -> None:
+        features = local_photos.features[1]
+        store.add(ImageRecord("with.jpg", local_photos.signatures[1], {"k": 1}, local=features))
+        store.add(ImageRecord("without.jpg", local_photos.signatures[2]))
+        stored = store.get("with.jpg").local
+        assert stored is not None and len(features.words) > 100
+        assert_same_features(stored, features)
+        assert store.get("without.jpg").local is None
+        assert store.get("with.jpg").metadata == {"k": 1}
+
+    def test_a_centre_crop_ranks_its_photo_first(
+        self, store: Store, local_filled: LocalPhotos
+    ) -> None:
+        for index, crop in local_filled.crops.items():
+            candidates = store.local_candidates(crop.words, 30)
+            name = local_filled.names[index]
+            assert candidates[0].filepath == name
+            assert candidates[0].metadata == {"name": name}
+            assert_same_features(candidates[0].local, local_filled.features[index])
+            assert len({c.filepath for c in candidates}) == len(candidates)
+            assert {c.filepath for c in candidates} <= set(local_filled.names)
+
+    def test_records_without_local_features_are_never_candidates(
+        self, store: Store, local_photos: LocalPhotos
+    ) -> None:
+        query = local_photos.features[0].words
+        store.add(ImageRecord("plain.jpg", local_photos.signatures[0]))
+        assert store.local_candidates(query, 30) == []
+        store.add(
+            ImageRecord("other.jpg", local_photos.signatures[3], local=local_photos.features[3])
+        )
+        store.add(ImageRecord("plain-2.jpg", local_photos.signatures[0], {"a": 1}))
+        found = [c.filepath for c in store.local_candidates(query, 30)]
+        assert "plain.jpg" not in found and "plain-2.jpg" not in found
+        exact = [c.filepath for c in store.local_candidates(local_photos.features[3].words, 30)]
+        assert exact == ["other.jpg"]
+
+    def test_delete_and_replace_are_reflected_at_once_in_every_worker(
+        self, store: Store, second_store: Store, local_filled: LocalPhotos
+    ) -> None:
+        names, crops = local_filled.names, local_filled.crops
+        first, second = sorted(crops)[:2]
+        for worker in (store, second_store):  # both have loaded what is stored
+            assert worker.local_candidates(crops[first].words, 5)[0].filepath == names[first]
+        store.delete(names[first])
+        # the photo's own name now holds another photo's features, then none at all
+        store.add(
+            ImageRecord(
+                names[second], local_filled.signatures[first], local=local_filled.features[first]
+            )
+        )
+        for worker in (store, second_store):
+            found = [c.filepath for c in worker.local_candidates(crops[first].words, 30)]
+            assert found[0] == names[second]
+            assert names[first] not in found
+            others = [c.filepath for c in worker.local_candidates(crops[second].words, 30)]
+            assert others[:1] != [names[second]]
+        second_store.add(ImageRecord(names[second], local_filled.signatures[second]))
+        for worker in (store, second_store):
+            found = [c.filepath for c in worker.local_candidates(crops[first].words, 30)]
+            assert names[second] not in found and names[first] not in found
+
+    def test_local_candidates_respect_the_limit(
+        self, store: Store, local_filled: LocalPhotos
+    ) -> None:
+        query = next(iter(local_filled.crops.values())).words
+        ranking = [c.filepath for c in store.local_candidates(query, 30)]
+        assert len(ranking) > 5
+        assert [c.filepath for c in store.local_candidates(query, 5)] == ranking[:5]
+        assert [c.filepath for c in store.local_candidates(query, 1)] == ranking[:1]
+        assert store.local_candidates(query, 0) == []
+        assert store.local_candidates(np.zeros(0, dtype=np.uint32), 30) == []
+
+    def test_bad_local_candidates_arguments_are_refused(
+        self, store: Store, local_filled: LocalPhotos
+    ) -> None:
+        words = local_filled.features[0].words
+        bad_words = [
+            words.reshape(-1, 1),
+            words.astype(np.float64) + 0.5,
+            np.array([1, 2, WORDS]),
+            np.array([-1, 2]),
+            np.array(["a", "b"]),
+            "12 13",
+        ]
+        for bad in bad_words:
+            with pytest.raises(BadParameter):
+                store.local_candidates(bad, 30)
+        for limit in (-1, 2.5, True, "30", None):
+            with pytest.raises(BadParameter):
+                store.local_candidates(words, limit)  # type: ignore[arg-type]
+
+    def test_bad_local_features_are_refused(self, store: Store, local_photos: LocalPhotos) -> None:
+        good = local_photos.features[0]
+        signature = local_photos.signatures[0]
+        bad = [
+            LocalFeatures(good.points, good.words[:-1], good.bits, good.size),
+            LocalFeatures(good.points, good.words + WORDS, good.bits, good.size),
+            LocalFeatures(good.points, good.words, good.bits, (0, 480)),
+            "not features",
+        ]
+        for index, local in enumerate(bad):
+            with pytest.raises(BadParameter):
+                store.add(ImageRecord(f"bad-{index}.jpg", signature, local=local))  # type: ignore[arg-type]
+        result = store.add_many(
+            [
+                ImageRecord("ok.jpg", signature, local=good),
+                ImageRecord("bad.jpg", signature, local=bad[0]),
+            ]
+        )
+        assert result.added == 1 and [name for name, _ in result.failed] == ["bad.jpg"]
+        assert store.list() == ["ok.jpg"]
+
+
+# -- local features (partial matching): photos and helpers --------------------------------------
+LOCAL_PHOTO_COUNT = 20
+CROPPED = (0, 3, 7)
+"""Photos whose 70% centre crop is a query."""
+
+
+@dataclass(frozen=True)
+class LocalPhotos:
+    """Real photos with their signatures and local features, and the local features of a
+    re-encoded 70% centre crop of some of them (photo index -> features)."""
+
+    names: list[str]
+    signatures: np.ndarray
+    features: list[LocalFeatures]
+    crops: dict[int, LocalFeatures]
+
+
+@functools.cache
+def local_photo_features(paths: tuple[Path, ...]) -> LocalPhotos:
+    signatures = np.stack([image_signature(path) for path in paths])
+    pixels = [decode_pixels(path, min_side=FRAME) for path in paths]
+    crops = {}
+    for index in CROPPED:
+        height, width = pixels[index].shape[:2]
+        top, left = round(height * 0.15), round(width * 0.15)
+        crop = Image.fromarray(pixels[index][top : height - top, left : width - left])
+        encoded = io.BytesIO()
+        crop.save(encoded, format="JPEG", quality=85)
+        crops[index] = local_features(decode_pixels(encoded.getvalue()))
+    features = [local_features(image) for image in pixels]
+    return LocalPhotos([p.name for p in paths], signatures, features, crops)
+
+
+def assert_same_features(stored: LocalFeatures, original: LocalFeatures) -> None:
+    """Equal up to the stored form's 1/16 pixel points."""
+    assert np.array_equal(stored.words, original.words)
+    assert np.array_equal(stored.bits, original.bits)
+    assert tuple(stored.size) == tuple(original.size)
+    assert stored.points.shape == original.points.shape
+    assert np.abs(stored.points - original.points).max(initial=0) <= 1 / 16

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 import match.stores._candidates as candidates_module
+import match.stores._words as words_module
 import match.stores.sqlite as sqlite_module
 from match.errors import BadParameter, IncompatibleRecord, StoreUnavailable
+from match.local import WORDS, LocalFeatures
 from match.settings import Settings
-from match.signature import normalized_distances
+from match.signature import ALGORITHM, normalized_distances
+from match.stores._codes import HyperplaneCoder, pack_signature
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
 from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
@@ -23,6 +26,13 @@ from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     with SQLiteStore(tmp_path / "data") as opened:
+        yield opened
+
+
+@pytest.fixture
+def second_store(store: SQLiteStore) -> Iterator[SQLiteStore]:
+    """Another store object on the same file, as another worker process opens it."""
+    with SQLiteStore(store.path) as opened:
         yield opened
 
 
@@ -326,3 +336,140 @@ def test_search_over_many_chunks_scanned_in_parallel(
         assert hits == store.search_exhaustive(query, 0.45, 1000)
     hits = store.search(photos.oriented, 0.45, 1000)
     assert (hits[0].filepath, hits[0].orientation) == (photos.names[0], 0)
+
+
+# -- partial matching: local features in the file ---------------------------------------------
+SCHEMA_1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        filepath TEXT NOT NULL UNIQUE,
+        algorithm TEXT NOT NULL,
+        signature BLOB NOT NULL,
+        metadata TEXT
+    )""",
+    "CREATE TABLE codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)",
+    """CREATE TABLE tombstones (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER NOT NULL
+    )""",
+    "CREATE TABLE algorithms (name TEXT PRIMARY KEY, records INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TRIGGER image_added AFTER INSERT ON images BEGIN
+        INSERT INTO algorithms (name, records) VALUES (new.algorithm, 1)
+            ON CONFLICT (name) DO UPDATE SET records = records + 1;
+    END""",
+    """CREATE TRIGGER image_deleted AFTER DELETE ON images BEGIN
+        DELETE FROM codes WHERE id = old.id;
+        INSERT INTO tombstones (id) VALUES (old.id);
+        UPDATE algorithms SET records = records - 1 WHERE name = old.algorithm;
+    END""",
+)
+"""The embedded store's tables before partial matching (schema 1)."""
+
+
+def synthetic_local(seed: int, keypoints: int = 300) -> LocalFeatures:
+    rng = np.random.default_rng(seed)
+    return LocalFeatures(
+        (rng.random((keypoints, 2)) * [640, 480]).astype(np.float32),
+        rng.integers(0, WORDS, keypoints).astype(np.uint32),
+        rng.integers(0, 2**63, keypoints).astype(np.uint64),
+        (640, 480),
+    )
+
+
+def write_schema_1_file(path: Path, signatures: dict[str, np.ndarray]) -> None:
+    """A database as the store wrote it before schema 2, holding ``signatures``."""
+    coder = HyperplaneCoder(sqlite_module.CODE_BITS, sqlite_module.CODE_SEED)
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    for statement in SCHEMA_1:
+        connection.execute(statement)
+    meta = {"schema": "1", "code_bits": "1024", "code_seed": "20021", "tombstones_pruned": "0"}
+    connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    for image_id, (name, signature) in enumerate(signatures.items(), start=1):
+        connection.execute(
+            "INSERT INTO images (id, filepath, algorithm, signature) VALUES (?, ?, ?, ?)",
+            (image_id, name, ALGORITHM, pack_signature(signature)),
+        )
+        code = coder.encode(signature[None, :])[0].tobytes()
+        connection.execute("INSERT INTO codes VALUES (?, ?)", (image_id, code))
+    connection.close()
+
+
+def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = dict(zip(photos.names[:5], photos.originals[:5], strict=True))
+    write_schema_1_file(path, old)
+    with SQLiteStore(path) as store:
+        assert store.list() == list(old)
+        assert store.get(photos.names[1]).local is None
+        hits = store.search(photos.originals[2:3], 0.45, 10)
+        assert [hit.filepath for hit in hits] == [photos.names[2]]
+        assert store.local_candidates(synthetic_local(1).words, 10) == []
+        store.add(ImageRecord("new.jpg", photos.originals[6], local=synthetic_local(1)))
+        store.add(ImageRecord(photos.names[3], photos.originals[3], local=synthetic_local(2)))
+        store.delete(photos.names[0])
+    with SQLiteStore(path) as reopened:
+        names = photos.names
+        assert reopened.list() == [names[1], names[2], names[4], "new.jpg", names[3]]
+        found = reopened.local_candidates(synthetic_local(1).words, 10)
+        assert [c.filepath for c in found][:1] == ["new.jpg"]
+        assert np.array_equal(found[0].local.words, synthetic_local(1).words)
+        assert reopened.get(photos.names[3]).local is not None
+        assert reopened.count() == 5
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    connection.close()
+
+
+def test_deleting_an_image_deletes_its_local_features(tmp_path: Path, photos: Photos) -> None:
+    with SQLiteStore(tmp_path) as store:
+        store.add(ImageRecord("a.jpg", photos.originals[0], local=synthetic_local(3)))
+        store.add(ImageRecord("b.jpg", photos.originals[1], local=synthetic_local(4)))
+        store.add(ImageRecord("a.jpg", photos.originals[0]))  # replaced without features
+        store.delete("b.jpg")
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    for table in ("local", "words"):
+        assert connection.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+    connection.close()
+
+
+def test_unreadable_local_features_are_skipped(tmp_path: Path, photos: Photos) -> None:
+    local = synthetic_local(5)
+    with SQLiteStore(tmp_path) as store:
+        store.add(ImageRecord("broken.jpg", photos.originals[0], local=local))
+        store.add(ImageRecord("fine.jpg", photos.originals[1], local=synthetic_local(5, 200)))
+        connection = sqlite3.connect(tmp_path / "match.sqlite3")
+        with connection:
+            connection.execute("UPDATE local SET features = x'0102' WHERE id = 1")
+        connection.close()
+        found = store.local_candidates(local.words, 10)
+        assert [c.filepath for c in found] == ["fine.jpg"]
+        assert store.get("broken.jpg").local is None
+        assert store.get("broken.jpg").filepath == "broken.jpg"
+
+
+def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
+    tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "TOMBSTONES_KEPT", 20)
+    monkeypatch.setattr(words_module, "TAIL_POSTINGS", 3000)
+    monkeypatch.setattr(words_module, "_COMPACT_AFTER", 30)
+    features = [synthetic_local(100 + i, 150) for i in range(300)]
+    signature = photos.originals[0]
+    with SQLiteStore(tmp_path) as writer, SQLiteStore(tmp_path) as reader:
+        writer.add_many(ImageRecord(f"l{i}", signature, local=f) for i, f in enumerate(features))
+        assert reader.local_candidates(features[7].words, 1)[0].filepath == "l7"
+        # l0..l199 swap features (new ids, tombstones pruned past the reader), l200..l219 go
+        writer.add_many(
+            ImageRecord(f"l{i}", signature, local=features[199 - i]) for i in range(200)
+        )
+        for i in range(200, 220):
+            writer.delete(f"l{i}")
+        for i in (0, 7, 150, 199, 250, 299):
+            expected = f"l{199 - i}" if i < 200 else f"l{i}"
+            assert reader.local_candidates(features[i].words, 1)[0].filepath == expected
+        found = {c.filepath for c in reader.local_candidates(features[210].words, 300)}
+        assert "l210" not in found and len(found) > 200
+        writer.add(ImageRecord("l5", signature, local=features[210]))  # one more, appended
+        assert reader.local_candidates(features[210].words, 1)[0].filepath == "l5"
