@@ -227,30 +227,35 @@ def local_part(store: SQLiteStore, features: LocalFeatures) -> tuple[Timing, Tim
 
 
 def run_queries(store: SQLiteStore, queries: list[QueryImage]) -> dict[str, Any]:
-    """Every query on then off, back to back (so machine load hits both alike): the time of
-    each step, and whether the original came first."""
+    """Every query on and off back to back, in alternating order (so machine load and warm
+    caches favour neither): the time of each step, and whether the original came first. The
+    local part alone is timed in a second pass, not right after the same query's search."""
     on, off = matchers(store)
     times: dict[str, list[Timing]] = {}
     top: dict[str, list[tuple[str, bool]]] = {"on": [], "off": []}
-    for query in queries:
-        for name, matcher in (("on", on), ("off", off)):
+    features = []
+    for k, query in enumerate(queries):
+        for name, matcher in (("on", on), ("off", off)) if k % 2 else (("off", off), ("on", on)):
             built, build_time = timed(matcher.query, query.data, True)
             found, search_time = timed(matcher.search, built, limit=LIMIT)
-            times.setdefault(f"query {name}", []).append(build_time)
-            times.setdefault(f"search {name}", []).append(search_time)
-            times.setdefault(f"end to end {name}", []).append(
-                [a + b for a, b in zip(build_time, search_time, strict=True)]
-            )
+            add_time(times, f"query {name}", build_time)
+            add_time(times, f"search {name}", search_time)
+            add_time(times, f"end to end {name}", build_time, search_time)
             first = found[0].filepath if found else None
             top[name].append((query.family, first == query.original))
             if name == "on" and built.local is not None:
-                retrieval, verification = local_part(store, built.local)
-                times.setdefault("local candidates", []).append(retrieval)
-                times.setdefault("local verification", []).append(verification)
-                times.setdefault("local part", []).append(
-                    [a + b for a, b in zip(retrieval, verification, strict=True)]
-                )
+                features.append(built.local)
+    for local in features:
+        retrieval, verification = local_part(store, local)
+        add_time(times, "local candidates", retrieval)
+        add_time(times, "local verification", verification)
+        add_time(times, "local part", retrieval, verification)
     return {"times": times, "top": top}
+
+
+def add_time(times: dict[str, list[Timing]], name: str, *parts: Timing) -> None:
+    """Appends the sum of ``parts`` to ``times[name]``."""
+    times.setdefault(name, []).append(np.sum(parts, axis=0).tolist())
 
 
 def warm_up(store: SQLiteStore, query: QueryImage) -> tuple[Timing, Timing]:
