@@ -120,3 +120,39 @@ def test_compaction_frees_the_dead_postings(small_segments: None) -> None:
     live = {i + 1: images[i] for i in range(300, 400)}
     for query in (images[350], images[10]):
         assert_same_ranking(index, live, query)
+
+
+def test_a_load_in_two_passes_ranks_as_brute_force(small_segments: None) -> None:
+    images = [*random_images(500, seed=9), np.zeros(0, np.int64)]  # one image without words
+    ids = np.arange(3, 3 + 2 * len(images), 2)
+
+    def chunks() -> list[words_module.Chunk]:
+        parts = np.array_split(np.arange(len(images)), 7)
+        return [
+            (ids[p], np.array([len(images[i]) for i in p]), np.concatenate([images[i] for i in p]))
+            for p in parts
+        ]
+
+    index = WordIndex()
+    index.append(np.array([1]), np.array([3]), np.array([1, 2, 3]))  # replaced by the load
+    index.load(chunks)
+    live = dict(zip(ids.tolist(), images, strict=True))
+    assert index.live_count == len(live) and index.last_id == ids[-1]
+    assert len(index._segments) == 1
+    queries = [images[4], images[250][::3], *random_images(2, seed=10)]
+    for query in queries:
+        assert_same_ranking(index, live, query)
+    more = random_images(60, seed=11)
+    new_ids = np.arange(2000, 2060)
+    index.append(new_ids, np.array([len(w) for w in more]), np.concatenate(more))
+    index.kill(ids[:100])
+    live = {i: w for i, w in live.items() if i not in set(ids[:100].tolist())}
+    live.update(zip(new_ids.tolist(), more, strict=True))
+    for query in [*queries, more[7]]:
+        assert_same_ranking(index, live, query)
+
+
+def test_a_load_of_nothing_is_empty() -> None:
+    index = WordIndex()
+    index.load(list)
+    assert index.live_count == 0 and index.top(np.array([1, 2]), 5).tolist() == []

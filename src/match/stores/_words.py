@@ -11,6 +11,7 @@ dropped from every segment when they pile up.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ TAIL_POSTINGS = 1 << 16
 MERGE_RATIO = 4
 """A segment is merged into the previous one while that one is at most this many times bigger."""
 _COMPACT_AFTER = 4096
+
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Images in id order: ids, their numbers of distinct words, and those words concatenated."""
 
 
 def score(
@@ -110,6 +114,46 @@ class WordIndex:
     @property
     def live_count(self) -> int:
         return self._size - self._dead
+
+    def load(self, chunks: Callable[[], Iterable[Chunk]]) -> None:
+        """Replace the index by the images that ``chunks()`` yields, in one segment built at its
+        final size: a first pass counts each word's postings, a second (which must yield the
+        same) puts every row in place. A load needs no more memory than the index itself plus a
+        chunk, where appending everything would merge segments of twice that size."""
+        self.clear()
+        df = np.zeros(WORDS, dtype=np.int64)
+        ids, counts = [], []
+        for chunk_ids, chunk_counts, words in chunks():
+            ids.append(chunk_ids)
+            counts.append(chunk_counts)
+            df += np.bincount(words, minlength=WORDS)
+        if not ids:
+            return
+        offsets = np.zeros(WORDS + 1, dtype=np.int64)
+        np.cumsum(df, out=offsets[1:])
+        rows = np.empty(int(offsets[-1]), dtype=np.int32)
+        cursor = offsets[:-1].copy()  # where each word's next row goes
+        first = 0
+        for chunk_ids, chunk_counts, words in chunks():
+            chunk_rows = np.repeat(
+                np.arange(first, first + len(chunk_ids), dtype=np.int32), chunk_counts
+            )
+            order = np.argsort(words.astype(np.uint16), kind="stable")
+            sorted_words = words[order]
+            per_word = np.bincount(words, minlength=WORDS)
+            rank = np.arange(len(words)) - (np.cumsum(per_word) - per_word)[sorted_words]
+            rows[cursor[sorted_words] + rank] = chunk_rows[order]
+            cursor += per_word
+            first += len(chunk_ids)
+        if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
+            raise RuntimeError("the images changed between the two passes of a load")
+        size = first
+        self._reserve(size)
+        self._ids[:size] = np.concatenate(ids)
+        self._alive[:size] = True
+        self._distinct[:size] = np.concatenate(counts)
+        self._size = size
+        self._segments = [_Segment(offsets, rows)]
 
     def append(self, ids: np.ndarray, counts: np.ndarray, words: np.ndarray) -> None:
         """Add images with ids above ``last_id``: image i has the ``counts[i]`` distinct words

@@ -44,7 +44,7 @@ from match.stores._codes import HyperplaneCoder, pack_signature, unpack_signatur
 from match.stores._local_checks import check_local, check_words
 from match.stores._sqlite_errors import translated
 from match.stores._sqlite_schema import SCHEMA_VERSION, STATEMENTS, TOMBSTONES_KEPT, UPGRADABLE
-from match.stores._words import WordIndex
+from match.stores._words import Chunk, WordIndex
 from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
 
 FILENAME = "match.sqlite3"
@@ -56,6 +56,7 @@ MISS_RATE = 1e-4
 BATCH = 2000
 """Records per add_many transaction."""
 _FETCH = 50_000
+_WORD_FETCH = 10_000  # images' words per chunk of a word index load (~5 M postings)
 _THREADPOOLS = ThreadpoolController()
 
 
@@ -215,10 +216,10 @@ class SQLiteStore:
         found = {row[0]: row[1:] for row in rows}
         candidates = []
         for image_id in ids.tolist():
-            filepath, features, metadata = found[image_id]
-            local = _unpacked(features)
-            if local is not None:  # a corrupt row is skipped, not an error for the query
-                candidates.append(LocalCandidate(filepath, local, metadata_of(metadata)))
+            row = found.get(image_id)
+            local = _unpacked(row[1]) if row else None
+            if row and local is not None:  # a corrupt row is skipped, not an error for the query
+                candidates.append(LocalCandidate(row[0], local, metadata_of(row[2])))
         return candidates
 
     def search_exhaustive(
@@ -389,20 +390,14 @@ class SQLiteStore:
     def _refresh_words(self, conn: sqlite3.Connection) -> None:
         """Bring the word index up to the current snapshot, as _refresh does the other."""
         seq, dead = _deleted_since(conn, self._words_seq if self._words_loaded else None)
-        if dead is None:
-            self._words.clear()
-            self._words_loaded = True
-        else:
-            self._words.kill(dead)
         self._words_seq = seq
-        cursor = conn.execute(
-            "SELECT id, words FROM words WHERE id > ? ORDER BY id", (self._words.last_id,)
-        )
-        while chunk := cursor.fetchmany(_FETCH):
-            ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
-            counts = np.fromiter((len(row[1]) // 2 for row in chunk), np.int64, len(chunk))
-            words = np.frombuffer(b"".join(row[1] for row in chunk), dtype="<u2")
-            self._words.append(ids, counts, words)
+        if dead is None:
+            self._words.load(lambda: _word_chunks(conn, 0))
+            self._words_loaded = True
+            return
+        self._words.kill(dead)
+        for chunk in _word_chunks(conn, self._words.last_id):
+            self._words.append(*chunk)
 
     def _hits(
         self, conn: sqlite3.Connection, ranked: list[tuple[float, str, int, int]]
@@ -441,6 +436,16 @@ def _deleted_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.n
     if not dead:
         return seq, np.zeros(0, dtype=np.int64)
     return dead[-1][0], np.array([row[1] for row in dead], dtype=np.int64)
+
+
+def _word_chunks(conn: sqlite3.Connection, after: int) -> Iterator[Chunk]:
+    """The stored words of the images with ids above ``after``, in id order, a chunk at a
+    time (ids, numbers of distinct words, the words concatenated)."""
+    cursor = conn.execute("SELECT id, words FROM words WHERE id > ? ORDER BY id", (after,))
+    while rows := cursor.fetchmany(_WORD_FETCH):
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        counts = np.fromiter((len(row[1]) // 2 for row in rows), np.int64, len(rows))
+        yield ids, counts, np.frombuffer(b"".join(row[1] for row in rows), dtype="<u2")
 
 
 def _unpacked(features: bytes | None) -> LocalFeatures | None:
