@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from match.errors import MatchError
-from match.service import Matcher
+from match.service import Matcher, Query
 from match.settings import Settings
 from match.signature import SIGNATURE_LENGTH
 from match.stores import _es_docs as docs
@@ -185,14 +185,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_queries(
-    matcher: Matcher, queries: list[tuple[str, np.ndarray]]
+    matcher: Matcher, queries: list[tuple[str, Query]]
 ) -> tuple[list[float], dict[str, str | None], int]:
     """Latency (ms) of each search, the best match per query, and how many searches failed."""
     latencies, best, failures = [], {}, 0
-    for name, signatures in queries:
+    for name, query in queries:
         started = time.perf_counter()
         try:
-            found = matcher.search(signatures, limit=5)
+            found = matcher.search(query, limit=5)
         except MatchError as exc:
             failures += 1
             best[name] = f"error: {exc}"
@@ -202,7 +202,7 @@ def run_queries(
     return latencies, best, failures
 
 
-def throughput(search: Callable[[np.ndarray], object], queries: list, clients: int) -> float:
+def throughput(search: Callable[[Query], object], queries: list, clients: int) -> float:
     """Searches per second with `clients` concurrent callers, each going through all queries."""
 
     def work(offset: int) -> int:
@@ -221,9 +221,9 @@ def engine_took(url: str, matcher: Matcher, queries: list) -> list[float]:
     what the cluster spends, without this client's HTTP and re-ranking time."""
     store = matcher.store
     took = []
-    for _, signatures in queries:
+    for _, query in queries:
         lines = []
-        for row in signatures:
+        for row in query.signatures:
             query = docs.words_query(row, store.candidates, "path", store.min_words)
             lines += [json.dumps({}), json.dumps(query)]
         answer = httpx.post(
@@ -340,7 +340,7 @@ def bench(engines: ModuleType, nodes: list, args: argparse.Namespace) -> None:
         show_shards(first.url)
 
         picked = files[:: max(1, len(files) // args.queries)][: args.queries]
-        queries = [(p.name, matcher.query_signatures(edited(p), True)) for p in picked]
+        queries = [(p.name, Query(matcher.query_signatures(edited(p), True))) for p in picked]
         run_queries(matcher, queries[:5])  # warm-up
         latencies, before, failures = run_queries(matcher, queries)
         found = sum(before[p.name] == f"photos/{p.name}" for p in picked)

@@ -14,8 +14,10 @@ import pytest
 from match.cli import _parser
 
 
-def run(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def run(
+    *args: str, data_dir: Path | None = None, partial: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MATCH_PARTIAL_MATCHING=str(partial).lower())
     if data_dir is not None:
         env["MATCH_DATA_DIR"] = str(data_dir)
     return subprocess.run(
@@ -45,16 +47,20 @@ def test_signature_json_matches_image_match(fixtures_dir: Path, golden: dict) ->
 def test_compare_prints_the_unrounded_score_in_the_api_envelope(
     fixtures_dir: Path, golden: dict
 ) -> None:
+    # the global signature alone: image-match's own distance
     a, b = golden["images"]["A"]["file"], golden["images"]["B"]["file"]
-    done = run("compare", str(fixtures_dir / a), str(fixtures_dir / b), "--json")
+    done = run("compare", str(fixtures_dir / a), str(fixtures_dir / b), "--json", partial=False)
     assert done.returncode == 0, done.stderr
     envelope = json.loads(done.stdout)
     assert envelope["status"] == "ok" and envelope["method"] == "compare"
     assert envelope["error"] == []
     score = envelope["result"][0]["score"]
     assert score == pytest.approx(100 * (1 - golden["distances"]["A-B"]), abs=1e-10)
-    plain = run("compare", str(fixtures_dir / a), str(fixtures_dir / b))
+    plain = run("compare", str(fixtures_dir / a), str(fixtures_dir / b), partial=False)
     assert float(plain.stdout) == score
+    # B is A edited: with partial matching the local features agree more than the signature
+    both = run("compare", str(fixtures_dir / a), str(fixtures_dir / b), "--json")
+    assert json.loads(both.stdout)["result"][0]["score"] > score
 
 
 def test_not_an_image_is_a_one_line_error(tmp_path: Path) -> None:

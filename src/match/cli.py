@@ -8,6 +8,7 @@ failed, 2 bad usage, 3 the store is unavailable.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,8 +16,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
@@ -77,13 +76,13 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     failed = stored = 0
     batch: list[ImageRecord] = []
     progress = _progress(len(files), silent=args.silent)
-    for path, result in _signatures_in_parallel(files, settings, args.jobs):
+    for path, result in _records_in_parallel(files, settings, args.jobs):
         progress.update(1)
         if isinstance(result, str):
             failed += 1
             progress.write(f"{path}: {result}", file=sys.stderr)
             continue
-        batch.append(ImageRecord(path, result, metadata))
+        batch.append(dataclasses.replace(result, metadata=metadata))
         if len(batch) >= BULK_BATCH:
             stored, failed = _flush(matcher, batch, stored, failed, progress)
     stored, failed = _flush(matcher, batch, stored, failed, progress)
@@ -102,8 +101,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     all_orientations = (
         settings.all_orientations if args.all_orientations is None else (args.all_orientations)
     )
-    queries = matcher.query_signatures(_read(args.image), all_orientations, name=args.image)
-    matches = matcher.search(queries, min_score=args.min_score, limit=args.limit)
+    query = matcher.query(_read(args.image), all_orientations, name=args.image)
+    matches = matcher.search(query, min_score=args.min_score, limit=args.limit)
     result = [
         {
             "score": m.score,
@@ -121,14 +120,14 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
-    """Score two image files: 100 * (1 - distance), unrounded.
+    """Score two image files on the search score scale, unrounded.
 
     Example: match compare original.jpg copy.jpg --json
     """
     matcher = Matcher(settings)
-    first = matcher.query_signatures(_read(args.first), args.all_orientations, name=args.first)
-    second = matcher.signature(_read(args.second), name=args.second)[None, :]
-    score = matcher.compare(first, second)
+    first = matcher.query(_read(args.first), args.all_orientations, name=args.first)
+    second = matcher.query(_read(args.second), False, name=args.second)
+    score = matcher.compare(first, second).score
     if args.json:
         return _print_envelope("compare", [{"score": score}])
     print(score)
@@ -302,23 +301,23 @@ def _image_files(paths: Sequence[str], recursive: bool) -> Iterator[str]:
             yield name  # reported later if it is missing or not an image
 
 
-def _signature_or_reason(job: tuple[str, Settings]) -> tuple[str, np.ndarray | str]:
+def _record_or_reason(job: tuple[str, Settings]) -> tuple[str, ImageRecord | str]:
     path, settings = job
     try:
-        return path, Matcher(settings).signature(_read(path), name="image")
+        return path, Matcher(settings).record(path, _read(path))
     except MatchError as error:
         return path, error.message
 
 
-def _signatures_in_parallel(
+def _records_in_parallel(
     files: list[str], settings: Settings, jobs: int
-) -> Iterator[tuple[str, np.ndarray | str]]:
+) -> Iterator[tuple[str, ImageRecord | str]]:
     work = [(path, settings) for path in files]
     if jobs <= 1 or len(files) < 8:
-        yield from map(_signature_or_reason, work)
+        yield from map(_record_or_reason, work)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_signature_or_reason, work, chunksize=8)
+        yield from pool.map(_record_or_reason, work, chunksize=8)
 
 
 def _flush(

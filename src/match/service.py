@@ -1,11 +1,14 @@
 """The Match application core: images in, matches out, on one store.
 
 ``Matcher`` is what the HTTP app (both API flavours) and the CLI call. It owns the settings and
-the store, computes signatures, and turns distances into scores (100 * (1 - distance)).
+the store, and runs both matching methods: the global signature (scored 100 * (1 - distance))
+and, unless MATCH_PARTIAL_MATCHING is off, local features verified geometrically (scored by
+match.local.score on the same scale). A search merges both into one ranked list.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -14,16 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from match import local
 from match import signature as sig
 from match.errors import BadParameter, BlankImage
+from match.local.score import local_score
 from match.settings import Settings
+from match.signature.decode import decode_pixels
+from match.signature.goldberg import FAST_MIN_SIDE, pixels_orientation_signatures
 from match.stores import BulkResult, ImageRecord, Store, open_store
 
 Metadata = dict[str, Any] | None
 
 # Callbacks (operation, signatures, seconds) run after each signature computation ("signature",
-# 1 or 8 orientations) and store search ("search", query signatures): the HTTP app's metrics
-# register one (match.http.metrics). With none registered, nothing is timed.
+# 1 or 8 orientations), local feature extraction ("local", 1) and store search ("search", query
+# signatures): the HTTP app's metrics register one (match.http.metrics). With none registered,
+# nothing is timed.
 TIMING_OBSERVERS: list[Callable[[str, int, float], None]] = []
 
 
@@ -39,12 +47,40 @@ def _timed(operation: str, signatures: int) -> Iterator[None]:
         observer(operation, signatures, seconds)
 
 
+LOCAL_CANDIDATES = 30
+"""Stored images verified geometrically per search (the store ranks them by shared words)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a search or comparison matches with: (1 or 8, 648) signatures in ORIENTATIONS
+    order, and local features (None when partial matching is off or was not stored)."""
+
+    signatures: np.ndarray
+    local: local.LocalFeatures | None = None
+
+    def orientations(self, count: int) -> Query:
+        """The same query with only its first ``count`` signatures."""
+        return dataclasses.replace(self, signatures=self.signatures[:count])
+
+
 @dataclass(frozen=True)
 class SearchMatch:
     filepath: str
     score: float
     metadata: Metadata
     orientation: str
+    # percent of the query and of the stored image that match; a global match covers both
+    query_overlap: float = 100.0
+    target_overlap: float = 100.0
+    method: str = "signature"  # or "local" (a partial match)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    score: float
+    query_overlap: float = 100.0
+    target_overlap: float = 100.0
 
 
 def score_of(distance: float) -> float:
@@ -62,6 +98,48 @@ class Matcher:
         if self._store is None:
             self._store = open_store(self.settings)
         return self._store
+
+    # -- what is stored and searched with ----------------------------------------------------
+    def record(self, filepath: str, image: bytes, metadata: Metadata = None) -> ImageRecord:
+        """The record to store for encoded image bytes: signature and, if on, local features."""
+        _check_filepath(filepath)
+        if not self.settings.match_partial_matching:
+            return ImageRecord(filepath, self.signature(image), metadata)
+        query = self.query(image, False)
+        return ImageRecord(filepath, query.signatures[0], metadata, local=query.local)
+
+    def query(self, image: bytes, all_orientations: bool, *, name: str = "image") -> Query:
+        """Search input for encoded image bytes, decoded once for both methods."""
+        if not self.settings.match_partial_matching:
+            return Query(self.query_signatures(image, all_orientations, name=name))
+        pixels = self._decode(image)
+        count = len(sig.ORIENTATIONS) if all_orientations else 1
+        with _timed("signature", count):
+            signatures = pixels_orientation_signatures(pixels, range(count))
+        if sig.is_blank(signatures[0]):
+            raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
+        with _timed("local", 1):
+            features = local.local_features(pixels)
+        return Query(signatures, features if len(features.words) else None)
+
+    def stored_query(self, filepath: str, all_orientations: bool) -> Query:
+        """Search input from an already stored image."""
+        record = self.store.get(filepath)
+        signatures = (
+            sig.signature_orientations(record.signature)
+            if all_orientations
+            else record.signature[None, :]
+        )
+        features = record.local if self.settings.match_partial_matching else None
+        return Query(signatures, features)
+
+    def _decode(self, image: bytes) -> np.ndarray:
+        fast = self.settings.match_signature_mode == "fast"
+        return decode_pixels(
+            image,
+            max_pixels=self.settings.match_max_image_pixels,
+            min_side=FAST_MIN_SIDE if fast else None,
+        )
 
     # -- signatures -------------------------------------------------------------------------
     def signature(self, image: bytes, *, name: str = "image") -> np.ndarray:
@@ -101,37 +179,73 @@ class Matcher:
 
     # -- operations -------------------------------------------------------------------------
     def add(self, filepath: str, image: bytes, metadata: Metadata = None) -> None:
-        _check_filepath(filepath)
-        self.store.add(ImageRecord(filepath, self.signature(image), metadata))
+        self.store.add(self.record(filepath, image, metadata))
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         return self.store.add_many(records)
 
     def search(
-        self, signatures: np.ndarray, *, min_score: float = 0.0, limit: int = 100, offset: int = 0
+        self, query: Query, *, min_score: float = 0.0, limit: int = 100, offset: int = 0
     ) -> list[SearchMatch]:
+        """Both methods' matches, each stored image once with its better score, best first."""
         cutoff = self.settings.match_distance_cutoff
         if min_score > 0:
             # min_score is inclusive but the store's cutoff is strict: widen it by a hair so a
             # score equal to min_score survives float rounding; the filter below is exact.
             cutoff = min(cutoff, 1.0 - min_score / 100.0 + 1e-9)
-        with _timed("search", len(signatures)):
-            hits = self.store.search(signatures, cutoff=cutoff, limit=limit, offset=offset)
-        return [
-            SearchMatch(
+        wanted = offset + limit
+        with _timed("search", len(query.signatures)):
+            hits = self.store.search(query.signatures, cutoff=cutoff, limit=wanted, offset=0)
+        best = {
+            hit.filepath: SearchMatch(
                 hit.filepath,
                 score_of(hit.distance),
                 hit.metadata,
                 sig.ORIENTATIONS[hit.orientation],
             )
             for hit in hits
-            if score_of(hit.distance) >= min_score
-        ]
+        }
+        floor = 100.0 * (1.0 - cutoff)  # the same bar for both methods
+        for match in self._local_matches(query):
+            if match.score > floor and match.score > best.get(match.filepath, match).score - 1e-9:
+                best[match.filepath] = match
+        ranked = sorted(
+            (match for match in best.values() if match.score >= min_score),
+            key=lambda match: (-match.score, match.filepath),
+        )
+        return ranked[offset:wanted]
 
-    def compare(self, first: np.ndarray, second: np.ndarray) -> float:
-        """Best score between any row of ``first`` and the first row of ``second``."""
-        distances = sig.normalized_distances(first, second[:1])
-        return score_of(float(np.min(distances)))
+    def _local_matches(self, query: Query) -> Iterator[SearchMatch]:
+        if query.local is None or not self.settings.match_partial_matching:
+            return
+        with _timed("local_search", 1):
+            candidates = self.store.local_candidates(query.local.words, LOCAL_CANDIDATES)
+            for candidate in candidates:
+                verified = local.verify(query.local, candidate.local)
+                if verified is None:
+                    continue
+                yield SearchMatch(
+                    candidate.filepath,
+                    local_score(verified.inliers),
+                    candidate.metadata,
+                    sig.ORIENTATIONS[0],
+                    verified.query_overlap,
+                    verified.target_overlap,
+                    "local",
+                )
+
+    def compare(self, first: Query, second: Query) -> Comparison:
+        """How well ``second`` (its first signature) matches ``first`` by either method."""
+        distances = sig.normalized_distances(first.signatures, second.signatures[:1])
+        result = Comparison(score_of(float(np.min(distances))))
+        if first.local is None or second.local is None:
+            return result
+        verified = local.verify(first.local, second.local)
+        if verified is None or local_score(verified.inliers) <= result.score:
+            return result
+        return Comparison(
+            local_score(verified.inliers), verified.query_overlap, verified.target_overlap
+        )
 
     def delete(self, filepath: str) -> None:
         self.store.delete(filepath)

@@ -162,6 +162,13 @@ SETTINGS: tuple[Setting, ...] = (
         "`exact` reproduces image-match bit for bit; `fast` decodes large JPEGs at reduced size.",
     ),
     Setting(
+        "MATCH_PARTIAL_MATCHING",
+        "true",
+        parse_bool,
+        "Also find crops, screenshots, captions and small rotations with local features "
+        "(docs/partial-matching.md); `false`: the global signature only, faster and smaller.",
+    ),
+    Setting(
         "MATCH_MAX_UPLOAD_BYTES",
         "26214400",
         _positive_int,
@@ -224,6 +231,7 @@ class Settings:
     all_orientations: bool
     match_distance_cutoff: float
     match_signature_mode: str
+    match_partial_matching: bool
     match_max_upload_bytes: int
     match_max_image_pixels: int
     match_url_timeout: float

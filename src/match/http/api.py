@@ -11,7 +11,7 @@ from typing import Any
 
 from match.http.endpoints import AppContext, Endpoint
 from match.http.params import Param, Params
-from match.http.sources import choose_source, image_bytes, naming, query_signatures
+from match.http.sources import choose_source, image_bytes, naming, query
 
 MAX_LIMIT = 10_000
 
@@ -75,11 +75,11 @@ def delete(context: AppContext, params: Params) -> list[Any]:
 
 def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
     source = choose_source(params, filepath="filepath")
-    signatures = query_signatures(
+    search_query = query(
         context.matcher, source, context.fetch_limits, _all_orientations(context, params)
     )
     matches = context.matcher.search(
-        signatures, min_score=params["min_score"], limit=params["limit"], offset=params["offset"]
+        search_query, min_score=params["min_score"], limit=params["limit"], offset=params["offset"]
     )
     return [
         {
@@ -96,9 +96,9 @@ def compare(context: AppContext, params: Params) -> list[dict[str, float]]:
     first = choose_source(params, url="url1", image="image1", filepath="filepath1")
     second = choose_source(params, url="url2", image="image2", filepath="filepath2")
     limits = context.fetch_limits
-    queries = query_signatures(context.matcher, first, limits, _all_orientations(context, params))
-    target = query_signatures(context.matcher, second, limits, False)
-    return [{"score": context.matcher.compare(queries, target)}]
+    queries = query(context.matcher, first, limits, _all_orientations(context, params))
+    target = query(context.matcher, second, limits, False)
+    return [{"score": context.matcher.compare(queries, target).score}]
 
 
 def count(context: AppContext, params: Params) -> list[int]:

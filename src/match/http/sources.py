@@ -2,8 +2,9 @@
 
 Shared by every route that takes an image (/add, /search, /compare and the TinEye-style routes):
 ``choose_source`` picks the one parameter the client gave, ``image_bytes`` gets the encoded
-image (downloading a URL within the fetch limits) and ``query_signatures`` turns any source into
-the (1 or 8, 648) signatures to search with. All of it is blocking: call it from a worker thread.
+image (downloading a URL within the fetch limits) and ``query`` turns any source into the
+service's Query (signatures in 1 or 8 orientations, and local features) to search with.
+All of it is blocking: call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-
 from match.errors import BlankImage, NotAnImage, TooLarge, UnsupportedFormat
 from match.fetch import FetchLimits, fetch_image
 from match.http.params import Params
-from match.service import Matcher
+from match.service import Matcher, Query
 
 
 @dataclass(frozen=True)
@@ -48,14 +47,14 @@ def image_bytes(source: ImageSource, limits: FetchLimits) -> bytes:
     return data
 
 
-def query_signatures(
+def query(
     matcher: Matcher, source: ImageSource, limits: FetchLimits, all_orientations: bool
-) -> np.ndarray:
+) -> Query:
     if source.kind == "filepath":
-        return matcher.stored_signatures(str(source.value), all_orientations)
+        return matcher.stored_query(str(source.value), all_orientations)
     data = image_bytes(source, limits)
     with naming(source.name):
-        return matcher.query_signatures(data, all_orientations, name=f"image in '{source.name}'")
+        return matcher.query(data, all_orientations, name=f"image in '{source.name}'")
 
 
 @contextmanager

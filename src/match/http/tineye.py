@@ -15,15 +15,13 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-
 from match.errors import BadParameter, NotFound
 from match.http.api import LIST_PARAMS, MAX_LIMIT, MIN_SCORE
 from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
-from match.http.sources import ImageSource, choose_source, image_bytes, naming, query_signatures
+from match.http.sources import ImageSource, choose_source, image_bytes, naming, query
 from match.http.tineye_wire import MAX_BATCH, Field, Item, Reply, batch_items, each_item, responder
-from match.service import Metadata
+from match.service import Metadata, Query
 
 MISSING = "This file does not exist in the image collection"  # MatchEngine's wording
 IMAGE_ID_MAX = 255  # characters, as MatchEngine allows
@@ -146,9 +144,18 @@ def search(context: AppContext, params: Params) -> Reply:
     flips, min_score = params["check_horizontal_flip"], params["min_score"]
     limit, offset = params["limit"], params["offset"]
     source = choose_source(params, filepath="filepath")
-    signatures = _query(context, source, flips)
-    matches = context.matcher.search(signatures, min_score=min_score, limit=limit, offset=offset)
-    result = [_match(match.score, match.filepath, match.metadata) for match in matches]
+    search_query = _query(context, source, flips)
+    matches = context.matcher.search(search_query, min_score=min_score, limit=limit, offset=offset)
+    result = [
+        _match(
+            match.score,
+            match.query_overlap,
+            match.target_overlap,
+            filepath=match.filepath,
+            metadata=match.metadata,
+        )
+        for match in matches
+    ]
     return Reply(result=result, query_image={"filepath": _query_name(params, source)})
 
 
@@ -158,31 +165,40 @@ def compare(context: AppContext, params: Params) -> Reply:
     second = choose_source(params, url="url2", image="image2", filepath="filepath2")
     queries = _query(context, first, flips)
     with _missing_worded(f"{second.value}: "):
-        target = query_signatures(context.matcher, second, context.fetch_limits, False)
-    score = context.matcher.compare(queries, target)
+        target = query(context.matcher, second, context.fetch_limits, False)
+    comparison = context.matcher.compare(queries, target)
+    score = comparison.score
     cutoff = context.matcher.settings.match_distance_cutoff
     # Like search: a match is under the distance cutoff and (inclusively) at least min_score.
     matched = 1.0 - score / 100.0 < cutoff and score >= min_score - 1e-9
-    return Reply(result=[_match(score)] if matched else [])
+    overlaps = (comparison.query_overlap, comparison.target_overlap)
+    return Reply(result=[_match(score, *overlaps)] if matched else [])
 
 
-def _query(context: AppContext, source: ImageSource, flips: bool) -> np.ndarray:
+def _query(context: AppContext, source: ImageSource, flips: bool) -> Query:
     """The query's 4 rotations, or all 8 orientations with check_horizontal_flip. MatchEngine
     finds rotated copies without being asked and mirrored ones only when asked."""
     with _missing_worded(f"{source.value}: "):
-        signatures = query_signatures(context.matcher, source, context.fetch_limits, True)
-    return signatures if flips else signatures[:ROTATIONS]
+        found = query(context.matcher, source, context.fetch_limits, True)
+    return found if flips else found.orientations(ROTATIONS)
 
 
-def _match(score: float, filepath: str | None = None, metadata: Metadata = None) -> dict:
-    """One result. The signature compares whole images, so the whole query overlaps the whole
-    target: both overlaps are 100, and match_percent is the score (docs/tineye.md)."""
+def _match(
+    score: float,
+    query_overlap: float,
+    target_overlap: float,
+    *,
+    filepath: str | None = None,
+    metadata: Metadata = None,
+) -> dict:
+    """One result. A global signature match covers both whole images (overlaps 100); a partial
+    match reports the share of each image inside the other (docs/tineye.md)."""
     result: dict[str, Any] = {} if filepath is None else {"filepath": filepath}
     result |= {
         "score": round(score, 2),
         "match_percent": round(score, 2),
-        "query_overlap_percent": 100.0,
-        "target_overlap_percent": 100.0,
+        "query_overlap_percent": round(query_overlap, 2),
+        "target_overlap_percent": round(target_overlap, 2),
     }
     if filepath is not None:
         result["metadata"] = metadata

@@ -53,7 +53,8 @@ def keypoints(pixels: np.ndarray) -> Keypoints:
         )
     points = np.array([k.pt for k in found], np.float32)
     responses = np.array([k.response for k in found], np.float32)
-    keep = _spread(points, responses, width, height)
+    coarse = np.array([_octave(k.octave) >= 1 for k in found])
+    keep = _spread(points, responses, coarse, width, height)
     return Keypoints(points[keep], _root(descriptors[keep]), (width, height))
 
 
@@ -61,10 +62,30 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
-def _spread(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Indices of at most MAX_KEYPOINTS points, an equal share from each grid cell first."""
+def _octave(packed: int) -> int:
+    """The pyramid octave of an OpenCV SIFT keypoint (-1 is the doubled image)."""
+    octave = packed & 0xFF
+    return octave - 256 if octave >= 128 else octave
+
+
+def _spread(
+    points: np.ndarray, responses: np.ndarray, coarse: np.ndarray, width: int, height: int
+) -> np.ndarray:
+    """Indices of at most MAX_KEYPOINTS points: the coarse-scale ones first (up to half), then
+    an equal share from each grid cell. Fine-scale points outnumber coarse ones ten to one, but
+    only coarse ones survive when the image reappears small (a tile in a screenshot)."""
     if len(points) <= MAX_KEYPOINTS:
         return np.arange(len(points))
+    coarse_first = np.flatnonzero(coarse)
+    coarse_first = coarse_first[np.argsort(-responses[coarse_first], kind="stable")]
+    chosen = coarse_first[: MAX_KEYPOINTS // 2]
+    rest = np.setdiff1d(np.arange(len(points)), chosen)
+    spread = rest[_grid_order(points[rest], responses[rest], width, height)]
+    return np.sort(np.concatenate([chosen, spread[: MAX_KEYPOINTS - len(chosen)]]))
+
+
+def _grid_order(points: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Points ordered so that every grid cell's best comes first, then every cell's second..."""
     cells = (
         np.minimum(points[:, 0] * _GRID // width, _GRID - 1) * _GRID
         + np.minimum(points[:, 1] * _GRID // height, _GRID - 1)
@@ -74,8 +95,7 @@ def _spread(points: np.ndarray, responses: np.ndarray, width: int, height: int) 
     first = np.searchsorted(cells[order], np.arange(_GRID * _GRID))
     rank = np.empty(len(points), np.int64)
     rank[order] = np.arange(len(points)) - first[cells[order]]
-    chosen = np.lexsort((-responses, rank))[:MAX_KEYPOINTS]
-    return np.sort(chosen)
+    return np.lexsort((-responses, rank))
 
 
 def _root(descriptors: np.ndarray) -> np.ndarray:

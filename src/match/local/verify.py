@@ -16,7 +16,9 @@ import numpy as np
 MAX_HAMMING = 22  # of 64 bits
 REPROJECTION_PIXELS = 8.0  # in the FRAME-sized frame
 MIN_MATCHES = 6
-_MAX_SCALE = 12.0  # a map that shrinks or grows area beyond this is a degenerate fit
+# A map that shrinks or grows lengths more than this is a degenerate fit (a screenshot tile can
+# be 5x smaller than the stored image)
+_MAX_SCALE = 10.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,8 @@ def verify(query: LocalFeatures, target: LocalFeatures) -> Verified | None:
     )
     if matrix is None:
         return None
-    determinant = float(np.linalg.det(matrix[:, :2]))
-    if not 1.0 / _MAX_SCALE < determinant < _MAX_SCALE:
+    area_scale = float(np.linalg.det(matrix[:, :2]))
+    if not _MAX_SCALE**-2 < area_scale < _MAX_SCALE**2:
         return None
     inliers = int(mask.sum())
     if inliers < MIN_MATCHES:
