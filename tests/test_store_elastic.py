@@ -374,13 +374,17 @@ def test_local_features_survive_a_metadata_update(
 
 
 def test_local_candidates_of_a_full_query_on_every_engine(store: ElasticStore) -> None:
-    """500 distinct words (an image's maximum) fit every engine's clause limit (OpenSearch:
-    1024); more than MAX_QUERY_WORDS distinct words are refused clearly, not by the engine."""
+    """500 distinct words (an image's maximum) and even MAX_QUERY_WORDS fit every engine's clause
+    limit (OpenSearch: 1024); more are refused clearly, not by the engine."""
     rng = np.random.default_rng(6)
     stored = rng.choice(WORDS, size=450, replace=False)
     store.add(ImageRecord("many.jpg", random_signatures(1)[0], local=synthetic_local(stored)))
     query = np.concatenate([stored[:100], rng.choice(WORDS, size=400, replace=False)])
     assert [c.filepath for c in store.local_candidates(query, 30)] == ["many.jpg"]
+    most = np.concatenate(
+        [stored[:1], np.setdiff1d(np.arange(WORDS), stored)[: MAX_QUERY_WORDS - 1]]
+    )
+    assert [c.filepath for c in store.local_candidates(most, 30)] == ["many.jpg"]
     too_many = rng.choice(WORDS, size=MAX_QUERY_WORDS + 1, replace=False)
     with pytest.raises(BadParameter, match="distinct visual words"):
         store.local_candidates(too_many, 30)
