@@ -156,3 +156,23 @@ def test_a_load_of_nothing_is_empty() -> None:
     index = WordIndex()
     index.load(list)
     assert index.live_count == 0 and index.top(np.array([1, 2]), 5).tolist() == []
+
+
+def test_past_the_budget_the_most_frequent_query_words_are_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    images = random_images(300, seed=12)
+    index = WordIndex()
+    index.append(np.arange(1, 301), np.array([len(w) for w in images]), np.concatenate(images))
+    live = dict(zip(range(1, 301), images, strict=True))
+    query = images[20]
+    df = np.array([sum(int(w in set(words.tolist())) for words in images) for w in query])
+    budget = int(df.sum()) // 3
+    monkeypatch.setattr(words_module, "POSTINGS_BUDGET", budget)
+    rarest = np.argsort(df, kind="stable")
+    kept = query[rarest[np.cumsum(df[rarest]) <= budget]]
+    assert 0 < len(kept) < len(query)
+    assert_same_ranking(index, live, kept)
+    assert index.top(query, 25).tolist() == index.top(kept, 25).tolist()
+    monkeypatch.setattr(words_module, "POSTINGS_BUDGET", 1)  # still reads the rarest word
+    assert index.top(query, 300).tolist() == index.top(query[rarest[:1]], 300).tolist() != []
