@@ -1,0 +1,352 @@
+"""Partial matching (issue 8) through the real HTTP API, on every store kind: crops, screenshots,
+small rotations and captions of stored photos are found first, an unrelated photo is not, and
+MATCH_PARTIAL_MATCHING=false gives back the global signature alone (image-match's scores).
+
+Queries are real photos edited here with Pillow. Servers are module-scoped per store kind: ``on``
+(partial matching, the default) holds STORED photos; ``off`` (partial matching off) a few of
+them. Roles of the photos are fixed by ``Photos`` (textured photos, chosen deterministically).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from api_server import GRACEFUL, Api, MatchServer, StoreEnv
+from engines import delete_indexes
+from match.local import local_features
+from match.settings import Settings
+from match.signature.decode import decode_pixels
+
+# The score floor of a search: 100 * (1 - MATCH_DISTANCE_CUTOFF) with the default cutoff.
+FLOOR = 100.0 * (1.0 - Settings.from_env({}).match_distance_cutoff)
+MIN_KEYPOINTS = 300  # a photo with fewer has too little texture for these tests
+MIN_SIDES = (600, 400)  # (long, short) side in pixels: crops must stay large enough
+STORED = 9  # photos on the ``on`` server, plus one more kept out of every store
+OVERLAP_TOLERANCE = 10.0  # percentage points
+CROP = 0.6  # the centre crop keeps 60% of each side: 36% of the area
+
+
+@cache
+def keypoint_count(path: Path) -> int:
+    return len(local_features(decode_pixels(path.read_bytes())).words)
+
+
+def textured(photo_paths: list[Path], count: int) -> list[Path]:
+    """The first ``count`` photos, by name, large enough and with MIN_KEYPOINTS keypoints."""
+    chosen: list[Path] = []
+    for path in photo_paths:
+        with Image.open(path) as image:
+            long_side, short_side = max(image.size), min(image.size)
+        large = long_side >= MIN_SIDES[0] and short_side >= MIN_SIDES[1]
+        if large and keypoint_count(path) >= MIN_KEYPOINTS:
+            chosen.append(path)
+        if len(chosen) == count:
+            return chosen
+    pytest.fail(f"fewer than {count} photos have {MIN_KEYPOINTS} keypoints")
+
+
+@dataclass(frozen=True)
+class Photos:
+    """Roles: ``stored`` are on the ``on`` server (under ``filepath_of``); ``absent`` is never
+    stored. The first stored photos are the originals of the edits."""
+
+    stored: list[Path]
+    absent: Path
+
+    @property
+    def crop(self) -> Path:
+        return self.stored[0]
+
+    @property
+    def screenshot(self) -> Path:
+        return self.stored[1]
+
+    @property
+    def rotated(self) -> Path:
+        return self.stored[2]
+
+    @property
+    def caption(self) -> Path:
+        return self.stored[3]
+
+    @property
+    def crop_partner(self) -> Path:
+        return self.stored[4]
+
+
+def filepath_of(path: Path) -> str:
+    return f"partial/{path.stem}.jpg"
+
+
+@pytest.fixture(scope="module")
+def photos(photo_paths: list[Path]) -> Photos:
+    chosen = textured(photo_paths, STORED + 1)
+    return Photos(chosen[:STORED], chosen[STORED])
+
+
+# -- edits -------------------------------------------------------------------------------------
+def opened(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def centre_crop(path: Path, keep: float = CROP) -> bytes:
+    image = opened(path)
+    width, height = image.size
+    left, top = round(width * (1 - keep) / 2), round(height * (1 - keep) / 2)
+    return jpeg(image.crop((left, top, left + round(width * keep), top + round(height * keep))))
+
+
+def resized(path: Path) -> bytes:
+    image = opened(path)
+    return jpeg(image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS), 80)
+
+
+def screenshot(path: Path) -> tuple[bytes, float]:
+    """The photo pasted on a white canvas with a toolbar, buttons and text around it, as a
+    screenshot of a web page; also the percent of the canvas the photo covers."""
+    photo = opened(path)
+    canvas = Image.new("RGB", (round(photo.width / 0.7), round(photo.height / 0.65)), "white")
+    left, top = round(canvas.width * 0.05), round(canvas.height * 0.2)
+    canvas.paste(photo, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(12, canvas.height // 30))
+    draw.rectangle((0, 0, canvas.width, canvas.height * 0.08), fill=(40, 60, 120))
+    draw.text((20, canvas.height * 0.1), "Holiday photos - page 3 of 12", fill="black", font=font)
+    right = left + photo.width + 20
+    for row in range(5):
+        y = top + row * canvas.height // 10
+        draw.rectangle((right, y, canvas.width - 20, y + canvas.height // 25), outline="grey")
+        draw.text((right + 6, y + 4), f"Related {row + 1}", fill=(30, 30, 30), font=font)
+    share = 100.0 * photo.width * photo.height / (canvas.width * canvas.height)
+    return jpeg(canvas), share
+
+
+def rotated(path: Path, degrees: float = 15) -> bytes:
+    return jpeg(opened(path).rotate(degrees, resample=Image.Resampling.BICUBIC, expand=False))
+
+
+CAPTION_BAND = 0.25  # of the photo's height
+CAPTIONED_PHOTO_SHARE = 1 / (1 + CAPTION_BAND)  # of the meme's area
+
+
+def captioned(path: Path) -> bytes:
+    """A meme: a black band a quarter of the photo's height above it, with white text."""
+    photo = opened(path)
+    band = round(photo.height * CAPTION_BAND)
+    meme = Image.new("RGB", (photo.width, photo.height + band), "black")
+    meme.paste(photo, (0, band))
+    font = ImageFont.load_default(size=band // 3)
+    ImageDraw.Draw(meme).text((photo.width // 10, band // 3), "WHEN IT WORKS", "white", font)
+    return jpeg(meme)
+
+
+# -- servers -----------------------------------------------------------------------------------
+def start(env: dict[str, str], log: Path) -> tuple[MatchServer, Api]:
+    server = MatchServer(env | {"WORKER_COUNT": "1"}, log).start()
+    return server, Api(server.url)
+
+
+def stop(server: MatchServer, api: Api) -> None:
+    api.close()
+    assert server.stop() in GRACEFUL, server.log()[-3000:]
+
+
+def forget(env: dict[str, str]) -> None:
+    """Delete the engine index of a store environment (an embedded store is in tmp_path)."""
+    if "ELASTICSEARCH_INDEX" in env:
+        delete_indexes(env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_INDEX"])
+
+
+# explicit, so a MATCH_PARTIAL_MATCHING in the test run's environment does not leak in
+ON = {"MATCH_PARTIAL_MATCHING": "true"}
+OFF = {"MATCH_PARTIAL_MATCHING": "false"}
+
+
+@pytest.fixture(scope="module")
+def on(
+    store_env: StoreEnv, photos: Photos, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    env = store_env() | ON
+    server, api = start(env, tmp_path_factory.mktemp("on") / "server.log")
+    for path in photos.stored:
+        api.add(filepath_of(path), path.read_bytes())
+    yield api
+    stop(server, api)
+    forget(env)
+
+
+@pytest.fixture(scope="module")
+def off(
+    store_env: StoreEnv, photos: Photos, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    env = store_env() | OFF
+    server, api = start(env, tmp_path_factory.mktemp("off") / "server.log")
+    for path in photos.stored[:4]:
+        api.add(filepath_of(path), path.read_bytes())
+    yield api
+    stop(server, api)
+    forget(env)
+
+
+def tineye_search(api: Api, image: bytes) -> list[dict[str, Any]]:
+    """/rest/search/ as MatchEngine's client sends it: options in the query string."""
+    params = {"min_score": "0", "offset": "0", "limit": "10", "check_horizontal_flip": "False"}
+    response = api.client.post("/rest/search/", params=params, files={"image": ("q.jpg", image)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["error"]) == ("ok", []), body
+    return body["result"]
+
+
+def scores_of(results: list[dict[str, Any]], filepath: str) -> list[float]:
+    return [result["score"] for result in results if result["filepath"] == filepath]
+
+
+@pytest.fixture(scope="module")
+def golden(fixtures_dir: Path) -> dict:
+    return json.loads((fixtures_dir / "golden.json").read_text())
+
+
+def compare_golden(api: Api, fixtures_dir: Path, golden: dict) -> float:
+    a, b = (fixtures_dir / golden["images"][name]["file"] for name in ("A", "B"))
+    files = {"image1": ("a.jpg", a.read_bytes()), "image2": ("b.jpg", b.read_bytes())}
+    [result] = api.ok("POST", "/compare", files=files)
+    return result["score"]
+
+
+# -- partial matches are found first -------------------------------------------------------
+def test_a_centre_crop_is_found_first_with_its_overlaps(on: Api, photos: Photos) -> None:
+    query = centre_crop(photos.crop)
+    best = on.search(query)[0]
+    assert best["filepath"] == filepath_of(photos.crop)
+    assert best["score"] > FLOOR
+
+    first = tineye_search(on, query)[0]
+    assert first["filepath"] == filepath_of(photos.crop)
+    assert first["query_overlap_percent"] == pytest.approx(100.0, abs=OVERLAP_TOLERANCE)
+    assert first["target_overlap_percent"] == pytest.approx(100.0 * CROP**2, abs=OVERLAP_TOLERANCE)
+
+
+def test_a_screenshot_is_found_first_with_its_overlaps(on: Api, photos: Photos) -> None:
+    query, share = screenshot(photos.screenshot)
+    assert 40.0 < share < 50.0
+    best = on.search(query)[0]
+    assert best["filepath"] == filepath_of(photos.screenshot)
+    assert best["score"] > FLOOR
+
+    first = tineye_search(on, query)[0]
+    assert first["filepath"] == filepath_of(photos.screenshot)
+    assert first["query_overlap_percent"] == pytest.approx(share, abs=OVERLAP_TOLERANCE)
+    assert first["target_overlap_percent"] == pytest.approx(100.0, abs=OVERLAP_TOLERANCE)
+
+
+def test_a_photo_rotated_15_degrees_is_found_first(on: Api, photos: Photos) -> None:
+    best = on.search(rotated(photos.rotated))[0]
+    assert best["filepath"] == filepath_of(photos.rotated)
+    assert best["score"] > FLOOR
+
+
+def test_a_captioned_photo_is_found_first_with_its_overlaps(on: Api, photos: Photos) -> None:
+    query = captioned(photos.caption)
+    best = on.search(query)[0]
+    assert best["filepath"] == filepath_of(photos.caption)
+    assert best["score"] > FLOOR
+
+    first = tineye_search(on, query)[0]
+    assert first["filepath"] == filepath_of(photos.caption)
+    photo_share = 100.0 * CAPTIONED_PHOTO_SHARE  # the rest of the query is the caption band
+    assert first["query_overlap_percent"] == pytest.approx(photo_share, abs=OVERLAP_TOLERANCE)
+    assert first["target_overlap_percent"] == pytest.approx(100.0, abs=OVERLAP_TOLERANCE)
+
+
+def test_a_photo_that_is_not_stored_finds_nothing(on: Api, photos: Photos) -> None:
+    query = photos.absent.read_bytes()
+    assert on.search(query) == []
+    assert tineye_search(on, query) == []
+    # and no unrelated stored photo is found by a partial match of an edit of it either
+    assert on.search(centre_crop(photos.absent)) == []
+
+
+def test_search_by_the_filepath_of_a_stored_crop_finds_the_original(
+    on: Api, photos: Photos
+) -> None:
+    crop = f"partial/crops/{photos.crop_partner.stem}-{uuid.uuid4().hex[:8]}.jpg"
+    on.add(crop, centre_crop(photos.crop_partner))
+    results = on.ok("POST", "/search", data={"filepath": crop})
+    assert results[0]["filepath"] == crop
+    [score] = scores_of(results, filepath_of(photos.crop_partner))
+    assert score > FLOOR
+
+
+# -- MATCH_PARTIAL_MATCHING=false ----------------------------------------------------------
+def test_without_partial_matching_a_crop_is_not_found_but_a_resized_copy_is(
+    on: Api, off: Api, photos: Photos
+) -> None:
+    original = filepath_of(photos.crop)
+    query = centre_crop(photos.crop)
+    [partial] = scores_of(on.search(query), original)
+    assert all(score < partial for score in scores_of(off.search(query), original))
+    best = off.search(resized(photos.crop))[0]
+    assert best["filepath"] == original
+    assert best["score"] > FLOOR
+
+
+def test_compare_is_image_match_without_partial_matching_and_no_lower_with_it(
+    on: Api, off: Api, fixtures_dir: Path, golden: dict
+) -> None:
+    signature_only = compare_golden(off, fixtures_dir, golden)
+    assert signature_only == pytest.approx(100 * (1 - golden["distances"]["A-B"]), abs=1e-9)
+    assert compare_golden(on, fixtures_dir, golden) >= signature_only
+
+
+def test_images_stored_without_local_features_are_found_once_it_is_on(
+    store_env: StoreEnv, photos: Photos, tmp_path: Path
+) -> None:
+    env = store_env()
+    old, new = photos.stored[:3], photos.stored[3]
+    try:
+        server, api = start(env | OFF, tmp_path / "off.log")
+        try:
+            for path in old:
+                api.add(filepath_of(path), path.read_bytes())
+        finally:
+            stop(server, api)
+
+        server, api = start(env | ON, tmp_path / "on.log")
+        try:
+            # the global signature still finds them; queries with local features are answered
+            best = api.search(resized(old[0]))[0]
+            assert (best["filepath"], best["score"] > FLOOR) == (filepath_of(old[0]), True)
+            by_filepath = api.ok("POST", "/search", data={"filepath": filepath_of(old[1])})
+            assert by_filepath[0]["filepath"] == filepath_of(old[1])
+            assert by_filepath[0]["score"] == pytest.approx(100.0, abs=1e-4)
+            # they have no local features: a crop finds them by the signature or not at all
+            # (a signature match covers the whole image)
+            for result in tineye_search(api, centre_crop(old[2])):
+                assert result["target_overlap_percent"] == 100.0, result
+            # an image added now has local features beside the old ones
+            api.add(filepath_of(new), new.read_bytes())
+            first = tineye_search(api, centre_crop(new))[0]
+            assert first["filepath"] == filepath_of(new)
+            assert first["target_overlap_percent"] < 100.0 - OVERLAP_TOLERANCE
+        finally:
+            stop(server, api)
+    finally:
+        forget(env)
