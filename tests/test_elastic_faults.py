@@ -126,6 +126,7 @@ def test_engine_down_is_store_unavailable_without_credentials() -> None:
         lambda: store.add(some_records(1)[0]),
         lambda: store.add_many(some_records(3)),
         lambda: store.search(some_records(1)[0].signature[None, :], 0.45, 10),
+        lambda: store.local_candidates(np.array([1, 2, 3]), 30),
     ]
     for operation in operations:
         with pytest.raises(StoreUnavailable) as caught:
@@ -187,6 +188,7 @@ def test_index_deleted_behind_the_store_is_recreated(engine_url: str, engine_ind
     store = store_at(engine_url, engine_index)
     store.add_many(some_records(3))
     httpx.delete(f"{engine_url}/{engine_index}").raise_for_status()
+    assert store.local_candidates(np.array([1, 2, 3]), 30) == []  # recreates the index
     assert store.count() == 0
     store.add(some_records(1)[0])
     mapping = httpx.get(f"{engine_url}/{engine_index}/_mapping").json()
