@@ -2,11 +2,13 @@
 
 Images are rows in id order (ids only grow, as in _candidates); a row keeps its id, whether it is
 alive and its number of distinct words. Postings (int32 row positions) are grouped by word in
-segments, each a CSR (per-word offsets into one array of rows, ascending within a word). New rows
-go to a small unsorted tail; when the tail fills it becomes a segment, and a segment is merged
-into the one before it when that one is not much bigger (LSM-style), so adding images never
-rebuilds the whole index and a query visits O(log n) segments. Deleted rows are marked dead and
-dropped from every segment when they pile up.
+segments, each a CSR (per-word offsets into one array of rows, ascending within a word). A load
+builds one segment at its final size. New rows go to a small unsorted tail; when the tail fills
+it becomes a segment, and a segment is merged into the one before it when that one is not much
+bigger (LSM-style), so adding images never rebuilds the whole index and a query visits O(log n)
+segments. Deleted rows are marked dead and dropped from every segment when they pile up.
+A query scores every image sharing one of its words (``score``: binary tf-idf) with a few
+vectorised passes over its words' postings, at most POSTINGS_BUDGET of them.
 """
 
 from __future__ import annotations

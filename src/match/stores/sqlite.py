@@ -390,12 +390,12 @@ class SQLiteStore:
     def _refresh_words(self, conn: sqlite3.Connection) -> None:
         """Bring the word index up to the current snapshot, as _refresh does the other."""
         seq, dead = _deleted_since(conn, self._words_seq if self._words_loaded else None)
-        self._words_seq = seq
-        if dead is None:
+        if dead is None:  # in one piece: see WordIndex.load
             self._words.load(lambda: _word_chunks(conn, 0))
             self._words_loaded = True
-            return
-        self._words.kill(dead)
+        else:
+            self._words.kill(dead)
+        self._words_seq = seq
         for chunk in _word_chunks(conn, self._words.last_id):
             self._words.append(*chunk)
 
