@@ -13,9 +13,11 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 VOCABULARY_FILE = Path(__file__).with_name("vocabulary.npz")
 WORDS = 128 * 128
+_BLAS = ThreadpoolController()
 
 
 class Vocabulary:
@@ -31,15 +33,29 @@ class Vocabulary:
         """(n,) uint32 words and (n,) uint64 Hamming-embedding bits of (n, 128) descriptors."""
         if len(descriptors) == 0:
             return np.zeros(0, np.uint32), np.zeros(0, np.uint64)
+        with _BLAS.limit(limits=1, user_api="blas"):  # small products: threads only contend
+            return self._quantise(descriptors)
+
+    def _quantise(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         top = np.argmin(self._top_norms - 2.0 * descriptors @ self.top.T, axis=1)
-        leaves = self.leaves[top]
-        leaf = np.argmin(
-            self._leaf_norms[top] - 2.0 * np.einsum("nd,nkd->nk", descriptors, leaves), axis=1
-        )
-        residual = descriptors - leaves[np.arange(len(top)), leaf]
-        signs = (residual @ self.projection.T) > 0
+        # grouped by top cluster: one small product per cluster present, instead of gathering
+        # a (n, 128, 128) block of leaves
+        order = np.argsort(top, kind="stable")
+        grouped = descriptors[order]
+        clusters, starts = np.unique(top[order], return_index=True)
+        ends = np.append(starts[1:], len(order))
+        words = np.empty(len(order), np.uint32)
+        residuals = np.empty_like(grouped)
+        for cluster, start, end in zip(clusters, starts, ends, strict=True):
+            block, leaves = grouped[start:end], self.leaves[cluster]
+            nearest = np.argmin(self._leaf_norms[cluster] - 2.0 * block @ leaves.T, axis=1)
+            words[start:end] = cluster * len(leaves) + nearest
+            residuals[start:end] = block - leaves[nearest]
+        signs = (residuals @ self.projection.T) > 0
         bits = (signs.astype(np.uint64) * self._bit_weights).sum(axis=1, dtype=np.uint64)
-        words = (top * leaves.shape[1] + leaf).astype(np.uint32)
+        unsorted = np.empty_like(order)
+        unsorted[order] = np.arange(len(order))
+        words, bits = words[unsorted], bits[unsorted]
         return words, bits
 
 
