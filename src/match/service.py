@@ -221,14 +221,14 @@ class Matcher:
         with _timed("local_search", 1):
             candidates = self.store.local_candidates(query.local.words, LOCAL_CANDIDATES)
             for candidate in candidates:
-                verified = local.verify(query.local, candidate.local)
+                verified = _verified(query, candidate.local)
                 if verified is None:
                     continue
                 yield SearchMatch(
                     candidate.filepath,
                     local_score(verified.inliers),
                     candidate.metadata,
-                    sig.ORIENTATIONS[0],
+                    sig.ORIENTATIONS[verified.quarter_turns],
                     verified.query_overlap,
                     verified.target_overlap,
                     "local",
@@ -238,9 +238,9 @@ class Matcher:
         """How well ``second`` (its first signature) matches ``first`` by either method."""
         distances = sig.normalized_distances(first.signatures, second.signatures[:1])
         result = Comparison(score_of(float(np.min(distances))))
-        if first.local is None or second.local is None:
+        if second.local is None:
             return result
-        verified = local.verify(first.local, second.local)
+        verified = _verified(first, second.local)
         if verified is None or local_score(verified.inliers) <= result.score:
             return result
         return Comparison(
@@ -266,6 +266,17 @@ class Matcher:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _verified(query: Query, stored: local.LocalFeatures) -> local.Verified | None:
+    """The query's local match with a stored image. Local features find any rotation; a query
+    of one orientation (all_orientations off) accepts only upright matches, as the signature."""
+    if query.local is None:
+        return None
+    verified = local.verify(query.local, stored)
+    if verified is None or (len(query.signatures) == 1 and verified.quarter_turns != 0):
+        return None
+    return verified
 
 
 def _check_filepath(filepath: str) -> None:

@@ -8,6 +8,7 @@ are the evidence. The map also gives the overlap: how much of each image the oth
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -36,6 +37,7 @@ class Verified:
     inliers: int
     query_overlap: float  # percent of the query covered by the target
     target_overlap: float  # percent of the target covered by the query
+    quarter_turns: int  # 0-3: counter-clockwise quarter turns that bring the query upright
 
 
 def tentative_matches(query: LocalFeatures, target: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +92,16 @@ def verify(query: LocalFeatures, target: LocalFeatures) -> Verified | None:
     return Verified(
         inliers,
         _covered(matrix, query.size, target.size),
-        _covered(_inverse(matrix), target.size, query.size),
+        _covered(cv2.invertAffineTransform(matrix), target.size, query.size),
+        _quarter_turns(matrix),
     )
 
 
-def _inverse(matrix: np.ndarray) -> np.ndarray:
-    return cv2.invertAffineTransform(matrix)
+def _quarter_turns(matrix: np.ndarray) -> int:
+    """The nearest multiple of 90 degrees of the map's rotation, counter-clockwise as seen
+    (image y points down, so a turn by a shows as [[cos a, sin a], [-sin a, cos a]])."""
+    degrees = math.degrees(math.atan2(matrix[0, 1], matrix[0, 0]))
+    return round(degrees / 90.0) % 4
 
 
 def _covered(matrix: np.ndarray, size: tuple[int, int], other: tuple[int, int]) -> float:
