@@ -148,6 +148,17 @@ def test_images_stored_and_signature_and_search_timings(
     assert observed("match_signature_seconds", "8") == 1  # one all-orientations search
     assert observed("match_search_seconds", "8") == 1
     assert observed("match_search_seconds", "1") == 1
+    # partial matching: features of every added and searched image, local part of each search
+    assert (
+        value(after, "match_local_features_seconds_count")
+        - value(before, "match_local_features_seconds_count")
+        == 5
+    )
+    assert (
+        value(after, "match_local_search_seconds_count")
+        - value(before, "match_local_search_seconds_count")
+        == 2
+    )
     total = value(after, "match_signature_seconds_sum", orientations="1")
     assert total > value(before, "match_signature_seconds_sum", orientations="1")
     assert value(after, "match_store_up") == 1

@@ -215,24 +215,28 @@ class Matcher:
         )
         return ranked[offset:wanted]
 
-    def _local_matches(self, query: Query) -> Iterator[SearchMatch]:
+    def _local_matches(self, query: Query) -> list[SearchMatch]:
         if query.local is None or not self.settings.match_partial_matching:
-            return
+            return []
+        matches = []
         with _timed("local_search", 1):
             candidates = self.store.local_candidates(query.local.words, LOCAL_CANDIDATES)
             for candidate in candidates:
                 verified = _verified(query, candidate.local)
                 if verified is None:
                     continue
-                yield SearchMatch(
-                    candidate.filepath,
-                    local_score(verified.inliers),
-                    candidate.metadata,
-                    sig.ORIENTATIONS[verified.quarter_turns],
-                    verified.query_overlap,
-                    verified.target_overlap,
-                    "local",
+                matches.append(
+                    SearchMatch(
+                        candidate.filepath,
+                        local_score(verified.inliers),
+                        candidate.metadata,
+                        sig.ORIENTATIONS[verified.quarter_turns],
+                        verified.query_overlap,
+                        verified.target_overlap,
+                        "local",
+                    )
                 )
+        return matches
 
     def compare(self, first: Query, second: Query) -> Comparison:
         """How well ``second`` (its first signature) matches ``first`` by either method."""

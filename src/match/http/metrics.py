@@ -78,6 +78,17 @@ SEARCH = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+LOCAL_FEATURES = Histogram(
+    "match_local_features_seconds",
+    "Time to extract an image's local features (partial matching), decoding excluded.",
+    buckets=_LATENCY_BUCKETS,
+)
+LOCAL_SEARCH = Histogram(
+    "match_local_search_seconds",
+    "Time of a search's partial matching: the store's candidates and their verification.",
+    buckets=_LATENCY_BUCKETS,
+)
+
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
@@ -184,8 +195,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _observe_timing(operation: str, signatures: int, seconds: float) -> None:
-    histogram = SIGNATURE if operation == "signature" else SEARCH
-    histogram.labels(str(signatures)).observe(seconds)
+    if operation == "local":
+        LOCAL_FEATURES.observe(seconds)
+    elif operation == "local_search":
+        LOCAL_SEARCH.observe(seconds)
+    else:
+        histogram = SIGNATURE if operation == "signature" else SEARCH
+        histogram.labels(str(signatures)).observe(seconds)
 
 
 # -- /metrics ------------------------------------------------------------------------------------
