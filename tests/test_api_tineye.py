@@ -292,7 +292,7 @@ def test_min_score_filters_weaker_matches(me: MatchEngine, photo_paths: list[Pat
 
     results = {match["filepath"]: match for match in me.search_image(path.read_bytes())["result"]}
     weaker = results[degraded]["score"]
-    assert results[original]["score"] == IDENTICAL and 55.0 < weaker < 99.0
+    assert results[original]["score"] == IDENTICAL and 55.0 < weaker <= 99.0
     assert results[degraded]["match_percent"] == weaker
     above = me.search_image(path.read_bytes(), min_score=weaker + 0.5)
     assert original in filepaths(above) and degraded not in filepaths(above)
