@@ -47,6 +47,19 @@ STALL_SECONDS = 3.0  # how long /stall keeps a response hanging
 StoreEnv = Callable[[], dict[str, str]]
 # "embedded", then "engine:<name>" for every engine the session tests (es8, os2, ...).
 STORE_KINDS = ("embedded", *(f"engine:{name}" for name in engine_names()))
+# The hardening suites (modules with HARDENING_SUITE = True: hostile input, error paths, fuzzing,
+# network safety, concurrency) test the HTTP layer over the store: they run on the embedded store
+# and the first engine only, which keeps `make test` near 13 minutes. Every engine runs the API,
+# TinEye and partial matching suites and the store contract.
+HARDENING_STORE_KINDS = STORE_KINDS[:2]
+
+
+def beyond_hardening_stores(item: pytest.Item) -> bool:
+    """True for a hardening-suite test on a store kind outside HARDENING_STORE_KINDS."""
+    callspec = getattr(item, "callspec", None)
+    kind = callspec.params.get("store_env") if callspec else None
+    hardening = getattr(getattr(item, "module", None), "HARDENING_SUITE", False)
+    return hardening and kind is not None and kind not in HARDENING_STORE_KINDS
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)

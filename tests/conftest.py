@@ -41,7 +41,14 @@ def photo_paths() -> list[Path]:
 
 
 # The API tests' servers (tests/api_server.py), shared by every tests/test_api*.py module.
-from api_server import api, api_server, images, store_env, strict  # noqa: E402, F401
+from api_server import (  # noqa: E402, F401
+    api,
+    api_server,
+    beyond_hardening_stores,
+    images,
+    store_env,
+    strict,
+)
 
 # Real Elasticsearch/OpenSearch servers (tests/engines.py): engine_name, engine_url, engine_index;
 # its pytest_generate_tests runs each test that needs an engine once per engine.
@@ -52,3 +59,11 @@ from engines import (  # noqa: E402, F401
     engine_url,
     pytest_generate_tests,
 )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect hardening-suite tests on store kinds beyond api_server.HARDENING_STORE_KINDS."""
+    dropped = [item for item in items if beyond_hardening_stores(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not beyond_hardening_stores(item)]

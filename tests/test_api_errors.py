@@ -15,6 +15,8 @@ from PIL import Image
 
 from api_server import STRICT_UPLOAD_BYTES, Api, ImageServer, MatchServer, free_port
 
+HARDENING_SUITE = True  # deselected on engines past the first: api_server.HARDENING_STORE_KINDS
+
 
 @dataclass(frozen=True)
 class Case:

@@ -1,4 +1,4 @@
-"""Concurrency and crashes against real server processes, on every store kind of ``store_env``:
+"""Concurrency and crashes against real server processes, on the embedded store and the first engine:
 parallel writers of one filepath leave one record; racing add/delete/search never show a record
 whose metadata belongs to another image; count and list agree with the acknowledged adds; and a
 server SIGKILLed during a bulk ingest over HTTP restarts with every acknowledged add."""
@@ -22,6 +22,8 @@ import pytest
 from PIL import Image
 
 from api_server import Api, MatchServer, StoreEnv, worker_pids
+
+HARDENING_SUITE = True  # deselected on engines past the first: api_server.HARDENING_STORE_KINDS
 
 IDENTICAL = pytest.approx(100.0, abs=1e-3)
 

@@ -24,6 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from api_server import MatchServer, StoreEnv
 
+HARDENING_SUITE = True  # deselected on engines past the first: api_server.HARDENING_STORE_KINDS
+
 FUZZ_EXAMPLES = 25  # per operation and generation mode
 CHECKS = [
     not_a_server_error,

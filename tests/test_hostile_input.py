@@ -1,6 +1,6 @@
 """Hostile and odd input against a real server (tests/hostile_corpus.py builds the files): each
 gets a clear 4xx in the envelope or a correct result, the server stays up, and nothing else in the
-store changes. Runs on every store kind of the ``api`` fixture (embedded, and engines when up)."""
+store changes. Runs on the embedded store and the first engine (api_server.HARDENING_STORE_KINDS)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from PIL import Image
 
 import hostile_corpus as corpus
 from api_server import Api
+
+HARDENING_SUITE = True  # deselected on engines past the first: api_server.HARDENING_STORE_KINDS
 
 PREFIX = "hostile"
 MAX_FILEPATH_BYTES = 1024

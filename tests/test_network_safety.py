@@ -26,6 +26,8 @@ from match.errors import FetchError, UpstreamError
 from match.fetch import FetchLimits, address_problem, fetch_image
 from match.http.connections import HEADER_TIMEOUT_SECONDS
 
+HARDENING_SUITE = True  # deselected on engines past the first: api_server.HARDENING_STORE_KINDS
+
 LOCAL = FetchLimits(timeout=10, max_bytes=5_000_000, max_redirects=3, allow_private=True)
 DEFAULT = FetchLimits(timeout=10, max_bytes=5_000_000, max_redirects=3, allow_private=False)
 
