@@ -1,4 +1,4 @@
-"""Concurrency and crashes against real server processes, on the embedded store and the first engine:
+"""Concurrency and crashes against real server processes, on the embedded store and first engine:
 parallel writers of one filepath leave one record; racing add/delete/search never show a record
 whose metadata belongs to another image; count and list agree with the acknowledged adds; and a
 server SIGKILLed during a bulk ingest over HTTP restarts with every acknowledged add."""

@@ -1,6 +1,6 @@
 """Hostile and odd input against a real server (tests/hostile_corpus.py builds the files): each
 gets a clear 4xx in the envelope or a correct result, the server stays up, and nothing else in the
-store changes. Runs on the embedded store and the first engine (api_server.HARDENING_STORE_KINDS)."""
+store changes. Runs on the embedded store and the first engine (HARDENING_STORE_KINDS)."""
 
 from __future__ import annotations
 
