@@ -393,6 +393,8 @@ class StoreContract:
             assert candidates[0].filepath == name
             assert candidates[0].metadata == {"name": name}
             assert_same_features(candidates[0].local, local_filled.features[index])
+            # the same record's signature comes along, for scoring both methods on one version
+            assert np.array_equal(candidates[0].signature, local_filled.signatures[index])
             assert len({c.filepath for c in candidates}) == len(candidates)
             assert {c.filepath for c in candidates} <= set(local_filled.names)
 
@@ -426,9 +428,10 @@ class StoreContract:
             )
         )
         for worker in (store, second_store):
-            found = [c.filepath for c in worker.local_candidates(crops[first].words, 30)]
-            assert found[0] == names[second]
-            assert names[first] not in found
+            found = worker.local_candidates(crops[first].words, 30)
+            assert found[0].filepath == names[second]
+            assert np.array_equal(found[0].signature, local_filled.signatures[first])
+            assert names[first] not in [c.filepath for c in found]
             others = [c.filepath for c in worker.local_candidates(crops[second].words, 30)]
             assert others[:1] != [names[second]]
         second_store.add(ImageRecord(names[second], local_filled.signatures[second]))

@@ -25,6 +25,7 @@ from match.settings import Settings
 from match.signature.decode import decode_pixels
 from match.signature.goldberg import FAST_MIN_SIDE, pixels_orientation_signatures
 from match.stores import BulkResult, ImageRecord, Store, open_store
+from match.stores.base import LocalCandidate
 
 Metadata = dict[str, Any] | None
 
@@ -216,6 +217,8 @@ class Matcher:
         return ranked[offset:wanted]
 
     def _local_matches(self, query: Query) -> list[SearchMatch]:
+        """Verified local candidates, each scored by both methods on the one version of the
+        record the store returned (a search racing a replacement never mixes two versions)."""
         if query.local is None or not self.settings.match_partial_matching:
             return []
         matches = []
@@ -225,17 +228,16 @@ class Matcher:
                 verified = _verified(query, candidate.local)
                 if verified is None:
                     continue
-                matches.append(
-                    SearchMatch(
-                        candidate.filepath,
-                        local_score(verified.inliers),
-                        candidate.metadata,
-                        sig.ORIENTATIONS[verified.quarter_turns],
-                        verified.query_overlap,
-                        verified.target_overlap,
-                        "local",
-                    )
+                local_match = SearchMatch(
+                    candidate.filepath,
+                    local_score(verified.inliers),
+                    candidate.metadata,
+                    sig.ORIENTATIONS[verified.quarter_turns],
+                    verified.query_overlap,
+                    verified.target_overlap,
+                    "local",
                 )
+                matches.append(max(local_match, _global_match(query, candidate), key=_score))
         return matches
 
     def compare(self, first: Query, second: Query) -> Comparison:
@@ -270,6 +272,24 @@ class Matcher:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _score(match: SearchMatch | None) -> float:
+    return -1.0 if match is None else match.score
+
+
+def _global_match(query: Query, candidate: LocalCandidate) -> SearchMatch | None:
+    """The signature's match with a local candidate, from the candidate's own signature."""
+    if candidate.signature is None:
+        return None
+    distances = sig.normalized_distances(query.signatures, candidate.signature[None, :])[:, 0]
+    best = int(np.argmin(distances))
+    return SearchMatch(
+        candidate.filepath,
+        score_of(distances[best]),
+        candidate.metadata,
+        sig.ORIENTATIONS[best],
+    )
 
 
 def _verified(query: Query, stored: local.LocalFeatures) -> local.Verified | None:

@@ -272,6 +272,7 @@ def local_query(query_words: np.ndarray, size: int) -> dict[str, Any]:
         "size": size,
         "track_total_hits": False,
         "_source": LOCAL_SOURCE,
+        "docvalue_fields": [PACKED_FIELD],
         "query": {
             "match": {
                 LOCAL_WORDS_FIELD: {
@@ -291,8 +292,18 @@ def local_candidates(hits: list[dict[str, Any]]) -> list[LocalCandidate]:
         source = hit.get("_source") or {}
         local = local_of(source)
         if local is not None and isinstance(source.get("path"), str):
-            found.append(LocalCandidate(source["path"], local, source.get("metadata")))
+            signature = _packed_signature(hit)
+            found.append(LocalCandidate(source["path"], local, source.get("metadata"), signature))
     return found
+
+
+def _packed_signature(hit: dict[str, Any]) -> np.ndarray | None:
+    """The hit's signature from its packed doc value; None if it has none or it is unreadable."""
+    texts = (hit.get("fields") or {}).get(PACKED_FIELD) or []
+    try:
+        return unpack(texts[:1])[0] if texts else None
+    except ValueError:
+        return None
 
 
 def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1) -> dict[str, Any]:

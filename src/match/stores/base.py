@@ -48,6 +48,8 @@ class LocalCandidate:
     filepath: str
     local: LocalFeatures
     metadata: Metadata = None
+    # the same record's signature, so both methods score one version of it (None: unreadable)
+    signature: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -209,8 +209,8 @@ class SQLiteStore:
             ids = self._words.top(query, limit)
             listed = json.dumps(ids.tolist())
             rows = conn.execute(
-                "SELECT id, filepath, features, metadata FROM images JOIN local USING (id) "
-                "WHERE id IN (SELECT value FROM json_each(?))",
+                "SELECT id, filepath, features, metadata, signature "
+                "FROM images JOIN local USING (id) WHERE id IN (SELECT value FROM json_each(?))",
                 (listed,),
             ).fetchall()
         found = {row[0]: row[1:] for row in rows}
@@ -219,7 +219,8 @@ class SQLiteStore:
             row = found.get(image_id)
             local = _unpacked(row[1]) if row else None
             if row and local is not None:  # a corrupt row is skipped, not an error for the query
-                candidates.append(LocalCandidate(row[0], local, metadata_of(row[2])))
+                signature = unpack_signatures([row[3]])[0]
+                candidates.append(LocalCandidate(row[0], local, metadata_of(row[2]), signature))
         return candidates
 
     def search_exhaustive(
