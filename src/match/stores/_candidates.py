@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from match.stores._rows import positions_of
+
 _CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
 SCAN_THREADS = min(2, os.cpu_count() or 1)
 """Threads that scan one query's chunks (on an idle machine, latency falls with the cores)."""
@@ -69,10 +71,7 @@ class CandidateIndex:
         """Mark ids as deleted; ids not in the index are ignored."""
         if len(ids) == 0 or self._size == 0:
             return
-        stored = self._ids[: self._size]
-        positions = np.searchsorted(stored, ids)
-        positions = positions[positions < self._size]
-        positions = positions[np.isin(stored[positions], ids)]
+        positions = positions_of(self._ids[: self._size], ids)
         newly = positions[self._alive[positions]]
         self._alive[newly] = False
         self._dead += len(newly)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from match.local import WORDS
+from match.stores._rows import positions_of
 
 TAIL_POSTINGS = 1 << 16
 """Postings kept unsorted before they become a segment (a query scans all of them)."""
@@ -183,10 +184,7 @@ class WordIndex:
         ignored."""
         if len(ids) == 0 or self._size == 0:
             return
-        stored = self._ids[: self._size]
-        positions = np.searchsorted(stored, ids)
-        positions = positions[positions < self._size]
-        positions = positions[np.isin(stored[positions], ids)]
+        positions = positions_of(self._ids[: self._size], ids)
         newly = positions[self._alive[positions]]
         self._alive[newly] = False
         self._dead += len(newly)
