@@ -113,9 +113,9 @@ class Matcher:
         """Search input for encoded image bytes, decoded once for both methods."""
         if not self.settings.match_partial_matching:
             return Query(self.query_signatures(image, all_orientations, name=name))
-        pixels = self._decode(image)
         count = len(sig.ORIENTATIONS) if all_orientations else 1
-        with _timed("signature", count):
+        with _timed("signature", count):  # decoding included, as without partial matching
+            pixels = self._decode(image)
             signatures = pixels_orientation_signatures(pixels, range(count))
         if sig.is_blank(signatures[0]):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
