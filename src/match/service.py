@@ -171,13 +171,6 @@ class Matcher:
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         return signatures
 
-    def stored_signatures(self, filepath: str, all_orientations: bool) -> np.ndarray:
-        """Query signatures of an already stored image (its orientations by permutation)."""
-        record = self.store.get(filepath)
-        if not all_orientations:
-            return record.signature[None, :]
-        return sig.signature_orientations(record.signature)
-
     # -- operations -------------------------------------------------------------------------
     def add(self, filepath: str, image: bytes, metadata: Metadata = None) -> None:
         self.store.add(self.record(filepath, image, metadata))
