@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8888
 export PORT
 
-.PHONY: install serve test lint format bench bench-signatures clean
+.PHONY: install serve test test-deep lint format bench bench-signatures clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ test: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest
+
+# The property tests searching freely (random examples, many more of them) instead of CI's fixed set.
+test-deep: install
+	MATCH_HYPOTHESIS_PROFILE=deep $(BIN)/pytest tests/test_signature.py tests/test_fuzz.py
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a red CI means a change broke something);
+# `make test-deep` searches freely with many more examples and keeps what it finds in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None, max_examples=200)
+settings.register_profile("deep", max_examples=5000)
+settings.load_profile(os.environ.get("MATCH_HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared"))

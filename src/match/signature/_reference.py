@@ -36,9 +36,11 @@ def image_signature(source: ImageInput, *, max_pixels: int | None = None) -> np.
 def orientation_signatures(source: ImageInput, *, max_pixels: int | None = None) -> np.ndarray:
     """Signatures of the 8 orientations (see ORIENTATIONS), shape (8, 648)."""
     kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-    g = grey(decode_image(source, **kwargs))
-    # each orientation as its own image: a contiguous array, as if decoded from a rotated file
-    return np.stack([grey_signature(np.ascontiguousarray(view)) for view in _dihedral(g)])
+    rgb = decode_image(source, **kwargs)
+    # each orientation as its own image, as if decoded from a rotated file: the pixels are turned
+    # before the grey conversion, whose float64 rounding can depend on the array's shape (a
+    # 1-pixel-wide image takes a different matmul path than a 1-pixel-high one)
+    return np.stack([grey_signature(grey(np.ascontiguousarray(view))) for view in _dihedral(rgb)])
 
 
 def _dihedral(image: np.ndarray):
