@@ -43,8 +43,8 @@ from match.errors import MatchError
 from match.service import Matcher, Query
 from match.settings import Settings
 from match.signature import SIGNATURE_LENGTH
-from match.stores import _es_docs as docs
 from match.stores.base import ImageRecord
+from match.stores.elastic import documents as docs
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared")) / "photos"

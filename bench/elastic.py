@@ -42,9 +42,8 @@ from match.signature import (
     orientation_signatures,
     words,
 )
-from match.stores._es_client import EngineClient
 from match.stores.base import ImageRecord
-from match.stores.elastic import ElasticStore
+from match.stores.elastic import ElasticStore, EngineClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared")) / "photos"

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from match.signature import image_signature, normalized_distances, orientation_signatures
-from match.stores._codes import unpack_signatures
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite.codes import unpack_signatures
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
 CUTOFF = 0.45

@@ -159,6 +159,32 @@ class StoreContract:
         with pytest.raises(NotFound, match=re.escape("never/added.jpg")):
             store.delete("never/added.jpg")
 
+    def test_every_engine_words_the_errors_it_shares_alike(
+        self, store: Store, photos: Photos
+    ) -> None:
+        # one set of checks (match.stores.checks) behind the protocol: the same message whatever
+        # the engine, naming the filepath or parameter
+        missing = "No image is stored under the filepath 'gone.jpg'"
+        for operation in (store.get, store.delete, lambda f: store.update_metadata(f, {"a": 1})):
+            with pytest.raises(NotFound) as raised:
+                operation("gone.jpg")
+            assert raised.value.message == missing
+        bad = [
+            (ImageRecord("s.jpg", photos.originals[0][:10]), "The signature of 's.jpg' must be"),
+            (ImageRecord("m.jpg", photos.originals[0], [1]), "The metadata of 'm.jpg' must be a"),
+            (ImageRecord("", photos.originals[0]), "A filepath must be a non-empty string"),
+        ]
+        for record, message in bad:
+            with pytest.raises(BadParameter, match=re.escape(message)):
+                store.add(record)  # type: ignore[arg-type]
+            failed = store.add_many([record]).failed  # type: ignore[list-item]
+            assert len(failed) == 1 and message in failed[0][1]
+        with pytest.raises(BadParameter, match=re.escape("Parameter 'limit' must be a non-neg")):
+            store.list(0, -1)
+        with pytest.raises(BadParameter, match=re.escape("Parameter 'offset' must be a non-neg")):
+            store.search(photos.originals[0], CUTOFF, 10, offset=-1)
+        assert store.count() == 0
+
     def test_deleted_filepath_can_be_added_again(self, store: Store, photos: Photos) -> None:
         store.add(ImageRecord("again.jpg", photos.originals[0]))
         store.delete("again.jpg")
@@ -388,13 +414,20 @@ class StoreContract:
         self, store: Store, local_filled: LocalPhotos
     ) -> None:
         for index, crop in local_filled.crops.items():
-            candidates = store.local_candidates(crop.words, 30)
+            # the query's signatures: another photo's, then this record's own
+            own = local_filled.signatures[index][None, :]
+            other = local_filled.signatures[(index + 1) % len(local_filled.names)][None, :]
+            candidates = store.local_candidates(
+                crop.words, 30, signatures=np.concatenate([other, own])
+            )
             name = local_filled.names[index]
             assert candidates[0].filepath == name
             assert candidates[0].metadata == {"name": name}
             assert_same_features(candidates[0].local, local_filled.features[index])
-            # the same record's signature comes along, for scoring both methods on one version
-            assert np.array_equal(candidates[0].signature, local_filled.signatures[index])
+            # the distance of the same record's signature comes along, for scoring both methods
+            # on one version: 0 to the second query row
+            assert (candidates[0].distance, candidates[0].orientation) == (0.0, 1)
+            assert store.local_candidates(crop.words, 30)[0].distance is None  # not asked
             assert len({c.filepath for c in candidates}) == len(candidates)
             assert {c.filepath for c in candidates} <= set(local_filled.names)
 
@@ -428,9 +461,10 @@ class StoreContract:
             )
         )
         for worker in (store, second_store):
-            found = worker.local_candidates(crops[first].words, 30)
+            query = local_filled.signatures[first][None, :]
+            found = worker.local_candidates(crops[first].words, 30, signatures=query)
             assert found[0].filepath == names[second]
-            assert np.array_equal(found[0].signature, local_filled.signatures[first])
+            assert found[0].distance == 0.0  # the new version's signature
             assert names[first] not in [c.filepath for c in found]
             others = [c.filepath for c in worker.local_candidates(crops[second].words, 30)]
             assert others[:1] != [names[second]]

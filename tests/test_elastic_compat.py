@@ -21,10 +21,9 @@ from match.errors import NotFound
 from match.local import local_features
 from match.signature import ALGORITHM
 from match.signature.decode import decode_pixels
-from match.stores import _es_docs as docs
-from match.stores._es_client import EngineClient
 from match.stores.base import ImageRecord
-from match.stores.elastic import ElasticStore
+from match.stores.elastic import ElasticStore, EngineClient
+from match.stores.elastic import documents as docs
 
 pytestmark = pytest.mark.engine
 

@@ -20,9 +20,8 @@ import pytest
 
 from match.errors import BadParameter, StoreUnavailable
 from match.signature import SIGNATURE_LENGTH
-from match.stores._es_client import EngineClient
 from match.stores.base import ImageRecord
-from match.stores.elastic import ElasticStore
+from match.stores.elastic import ElasticStore, EngineClient
 
 pytestmark = pytest.mark.engine
 

@@ -25,10 +25,10 @@ from match.signature import (
 )
 from match.signature import orientation_signatures as photo_orientations
 from match.signature.decode import decode_pixels
-from match.stores import _es_docs as docs
-from match.stores._es_client import EngineClient
 from match.stores.base import ImageRecord
-from match.stores.elastic import MAX_QUERY_WORDS, ElasticStore
+from match.stores.elastic import ElasticStore, EngineClient
+from match.stores.elastic import documents as docs
+from match.stores.elastic.search import MAX_QUERY_WORDS
 from store_contract import StoreContract
 
 pytestmark = pytest.mark.engine
@@ -286,16 +286,16 @@ def test_metadata_read_after_the_search_is_never_torn(
     first, second = [signatures[0] for signatures in list(oriented_photos.values())[:2]]
     query = first[None, :]
     store.add(ImageRecord("x.jpg", first, {"photo": "first"}))
-    index = store._ready()
-    candidates = store._candidates(index, query, 100)
+    searcher = store._searcher  # the two reads of a search, with a write between them
+    candidates = searcher.candidate_signatures(query, 100)
     store.add(ImageRecord("x.jpg", second, {"photo": "second"}))  # replaced in between
     ranked = {"x.jpg": (0.0, 0)}  # what the first read ranked
-    hits = store._with_metadata(index, ranked, candidates, query, 1.0)
+    hits = searcher.with_metadata(ranked, candidates, query, 1.0)
     far = float(normalized_distances(first, second[None, :])[0])
     assert [(h.metadata, h.distance) for h in hits] == [({"photo": "second"}, pytest.approx(far))]
-    assert store._with_metadata(index, ranked, candidates, query, far - 0.01) == []
+    assert searcher.with_metadata(ranked, candidates, query, far - 0.01) == []
     store.delete("x.jpg")  # deleted in between
-    assert store._with_metadata(index, ranked, candidates, query, 1.0) == []
+    assert searcher.with_metadata(ranked, candidates, query, 1.0) == []
 
 
 # -- partial matching: local features ---------------------------------------------------------

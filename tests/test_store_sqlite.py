@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import match.stores._candidates as candidates_module
-import match.stores._words as words_module
-import match.stores.sqlite as sqlite_module
+import match.stores.sqlite.candidates as candidates_module
+import match.stores.sqlite.rows as rows_module
+import match.stores.sqlite.schema as schema_module
+import match.stores.sqlite.tables as tables_module
+import match.stores.sqlite.words as words_module
 from match.errors import BadParameter, IncompatibleRecord, StoreUnavailable
 from match.local import WORDS, LocalFeatures
 from match.settings import Settings
 from match.signature import ALGORITHM, normalized_distances
-from match.stores._codes import HyperplaneCoder, pack_signature
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite.codes import HyperplaneCoder, pack_signature
 from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
 
 
@@ -263,7 +265,7 @@ def test_changes_through_one_store_are_seen_by_another(tmp_path: Path, photos: P
 def test_many_replacements_and_pruned_tombstones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "TOMBSTONES_KEPT", 50)
+    monkeypatch.setattr(tables_module, "TOMBSTONES_KEPT", 50)
     signatures = synthetic(6000, seed=1)
     with SQLiteStore(tmp_path) as writer, SQLiteStore(tmp_path) as reader:
         writer.add_many(ImageRecord(f"s{i}", s) for i, s in enumerate(signatures))
@@ -379,7 +381,7 @@ def synthetic_local(seed: int, keypoints: int = 300) -> LocalFeatures:
 
 def write_schema_1_file(path: Path, signatures: dict[str, np.ndarray]) -> None:
     """A database as the store wrote it before schema 2, holding ``signatures``."""
-    coder = HyperplaneCoder(sqlite_module.CODE_BITS, sqlite_module.CODE_SEED)
+    coder = HyperplaneCoder(schema_module.CODE_BITS, schema_module.CODE_SEED)
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode = WAL")
     for statement in SCHEMA_1:
@@ -452,9 +454,9 @@ def test_unreadable_local_features_are_skipped(tmp_path: Path, photos: Photos) -
 def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
     tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "TOMBSTONES_KEPT", 20)
+    monkeypatch.setattr(tables_module, "TOMBSTONES_KEPT", 20)
     monkeypatch.setattr(words_module, "TAIL_POSTINGS", 3000)
-    monkeypatch.setattr(words_module, "_COMPACT_AFTER", 30)
+    monkeypatch.setattr(rows_module, "COMPACT_AFTER", 30)
     features = [synthetic_local(100 + i, 150) for i in range(300)]
     signature = photos.originals[0]
     with SQLiteStore(tmp_path) as writer, SQLiteStore(tmp_path) as reader:

@@ -1,4 +1,4 @@
-"""The embedded store's inverted index of visual words (match.stores._words) against a
+"""The embedded store's inverted index of visual words (match.stores.sqlite.words) against a
 brute-force tf-idf over the same images, through appends, segment merges, deletions and
 compaction."""
 
@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-import match.stores._words as words_module
+import match.stores.sqlite.rows as rows_module
+import match.stores.sqlite.words as words_module
 from match.local import WORDS
-from match.stores._words import WordIndex
+from match.stores.sqlite.words import WordIndex
 
 
 def random_images(count: int, seed: int) -> list[np.ndarray]:
@@ -61,7 +62,7 @@ def assert_same_ranking(index: WordIndex, live: dict[int, np.ndarray], query: np
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     """Segments of a few images each, so that appends flush and merge many times."""
     monkeypatch.setattr(words_module, "TAIL_POSTINGS", 1500)
-    monkeypatch.setattr(words_module, "_COMPACT_AFTER", 40)
+    monkeypatch.setattr(rows_module, "COMPACT_AFTER", 40)
 
 
 def test_top_equals_brute_force_through_appends_merges_and_deletions(

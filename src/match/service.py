@@ -216,7 +216,9 @@ class Matcher:
             return []
         matches = []
         with _timed("local_search", 1):
-            candidates = self.store.local_candidates(query.local.words, LOCAL_CANDIDATES)
+            candidates = self.store.local_candidates(
+                query.local.words, LOCAL_CANDIDATES, signatures=query.signatures
+            )
             for candidate in candidates:
                 verified = _verified(query, candidate.local)
                 if verified is None:
@@ -272,16 +274,15 @@ def _score(match: SearchMatch | None) -> float:
 
 
 def _global_match(query: Query, candidate: LocalCandidate) -> SearchMatch | None:
-    """The signature's match with a local candidate, from the candidate's own signature."""
-    if candidate.signature is None:
+    """The signature's match with a local candidate, from its distance to the query that the
+    store read with it."""
+    if candidate.distance is None:
         return None
-    distances = sig.normalized_distances(query.signatures, candidate.signature[None, :])[:, 0]
-    best = int(np.argmin(distances))
     return SearchMatch(
         candidate.filepath,
-        score_of(distances[best]),
+        score_of(candidate.distance),
         candidate.metadata,
-        sig.ORIENTATIONS[best],
+        sig.ORIENTATIONS[candidate.orientation],
     )
 
 

@@ -1,9 +1,12 @@
-"""Stores: where signatures live. ``open_store(settings)`` picks the engine from the settings."""
+"""Stores: where records live. ``open_store(settings)`` picks the engine from the settings.
+
+One protocol (base.py) and the record checks every engine shares (checks.py); one package per
+engine: ``sqlite/`` (the embedded store) and ``elastic/`` (Elasticsearch and OpenSearch)."""
 
 from __future__ import annotations
 
 from match.settings import Settings
-from match.stores.base import BulkResult, Hit, ImageRecord, Store
+from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata, Store
 
 
 def open_store(settings: Settings) -> Store:
@@ -18,4 +21,12 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore.from_settings(settings)
 
 
-__all__ = ["BulkResult", "Hit", "ImageRecord", "Store", "open_store"]
+__all__ = [
+    "BulkResult",
+    "Hit",
+    "ImageRecord",
+    "LocalCandidate",
+    "Metadata",
+    "Store",
+    "open_store",
+]

@@ -1,4 +1,5 @@
-"""The store interface: one protocol, one implementation per engine (sqlite, elastic).
+"""The store interface: one protocol, one package per engine (sqlite/, elastic/), each with
+a façade class over parts with one job each; checks.py holds the record checks they share.
 
 A store keeps one record per unique filepath: its signature, the algorithm that made it,
 optional JSON metadata and, for partial matching, the image's local features (match.local).
@@ -43,13 +44,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class LocalCandidate:
-    """A stored image that shares visual words with a query, with what verification needs."""
+    """A stored image that shares visual words with a query: what verification needs, and its
+    signature's distance to the query, read from the same version of the record, so both
+    methods score one version of it (a search racing a replacement never mixes two)."""
 
     filepath: str
     local: LocalFeatures
     metadata: Metadata = None
-    # the same record's signature, so both methods score one version of it (None: unreadable)
-    signature: np.ndarray | None = None
+    distance: float | None = None  # to the closest query signature; None: not asked, unreadable
+    orientation: int = 0  # which query signature (orientation index) that is
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,14 @@ class Store(Protocol):
         """Stored images whose distance to any row of ``signatures`` ((k, 648) int8) is under
         ``cutoff``; each image once with its best row; best first, then filepath; paginated."""
 
-    def local_candidates(self, words: np.ndarray, limit: int) -> Sequence[LocalCandidate]:
+    def local_candidates(
+        self, words: np.ndarray, limit: int, *, signatures: np.ndarray | None = None
+    ) -> Sequence[LocalCandidate]:
         """Up to ``limit`` stored images sharing the most visual words with ``words`` (a query's
         (n,) uint32 words), each shared word weighted by its rarity in the store (tf-idf or
-        BM25), best first. Images stored without local features are never candidates."""
+        BM25), best first; with the query's ``signatures`` ((k, 648)), each candidate carries its
+        distance to the closest of them. Images stored without local features are never
+        candidates."""
 
     def count(self) -> int:
         """Exact number of stored images."""

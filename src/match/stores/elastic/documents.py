@@ -1,4 +1,5 @@
-"""What ElasticStore puts into the engine: the index mapping, the documents, the query bodies.
+"""What ElasticStore keeps in the engine: the index mapping and the documents (bodies.py has
+the query bodies).
 
 Documents keep image-match 1.x's shape (``path``, ``signature``, ``metadata``, ``simple_word_0``
 ... ``simple_word_62``, ``timestamp``) so an index written by image-match or dsys/match stays
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from match.local import WORDS, LocalFeatures
+from match.local import LocalFeatures
 from match.local import pack as pack_local
 from match.local import unpack as unpack_local
-from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT, words
-from match.stores.base import ImageRecord, LocalCandidate
+from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT
+from match.stores.base import ImageRecord
+from match.stores.checks import CheckedRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 
 LOCAL_WORDS_FIELD = "local_words"
 LOCAL_FIELD = "local_features"
 LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD]
-MAX_KEYPOINTS = 65535  # the packed form counts keypoints in 16 bits
 _TRIPLET = np.array([25, 5, 1], dtype=np.int64)
 _SEVEN_BITS = 1 << np.arange(6, -1, -1)
 
@@ -138,57 +138,8 @@ class SeqClock:
             return first
 
 
-def check_signature(signature: Any) -> np.ndarray:
-    """The signature as a 648-value int8 array, or ValueError saying what is wrong."""
-    array = np.asarray(signature)
-    if array.shape != (SIGNATURE_LENGTH,):
-        raise ValueError(f"a signature has {SIGNATURE_LENGTH} values, not shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer) or array.min() < -2 or array.max() > 2:
-        raise ValueError("a signature holds integers from -2 to 2")
-    return array.astype(np.int8)
-
-
-def check_filepath(filepath: Any) -> None:
-    """ValueError unless the filepath is a non-empty string."""
-    if not isinstance(filepath, str) or not filepath:
-        raise ValueError("the filepath must be a non-empty string")
-
-
-def check_metadata(metadata: Any) -> None:
-    """ValueError unless the metadata is JSON (it is stored as given, never indexed)."""
-    if metadata is None:
-        return
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"metadata is not JSON: {error}") from None
-
-
-def check_local(local: Any) -> None:
-    """ValueError unless ``local`` is None or consistent LocalFeatures that pack() can store."""
-    if local is None:
-        return
-    if not isinstance(local, LocalFeatures):
-        raise ValueError(f"local features must be LocalFeatures, not {type(local).__name__}")
-    points, local_words, bits = (np.asarray(a) for a in (local.points, local.words, local.bits))
-    count = len(local_words) if local_words.ndim == 1 else -1
-    if count < 0 or points.shape != (count, 2) or bits.shape != (count,):
-        raise ValueError("local features need (n, 2) points, (n,) words and (n,) bits")
-    if count > MAX_KEYPOINTS:
-        raise ValueError(f"local features hold at most {MAX_KEYPOINTS} keypoints, not {count}")
-    if count and (local_words.dtype.kind not in "iu" or bits.dtype.kind not in "iu"):
-        raise ValueError("visual words and their bits must be integers")
-    if count and (local_words.min() < 0 or local_words.max() >= WORDS):
-        raise ValueError(f"visual words are integers from 0 to {WORDS - 1}")
-    if count and not np.isfinite(points).all():
-        raise ValueError("keypoint coordinates must be finite")
-    size = tuple(local.size) if isinstance(local.size, tuple | list) else ()
-    if len(size) != 2 or not all(isinstance(v, int | np.integer) and 0 < v < 65536 for v in size):
-        raise ValueError("the local features' frame size must be two integers from 1 to 65535")
-
-
 def local_source(local: LocalFeatures) -> dict[str, Any]:
-    """The document fields of checked local features: each distinct word once, as a token (none
+    """The document fields of local features: each distinct word once, as a token (none
     when there are no keypoints: such an image is never a candidate), and the packed form."""
     fields = {LOCAL_FIELD: base64.b64encode(pack_local(local)).decode("ascii")}
     distinct = np.unique(np.asarray(local.words, dtype=np.int64))
@@ -235,10 +186,14 @@ def unpack(texts: list[str]) -> np.ndarray:
 
 
 def document(
-    record: ImageRecord, signature: np.ndarray, word_values: list[int], seq: int, packed: str
+    record: CheckedRecord | ImageRecord,
+    signature: np.ndarray,
+    word_values: list[int],
+    seq: int,
+    packed: str,
 ) -> dict[str, Any]:
-    """The engine document of a record (image-match's field names and order), given its
-    checked signature and its words (computed for a whole chunk at once)."""
+    """The engine document of a checked record (image-match's field names and order), given its
+    signature and its words (computed for a whole chunk at once)."""
     doc: dict[str, Any] = {"path": record.filepath, "signature": signature.tolist()}
     if record.metadata is not None:
         doc["metadata"] = record.metadata
@@ -262,80 +217,3 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
         algorithm=source.get("algorithm") or ALGORITHM,
         local=local_of(source),
     )
-
-
-def local_query(query_words: np.ndarray, size: int) -> dict[str, Any]:
-    """The ``size`` documents sharing the most (and rarest, by BM25 idf) of these distinct
-    words, best first. ``track_total_hits: false`` lets the engine skip documents that cannot
-    reach the top ``size`` (block-max WAND) instead of counting every one sharing a word."""
-    return {
-        "size": size,
-        "track_total_hits": False,
-        "_source": LOCAL_SOURCE,
-        "docvalue_fields": [PACKED_FIELD],
-        "query": {
-            "match": {
-                LOCAL_WORDS_FIELD: {
-                    "query": " ".join(map(str, query_words.tolist())),
-                    "operator": "or",
-                }
-            }
-        },
-    }
-
-
-def local_candidates(hits: list[dict[str, Any]]) -> list[LocalCandidate]:
-    """Candidates of a local_query's hits in their order; a hit whose features cannot be
-    unpacked is skipped (logged), never an error."""
-    found = []
-    for hit in hits:
-        source = hit.get("_source") or {}
-        local = local_of(source)
-        if local is not None and isinstance(source.get("path"), str):
-            signature = _packed_signature(hit)
-            found.append(LocalCandidate(source["path"], local, source.get("metadata"), signature))
-    return found
-
-
-def _packed_signature(hit: dict[str, Any]) -> np.ndarray | None:
-    """The hit's signature from its packed doc value; None if it has none or it is unreadable."""
-    texts = (hit.get("fields") or {}).get(PACKED_FIELD) or []
-    try:
-        return unpack(texts[:1])[0] if texts else None
-    except ValueError:
-        return None
-
-
-def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1) -> dict[str, Any]:
-    """The ``size`` best candidates for a signature: documents sharing at least ``min_words``
-    of its 16-value words, those sharing the most (and rarest, by BM25 idf) first.
-
-    A zero-boost ``match_all`` clause fills the remaining places when fewer than ``size``
-    documents qualify, so an index of at most ``size`` documents is searched exhaustively; once
-    ``size`` candidates are found it cannot compete and the engine skips it.
-    ``track_total_hits: false`` lets the engine skip documents that cannot reach the top
-    ``size`` (block-max WAND) instead of counting every one that shares a word. Hits carry
-    path, packed signature and algorithm from doc values only.
-    """
-    terms = [
-        {"term": {field: int(value)}}
-        for field, value in zip(WORD_FIELDS, words(signature).tolist(), strict=True)
-    ]
-    shared = {"bool": {"should": terms, "minimum_should_match": min_words}}
-    return {
-        "size": size,
-        "track_total_hits": False,
-        "stored_fields": "_none_",  # not even _id: loading stored fields dominates otherwise
-        "docvalue_fields": [path, PACKED_FIELD, "algorithm", "seq"],
-        "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}]}},
-    }
-
-
-def list_sort(path: str) -> list[dict[str, Any]]:
-    """Insertion order: seq (image-match's documents have none and come first), then their
-    timestamp, then the path as a unique tie-breaker for search_after."""
-    return [
-        {"seq": {"order": "asc", "missing": "_first", "unmapped_type": "long"}},
-        {"timestamp": {"order": "asc", "missing": "_first", "unmapped_type": "date"}},
-        {path: {"order": "asc"}},
-    ]

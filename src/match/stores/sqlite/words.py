@@ -1,7 +1,7 @@
 """The per-process inverted index over visual words: which stored images hold each word.
 
-Images are rows in id order (ids only grow, as in _candidates); a row keeps its id, whether it is
-alive and its number of distinct words. Postings (int32 row positions) are grouped by word in
+Images are rows in id order, kept as rows.py keeps them for both indexes; a row also keeps its
+number of distinct words. Postings (int32 row positions) are grouped by word in
 segments, each a CSR (per-word offsets into one array of rows, ascending within a word). A load
 builds one segment at its final size. New rows go to a small unsorted tail; when the tail fills
 it becomes a segment, and a segment is merged into the one before it when that one is not much
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from match.local import WORDS
-from match.stores._rows import positions_of
+from match.stores.sqlite.rows import RowIndex, grown
 
 TAIL_POSTINGS = 1 << 16
 """Postings kept unsorted before they become a segment (a query scans all of them)."""
@@ -29,7 +29,6 @@ POSTINGS_BUDGET = 4_000_000
 """Most postings one query reads. Past it, the query's most frequent words (the lowest idf,
 adding nearly the same to every image) are left out: a query reads about 3 M postings at 100k
 images of photos' words, exact, but 30 M (~200 ms) at 1M."""
-_COMPACT_AFTER = 4096
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Images in id order: ids, their numbers of distinct words, and those words concatenated."""
@@ -100,27 +99,8 @@ class _Segment:
         return self.offsets.nbytes + self.rows.nbytes
 
 
-class WordIndex:
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._alive = np.zeros(0, dtype=bool)
-        self._distinct = np.zeros(0, dtype=np.uint16)
-        self._size = 0
-        self._dead = 0
-        self._segments: list[_Segment] = []
-        self._tail_rows = np.zeros(0, dtype=np.int32)
-        self._tail_words = np.zeros(0, dtype=np.uint16)
-
-    @property
-    def last_id(self) -> int:
-        return int(self._ids[self._size - 1]) if self._size else 0
-
-    @property
-    def live_count(self) -> int:
-        return self._size - self._dead
+class WordIndex(RowIndex):
+    """Which live images hold each visual word, and how many distinct words each has."""
 
     def load(self, chunks: Callable[[], Iterable[Chunk]]) -> None:
         """Replace the index by the images that ``chunks()`` yields, in one segment built at its
@@ -154,42 +134,22 @@ class WordIndex:
             first += len(chunk_ids)
         if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
             raise RuntimeError("the images changed between the two passes of a load")
-        size = first
-        self._reserve(size)
-        self._ids[:size] = np.concatenate(ids)
-        self._alive[:size] = True
-        self._distinct[:size] = np.concatenate(counts)
-        self._size = size
+        self._append_rows(np.concatenate(ids))
+        self._distinct[: self._size] = np.concatenate(counts)
         self._segments = [_Segment(offsets, rows)]
 
     def append(self, ids: np.ndarray, counts: np.ndarray, words: np.ndarray) -> None:
         """Add images with ids above ``last_id``: image i has the ``counts[i]`` distinct words
         that follow in ``words`` (concatenated, each image's distinct)."""
-        n = len(ids)
-        if n == 0:
+        if len(ids) == 0:
             return
-        self._reserve(self._size + n)
-        rows = np.arange(self._size, self._size + n, dtype=np.int32)
-        self._ids[self._size : self._size + n] = ids
-        self._alive[self._size : self._size + n] = True
-        self._distinct[self._size : self._size + n] = counts
-        self._size += n
+        first = self._append_rows(ids)
+        rows = np.arange(first, self._size, dtype=np.int32)
+        self._distinct[first : self._size] = counts
         self._tail_rows = np.concatenate([self._tail_rows, np.repeat(rows, counts)])
         self._tail_words = np.concatenate([self._tail_words, words.astype(np.uint16)])
         if len(self._tail_rows) >= TAIL_POSTINGS:
             self._flush_tail()
-
-    def kill(self, ids: np.ndarray) -> None:
-        """Mark ids as deleted; ids not in the index (images without local features) are
-        ignored."""
-        if len(ids) == 0 or self._size == 0:
-            return
-        positions = positions_of(self._ids[: self._size], ids)
-        newly = positions[self._alive[positions]]
-        self._alive[newly] = False
-        self._dead += len(newly)
-        if self._dead > _COMPACT_AFTER and self._dead * 4 > self._size:
-            self._compact()
 
     def top(self, query: np.ndarray, limit: int) -> np.ndarray:
         """Ids of the ``limit`` live images scoring highest for the query's words, best first,
@@ -269,30 +229,19 @@ class WordIndex:
             newer = segments.pop()
             segments[-1] = segments[-1].merged(newer)
 
-    def _reserve(self, needed: int) -> None:
-        capacity = len(self._ids)
-        if needed <= capacity:
-            return
-        capacity = max(needed, capacity * 3 // 2, 1024)
-        self._ids = _grown(self._ids, self._size, capacity)
-        self._alive = _grown(self._alive, self._size, capacity)
-        self._distinct = _grown(self._distinct, self._size, capacity)
+    def _clear_columns(self) -> None:
+        self._distinct = np.zeros(0, dtype=np.uint16)
+        self._segments: list[_Segment] = []
+        self._tail_rows = np.zeros(0, dtype=np.int32)
+        self._tail_words = np.zeros(0, dtype=np.uint16)
 
-    def _compact(self) -> None:
-        keep = self._alive[: self._size]
+    def _grow_columns(self, capacity: int) -> None:
+        self._distinct = grown(self._distinct, self._size, capacity)
+
+    def _compact_columns(self, keep: np.ndarray) -> None:
         renumber = (np.cumsum(keep) - 1).astype(np.int32)
         self._segments = [segment.kept(keep, renumber) for segment in self._segments]
         alive = keep[self._tail_rows]
         self._tail_rows = renumber[self._tail_rows[alive]]
         self._tail_words = self._tail_words[alive]
-        self._ids = self._ids[: self._size][keep]
         self._distinct = self._distinct[: self._size][keep]
-        self._size = len(self._ids)
-        self._alive = np.ones(self._size, dtype=bool)
-        self._dead = 0
-
-
-def _grown(array: np.ndarray, used: int, capacity: int) -> np.ndarray:
-    grown = np.zeros(capacity, dtype=array.dtype)
-    grown[:used] = array[:used]
-    return grown

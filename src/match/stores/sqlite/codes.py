@@ -22,7 +22,6 @@ import numpy as np
 from match.signature import SIGNATURE_LENGTH
 
 LEVELS = 5
-PACKED_LENGTH = SIGNATURE_LENGTH // 3
 
 # LEVELS**3 rows: the three values (-2..2) that each packed byte stands for
 _UNPACK = (

@@ -1,9 +1,8 @@
 """The per-process candidate index: the binary code of every stored image, in id order.
 
 Codes are kept word by word (one contiguous uint64 column per 64 bits), which makes the Hamming
-scan a handful of vectorised XOR + popcount passes over the columns. Ids only grow (SQLite
-AUTOINCREMENT, writers serialised), so new rows are appended and the id column stays sorted.
-Deleted ids are marked dead and dropped when they pile up.
+scan a handful of vectorised XOR + popcount passes over the columns. Rows, ids and deletions are
+kept as rows.py keeps them for both indexes.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from match.stores._rows import positions_of
+from match.stores.sqlite.rows import RowIndex
 
 _CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
 SCAN_THREADS = min(2, os.cpu_count() or 1)
@@ -35,52 +34,19 @@ def _scan_pool() -> ThreadPoolExecutor:
         return pool
 
 
-class CandidateIndex:
+class CandidateIndex(RowIndex):
+    """The code of every stored image, ``words`` uint64 columns of it, one row per image."""
+
     def __init__(self, words: int) -> None:
         self.words = words
-        self.clear()
-
-    def clear(self) -> None:
-        self._codes = np.zeros((self.words, 0), dtype=np.uint64)
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._alive = np.zeros(0, dtype=bool)
-        self._size = 0
-        self._dead = 0
-
-    @property
-    def last_id(self) -> int:
-        return int(self._ids[self._size - 1]) if self._size else 0
-
-    @property
-    def live_count(self) -> int:
-        return self._size - self._dead
+        super().__init__()
 
     def append(self, ids: np.ndarray, codes: np.ndarray) -> None:
         """Add rows with ids above ``last_id``; ``codes`` is (n, words) uint64."""
-        n = len(ids)
-        if n == 0:
+        if len(ids) == 0:
             return
-        self._reserve(self._size + n)
-        end = self._size + n
-        self._ids[self._size : end] = ids
-        self._codes[:, self._size : end] = codes.T
-        self._alive[self._size : end] = True
-        self._size = end
-
-    def kill(self, ids: np.ndarray) -> None:
-        """Mark ids as deleted; ids not in the index are ignored."""
-        if len(ids) == 0 or self._size == 0:
-            return
-        positions = positions_of(self._ids[: self._size], ids)
-        newly = positions[self._alive[positions]]
-        self._alive[newly] = False
-        self._dead += len(newly)
-        if self._dead > 4096 and self._dead * 4 > self._size:
-            self._compact()
-
-    def live_ids(self) -> np.ndarray:
-        """Ids of live rows, ascending (= insertion order)."""
-        return self._ids[: self._size][self._alive[: self._size]]
+        first = self._append_rows(ids)
+        self._codes[:, first : self._size] = codes.T
 
     def candidates(self, queries: np.ndarray, stages: Sequence[tuple[int, int]]) -> np.ndarray:
         """Ids of live rows within reach of any query code ((k, words) uint64), ascending.
@@ -110,26 +76,17 @@ class CandidateIndex:
     def nbytes(self) -> int:
         return self._codes.nbytes + self._ids.nbytes + self._alive.nbytes
 
-    def _reserve(self, needed: int) -> None:
-        capacity = len(self._ids)
-        if needed <= capacity:
-            return
-        capacity = max(needed, capacity * 3 // 2, 1024)
+    def _clear_columns(self) -> None:
+        self._codes = np.zeros((self.words, 0), dtype=np.uint64)
+
+    def _grow_columns(self, capacity: int) -> None:
+        # word-major: one contiguous column per 64 bits, for the scan
         codes = np.zeros((self.words, capacity), dtype=np.uint64)
         codes[:, : self._size] = self._codes[:, : self._size]
-        ids = np.zeros(capacity, dtype=np.int64)
-        ids[: self._size] = self._ids[: self._size]
-        alive = np.zeros(capacity, dtype=bool)
-        alive[: self._size] = self._alive[: self._size]
-        self._codes, self._ids, self._alive = codes, ids, alive
+        self._codes = codes
 
-    def _compact(self) -> None:
-        keep = self._alive[: self._size]
+    def _compact_columns(self, keep: np.ndarray) -> None:
         self._codes = np.ascontiguousarray(self._codes[:, : self._size][:, keep])
-        self._ids = self._ids[: self._size][keep]
-        self._size = len(self._ids)
-        self._alive = np.ones(self._size, dtype=bool)
-        self._dead = 0
 
 
 def _within(columns: np.ndarray, queries: np.ndarray, threshold: int) -> np.ndarray:

@@ -1,0 +1,206 @@
+"""Checks of what callers hand a store, shared by every engine: each bad value becomes a
+BadParameter naming it (and the record's filepath), in one wording, before anything touches a
+database or an engine. Also the one NotFound message for a filepath that is not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from match.errors import BadParameter, IncompatibleRecord, NotFound
+from match.local import WORDS, LocalFeatures
+from match.signature import SIGNATURE_LENGTH
+from match.stores.base import ImageRecord, Metadata
+
+MAX_KEYPOINTS = 65535  # the packed form of local features (match.local.codec) counts in a u16
+MAX_SIDE = 65535
+MAX_FILEPATH_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class CheckedRecord:
+    """A record whose every part was checked: what an engine writes."""
+
+    filepath: str
+    algorithm: str
+    signature: np.ndarray  # (648,) int8, values -2..2
+    metadata: Metadata
+    metadata_json: str | None  # the metadata as compact JSON text
+    local: LocalFeatures | None
+
+
+def check_record(record: object, algorithm: str) -> CheckedRecord:
+    """Every part of a record to store; IncompatibleRecord if another algorithm made it."""
+    if not isinstance(record, ImageRecord):
+        raise BadParameter(f"Expected an ImageRecord, got {type(record).__name__}")
+    filepath = check_filepath(record.filepath)
+    if record.algorithm != algorithm:
+        raise IncompatibleRecord(
+            f"The signature of {filepath!r} was made by {record.algorithm!r}; this store "
+            f"holds {algorithm!r} signatures"
+        )
+    return CheckedRecord(
+        filepath,
+        algorithm,
+        check_signature(record.signature, filepath),
+        record.metadata,
+        metadata_json(record.metadata, filepath),
+        check_local(record.local, filepath),
+    )
+
+
+def record_name(record: Any) -> str:
+    """The filepath of a record for a failure report, or a description of what it was."""
+    filepath = getattr(record, "filepath", None)
+    return filepath if isinstance(filepath, str) else repr(record)[:200]
+
+
+def not_found(filepath: str) -> NotFound:
+    return NotFound(f"No image is stored under the filepath {filepath!r}")
+
+
+# -- parts of a record ---------------------------------------------------------------------------
+def check_filepath(filepath: object) -> str:
+    if not isinstance(filepath, str) or not filepath:
+        raise BadParameter(f"A filepath must be a non-empty string, got {filepath!r}")
+    try:
+        filepath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadParameter(f"The filepath {filepath!r} is not valid Unicode") from None
+    return filepath
+
+
+def check_new_filepath(filepath: object, max_bytes: int = MAX_FILEPATH_BYTES) -> str:
+    """A filepath to store a new record under: also not blank, no NUL, at most ``max_bytes``
+    of UTF-8. (Filepaths already stored, e.g. by image-match, are read and deleted whatever
+    they are.)"""
+    if not isinstance(filepath, str) or not filepath.strip():
+        raise BadParameter("Parameter 'filepath' must not be empty")
+    filepath = check_filepath(filepath)
+    if len(filepath.encode()) > max_bytes:
+        raise BadParameter(f"Parameter 'filepath' is longer than {max_bytes} bytes")
+    if "\x00" in filepath:
+        raise BadParameter("Parameter 'filepath' must not contain NUL characters")
+    return filepath
+
+
+def check_signature(signature: object, filepath: str) -> np.ndarray:
+    """The (648,) int8 signature, values -2..2, or BadParameter naming the filepath."""
+    array = np.asarray(signature)
+    if array.shape != (SIGNATURE_LENGTH,) or array.dtype.kind not in "iu":
+        raise BadParameter(
+            f"The signature of {filepath!r} must be {SIGNATURE_LENGTH} integers, "
+            f"got shape {array.shape} of {array.dtype}"
+        )
+    if array.size and (array.min() < -2 or array.max() > 2):
+        raise BadParameter(f"The signature of {filepath!r} has values outside -2..2")
+    return array.astype(np.int8)
+
+
+def metadata_json(metadata: Metadata, filepath: str) -> str | None:
+    """Metadata as JSON text (None stays None); BadParameter if it is not a JSON object."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise BadParameter(
+            f"The metadata of {filepath!r} must be a JSON object, got {type(metadata).__name__}"
+        )
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode("utf-8")  # lone surrogates cannot be stored
+    except (TypeError, ValueError) as error:
+        raise BadParameter(f"The metadata of {filepath!r} is not valid JSON: {error}") from None
+    return text
+
+
+def metadata_of(text: str | None) -> Metadata:
+    return None if text is None else json.loads(text)
+
+
+def check_local(local: object, filepath: str) -> LocalFeatures | None:
+    """A record's local features, consistent and packable, or None when it has none."""
+    if local is None:
+        return None
+    if not isinstance(local, LocalFeatures):
+        raise BadParameter(
+            f"The local features of {filepath!r} must be LocalFeatures, got {type(local).__name__}"
+        )
+    points, words, bits = (np.asarray(a) for a in (local.points, local.words, local.bits))
+    n = len(words) if words.ndim == 1 else -1
+    if (
+        n < 0
+        or n > MAX_KEYPOINTS
+        or points.shape != (n, 2)
+        or bits.shape != (n,)
+        or words.dtype.kind not in "iu"
+        or bits.dtype.kind not in "iu"
+        or points.dtype.kind not in "iuf"
+    ):
+        raise BadParameter(
+            f"The local features of {filepath!r} must hold n <= {MAX_KEYPOINTS} (x, y) points, "
+            f"words and bit sets, got shapes {points.shape}, {words.shape} and {bits.shape}"
+        )
+    if n and (words.min() < 0 or words.max() >= WORDS):
+        raise BadParameter(f"The local features of {filepath!r} have words outside 0..{WORDS - 1}")
+    if n and not np.isfinite(points).all():
+        raise BadParameter(f"The local features of {filepath!r} have non-finite points")
+    size = local.size
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(v, int | np.integer) and 0 < v <= MAX_SIDE for v in size)
+    ):
+        raise BadParameter(
+            f"The local features of {filepath!r} need a (width, height) size of positive "
+            f"integers, got {size!r}"
+        )
+    return local
+
+
+# -- queries -------------------------------------------------------------------------------------
+def check_queries(signatures: object) -> np.ndarray:
+    """(k, 648) int8 query signatures, k >= 1; a single (648,) signature is one row."""
+    array = np.asarray(signatures)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != SIGNATURE_LENGTH:
+        raise BadParameter(
+            f"Query signatures must have shape (k, {SIGNATURE_LENGTH}), got {array.shape}"
+        )
+    if array.dtype.kind not in "iu":
+        raise BadParameter(f"Query signatures must be integers, got {array.dtype}")
+    return array.astype(np.int8)
+
+
+def check_words(words: object) -> np.ndarray:
+    """A query's distinct visual words, sorted int64 values in 0..WORDS-1 (may be empty)."""
+    array = np.asarray(words)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise BadParameter(
+            f"Query words must be a 1-d array of integers, got shape {array.shape} of {array.dtype}"
+        )
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() >= WORDS):
+        raise BadParameter(f"Query words must lie in 0..{WORDS - 1}")
+    return np.unique(array)
+
+
+def check_cutoff(cutoff: object) -> float:
+    try:
+        value = float(cutoff)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadParameter(f"The distance cutoff must be a number, got {cutoff!r}") from None
+    if math.isnan(value):
+        raise BadParameter("The distance cutoff must be a number, got NaN")
+    return value
+
+
+def non_negative(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise BadParameter(f"Parameter '{name}' must be a non-negative integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,96 @@
+"""The query bodies ElasticStore sends, and how their hits are read back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from match.signature import words
+from match.stores.base import LocalCandidate
+from match.stores.elastic.documents import (
+    LOCAL_SOURCE,
+    LOCAL_WORDS_FIELD,
+    PACKED_FIELD,
+    WORD_FIELDS,
+    local_of,
+    unpack,
+)
+
+
+def local_query(query_words: np.ndarray, size: int) -> dict[str, Any]:
+    """The ``size`` documents sharing the most (and rarest, by BM25 idf) of these distinct
+    words, best first. ``track_total_hits: false`` lets the engine skip documents that cannot
+    reach the top ``size`` (block-max WAND) instead of counting every one sharing a word."""
+    return {
+        "size": size,
+        "track_total_hits": False,
+        "_source": LOCAL_SOURCE,
+        "docvalue_fields": [PACKED_FIELD],
+        "query": {
+            "match": {
+                LOCAL_WORDS_FIELD: {
+                    "query": " ".join(map(str, query_words.tolist())),
+                    "operator": "or",
+                }
+            }
+        },
+    }
+
+
+def local_hits(hits: list[dict[str, Any]]) -> list[tuple[LocalCandidate, np.ndarray | None]]:
+    """Candidates of a local_query's hits in their order, each with its signature from the
+    packed doc value (None if unreadable); a hit whose features cannot be unpacked is skipped
+    (logged), never an error."""
+    found = []
+    for hit in hits:
+        source = hit.get("_source") or {}
+        local = local_of(source)
+        if local is not None and isinstance(source.get("path"), str):
+            candidate = LocalCandidate(source["path"], local, source.get("metadata"))
+            found.append((candidate, _packed_signature(hit)))
+    return found
+
+
+def _packed_signature(hit: dict[str, Any]) -> np.ndarray | None:
+    """The hit's signature from its packed doc value; None if it has none or it is unreadable."""
+    texts = (hit.get("fields") or {}).get(PACKED_FIELD) or []
+    try:
+        return unpack(texts[:1])[0] if texts else None
+    except ValueError:
+        return None
+
+
+def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1) -> dict[str, Any]:
+    """The ``size`` best candidates for a signature: documents sharing at least ``min_words``
+    of its 16-value words, those sharing the most (and rarest, by BM25 idf) first.
+
+    A zero-boost ``match_all`` clause fills the remaining places when fewer than ``size``
+    documents qualify, so an index of at most ``size`` documents is searched exhaustively; once
+    ``size`` candidates are found it cannot compete and the engine skips it.
+    ``track_total_hits: false`` lets the engine skip documents that cannot reach the top
+    ``size`` (block-max WAND) instead of counting every one that shares a word. Hits carry
+    path, packed signature and algorithm from doc values only.
+    """
+    terms = [
+        {"term": {field: int(value)}}
+        for field, value in zip(WORD_FIELDS, words(signature).tolist(), strict=True)
+    ]
+    shared = {"bool": {"should": terms, "minimum_should_match": min_words}}
+    return {
+        "size": size,
+        "track_total_hits": False,
+        "stored_fields": "_none_",  # not even _id: loading stored fields dominates otherwise
+        "docvalue_fields": [path, PACKED_FIELD, "algorithm", "seq"],
+        "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}]}},
+    }
+
+
+def list_sort(path: str) -> list[dict[str, Any]]:
+    """Insertion order: seq (image-match's documents have none and come first), then their
+    timestamp, then the path as a unique tie-breaker for search_after."""
+    return [
+        {"seq": {"order": "asc", "missing": "_first", "unmapped_type": "long"}},
+        {"timestamp": {"order": "asc", "missing": "_first", "unmapped_type": "date"}},
+        {path: {"order": "asc"}},
+    ]

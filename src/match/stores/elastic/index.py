@@ -1,0 +1,126 @@
+"""The one index a store works on: created on first use with Match's strict mapping, given the
+fields an older index lacks, and re-created if it vanishes while in use.
+
+Every operation of the store runs through ``Index.call``, which makes sure the index is ready
+(the engine checked, the index there, its exact filepath field known) before it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from match.errors import StoreUnavailable
+from match.stores.elastic import documents as docs
+from match.stores.elastic.client import EngineClient, EngineError, IndexMissing
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a new index is created, and how writes wait for it."""
+
+    shards: int = 1
+    replicas: int = 0
+    refresh_interval: str = "1s"
+    codec: str = "best_compression"
+    bulk_refresh: bool = False  # writes return before they are searchable
+
+
+class Index:
+    def __init__(self, client: EngineClient, name: str, settings: IndexSettings) -> None:
+        self.client = client
+        self.name = name
+        self.settings = settings
+        self._path_field: str | None = None  # known once the index is ready
+
+    @property
+    def path_field(self) -> str:
+        """The exact filepath field: ``path``, or ``path.keyword`` in an image-match index."""
+        return self._path_field or "path"
+
+    def call(self, operation: Callable[[], T]) -> T:
+        """Run an operation on the ready index; if the index vanished (deleted behind our
+        back), create it again and retry once, so the store never stays broken."""
+        try:
+            self.ready()
+            return operation()
+        except IndexMissing:
+            self._path_field = None
+        try:
+            self.ready()
+            return operation()
+        except IndexMissing:
+            self._path_field = None
+            raise StoreUnavailable(f"The index {self.name!r} disappeared while in use") from None
+
+    def ready(self) -> str:
+        """The index name, once the engine is checked and the index exists with a path field."""
+        if self._path_field is None:
+            self.client.engine()
+            try:
+                self._path_field = self._open()
+            except EngineError as error:
+                if error.kind != "invalid_index_name_exception":
+                    raise
+                raise StoreUnavailable(
+                    f"ELASTICSEARCH_INDEX {self.name!r} is not a valid index name "
+                    '(lowercase, none of \\/*?"<>|,# or spaces, not starting with -_+)'
+                ) from None
+        return self.name
+
+    def refresh_param(self, final: bool = True) -> str:
+        """The ``refresh`` parameter of a write: wait until it is searchable, unless bulk
+        refresh is on or more writes of the same batch follow."""
+        return "wait_for" if final and not self.settings.bulk_refresh else "false"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """A request on a path under the index (``path`` starts with ``/``, or is empty)."""
+        return self.client.request(method, f"/{self.name}{path}", **kwargs)
+
+    def _open(self) -> str:
+        status, body = self.request("GET", "/_mapping", allow=(404,))
+        if status == 404:
+            self._create()
+            status, body = self.request("GET", "/_mapping")
+        # an alias answers with its concrete index's name
+        index_mapping = next(iter(body.values()), {}).get("mappings", {})
+        field = docs.path_field(index_mapping)
+        if field is None:
+            raise StoreUnavailable(
+                f"The index {self.name!r} has no exact `path` keyword field: it was not made "
+                "by Match or image-match; set ELASTICSEARCH_INDEX to another index"
+            )
+        added = docs.added_fields(index_mapping)
+        if added is not None:
+            self._add_fields(added)
+        return field
+
+    def _add_fields(self, added: dict[str, Any]) -> None:
+        """Declare the fields an older index lacks (image-match's, or Match's before partial
+        matching) in place: a mapping may gain fields, and its documents stay as they are."""
+        try:
+            self.request("PUT", "/_mapping", body=added)
+        except EngineError as error:
+            if error.kind != "illegal_argument_exception":
+                raise
+            raise StoreUnavailable(
+                f"The index {self.name!r} cannot take Match's fields "
+                f"({', '.join(added['properties'])}): {error}"
+            ) from None
+        log.info("added %s to index %s", ", ".join(added["properties"]), self.name)
+
+    def _create(self) -> None:
+        s = self.settings
+        body = docs.index_body(s.shards, s.replicas, s.refresh_interval, s.codec)
+        try:
+            self.request("PUT", "", body=body)
+        except EngineError as error:
+            if error.kind != "resource_already_exists_exception":  # another worker won
+                raise
+        log.info("created index %s on %s", self.name, self.client.display_url)

@@ -1,0 +1,51 @@
+"""Listing filepaths in insertion order, a page at a time: from + size within the result window,
+search_after on the sort values past it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from match.stores.elastic import bodies
+from match.stores.elastic.index import Index
+from match.stores.elastic.lookup import MAX_WINDOW
+
+
+def list_paths(index: Index, offset: int, limit: int) -> list[str]:
+    sort = bodies.list_sort(index.path_field)
+    if offset + limit <= MAX_WINDOW:
+        return _page(index, sort, {"from": offset, "size": limit})[0]
+    after: list[Any] | None = None
+    while offset > 0:  # walk to the offset page by page on sort values, not from + size
+        body: dict[str, Any] = {
+            "size": min(offset, MAX_WINDOW),
+            "sort": sort,
+            "stored_fields": "_none_",  # sort values come from doc values: skip cheaply
+            "track_total_hits": False,
+        }
+        if after is not None:
+            body["search_after"] = after
+        _, found = index.request("POST", "/_search", body=body)
+        hits = found["hits"]["hits"]
+        if not hits:
+            return []
+        after, offset = hits[-1]["sort"], offset - len(hits)
+    paths: list[str] = []
+    while len(paths) < limit:
+        window = {"size": min(limit - len(paths), MAX_WINDOW)}
+        if after is not None:
+            window["search_after"] = after
+        page, after = _page(index, sort, window)
+        paths += page
+        if not page:
+            break
+    return paths
+
+
+def _page(
+    index: Index, sort: list[Any], window: dict[str, Any]
+) -> tuple[list[str], list[Any] | None]:
+    """Paths of one page and the sort values to continue after it."""
+    body = {**window, "sort": sort, "_source": ["path"], "track_total_hits": False}
+    _, found = index.request("POST", "/_search", body=body)
+    hits = found["hits"]["hits"]
+    return [hit["_source"]["path"] for hit in hits], (hits[-1]["sort"] if hits else None)

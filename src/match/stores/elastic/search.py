@@ -1,0 +1,204 @@
+"""Searching the index: signature candidates ranked exactly here, and partial-matching candidates.
+
+Signature search asks the engine for candidates sharing a 16-value word with each query
+signature (all orientations in one ``_msearch``), reading their signatures from a packed binary
+doc-values field (no stored fields: decompressing _source or even _id blocks cost more than the
+query), ranks them by exact distance here and fetches the metadata of the returned page only.
+
+Partial matching: an image's distinct visual words are the tokens of one text field, so
+``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from match.errors import BadParameter, StoreUnavailable
+from match.signature import ALGORITHM, SIGNATURE_LENGTH
+from match.stores.base import Hit, LocalCandidate
+from match.stores.elastic import bodies, lookup
+from match.stores.elastic import documents as docs
+from match.stores.elastic.client import IndexMissing
+from match.stores.elastic.index import Index
+from match.stores.ranking import closest, with_distances
+
+CANDIDATES = 100  # candidates per query signature (image-match's size)
+MIN_WORDS = 1  # words a candidate shares with a query signature at least (image-match: 1)
+MAX_QUERY_WORDS = 1024  # OpenSearch's default max clause count (an image has at most 500)
+
+Candidates = dict[str, tuple[str, int | None] | None]
+"""{filepath: (packed signature, insertion sequence), or None for image-match's documents}"""
+
+
+class Searcher:
+    def __init__(self, index: Index, candidates: int, min_words: int) -> None:
+        self.index = index
+        self.candidates = candidates
+        self.min_words = min_words
+
+    def search(self, queries: np.ndarray, cutoff: float, offset: int, limit: int) -> list[Hit]:
+        live = [i for i, row in enumerate(queries) if np.any(row)]  # blank rows match nothing
+        if limit == 0 or not live:
+            return []
+        size = min(lookup.MAX_WINDOW, max(self.candidates, offset + limit))
+        return self.index.call(lambda: self._search(queries, live, cutoff, size, offset, limit))
+
+    def local_candidates(
+        self, words: np.ndarray, limit: int, signatures: np.ndarray | None
+    ) -> list[LocalCandidate]:
+        if len(words) > MAX_QUERY_WORDS:
+            raise BadParameter(
+                f"A query has at most {MAX_QUERY_WORDS} distinct visual words, not {len(words)}"
+            )
+        if limit == 0 or len(words) == 0:
+            return []
+        body = bodies.local_query(words, min(limit, lookup.MAX_WINDOW))
+        _, found = self.index.call(lambda: self.index.request("POST", "/_search", body=body))
+        hits = bodies.local_hits(found["hits"]["hits"])
+        if signatures is None:
+            return [candidate for candidate, _ in hits]
+        readable = [
+            (candidate, signature) for candidate, signature in hits if signature is not None
+        ]
+        scored = {}
+        if readable:
+            stored = np.stack([signature for _, signature in readable])
+            scored = {
+                c.filepath: c for c in with_distances([c for c, _ in readable], signatures, stored)
+            }
+        return [scored.get(candidate.filepath, candidate) for candidate, _ in hits]
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        live: list[int],
+        cutoff: float,
+        size: int,
+        offset: int,
+        limit: int,
+    ) -> list[Hit]:
+        """Candidates of every live query row in one _msearch, with their signatures from doc
+        values (image-match's documents have no packed copy: their _source is fetched by
+        path); exact ranking here; then the metadata of the returned page only."""
+        candidates = self.candidate_signatures(queries[live], size)
+        packed = [path for path, value in candidates.items() if value is not None]
+        legacy = lookup.legacy_sources(self.index, [p for p, v in candidates.items() if v is None])
+        paths = packed + [source["path"] for source in legacy]
+        if not paths:
+            return []
+        stored = np.concatenate(
+            [
+                docs.unpack([candidates[p][0] for p in packed]) if packed else _no_rows(),
+                np.asarray([s["signature"] for s in legacy], dtype=np.int8).reshape(
+                    -1, SIGNATURE_LENGTH
+                ),
+            ]
+        )
+        page = _rank(queries, paths, stored, cutoff)[offset : offset + limit]
+        hits = [
+            Hit(path, distance, legacy[n - len(packed)].get("metadata"), row)
+            for n, path, distance, row in page
+            if n >= len(packed)
+        ]
+        ours = {path: (distance, row) for n, path, distance, row in page if n < len(packed)}
+        hits += self.with_metadata(ours, candidates, queries, cutoff)
+        return sorted(hits, key=lambda hit: (hit.distance, hit.filepath))
+
+    def with_metadata(
+        self,
+        ranked: dict[str, tuple[float, int]],
+        candidates: Candidates,
+        queries: np.ndarray,
+        cutoff: float,
+    ) -> list[Hit]:
+        """Hits with their metadata, read in one _mget. A document replaced or deleted since
+        the search (its insertion sequence changed) is never paired with the other version's
+        metadata: a replacement is ranked again by its new signature, a deletion dropped."""
+        if not ranked:
+            return []
+        by_id = {docs.doc_id(path): path for path in ranked}
+        _, body = self.index.request(
+            "POST",
+            "/_mget",
+            body={"ids": list(by_id)},
+            params={"_source_includes": "metadata,seq,signature"},
+        )
+        hits = []
+        for doc in body["docs"]:
+            source = doc.get("_source") if doc.get("found") else None
+            if source is None:
+                continue  # deleted since the search
+            path = by_id[doc["_id"]]
+            distance, row = ranked[path]
+            seen = candidates[path]
+            if seen is None or source.get("seq") != seen[1]:  # replaced since the search
+                signature = np.asarray(source.get("signature", []), dtype=np.int8)
+                if signature.shape != (SIGNATURE_LENGTH,):
+                    continue
+                distances, rows = closest(queries, signature[None, :])
+                row, distance = int(rows[0]), float(distances[0])
+                if distance >= cutoff:
+                    continue
+            hits.append(Hit(path, distance, source.get("metadata"), row))
+        return hits
+
+    def candidate_signatures(self, queries: np.ndarray, size: int) -> Candidates:
+        """The hits of all query rows, from one _msearch. Hits carry doc values only: no
+        stored fields, not even _id, whose loading would cost more than the search."""
+        path = self.index.path_field
+        lines: list[Any] = []
+        for row in queries:
+            lines += [{}, bodies.words_query(row, size, path, self.min_words)]
+        _, body = self.index.request("POST", "/_msearch", lines=lines)
+        found: Candidates = {}
+        for response in body["responses"]:
+            if "error" in response:
+                _raise_search_error(response)
+            for hit in response["hits"]["hits"]:
+                fields = hit.get("fields", {})
+                # a signature of another algorithm has no meaningful distance to these
+                if fields.get("algorithm", [ALGORITHM])[0] != ALGORITHM:
+                    continue
+                filepath = fields.get(path, [None])[0]
+                if filepath is None:
+                    continue  # image-match path too long for its .keyword: not identifiable
+                value = fields.get(docs.PACKED_FIELD, [None])[0]
+                seq = fields.get("seq", [None])[0]
+                packed = (value, seq) if _is_packed(value) else None
+                if found.get(filepath) is None:
+                    found[filepath] = packed
+        return found
+
+
+def _rank(
+    queries: np.ndarray, paths: list[str], stored: np.ndarray, cutoff: float
+) -> list[tuple[int, str, float, int]]:
+    """(candidate index, filepath, distance, query row) of each image once, at its smallest
+    distance to any query row; under the cutoff; best first, then by filepath."""
+    distances, rows = closest(queries, stored)
+    best: dict[str, tuple[int, str, float, int]] = {}
+    for n, (path, row, distance) in enumerate(
+        zip(paths, rows.tolist(), distances.tolist(), strict=True)
+    ):
+        if distance < cutoff and (path not in best or distance < best[path][2]):
+            best[path] = (n, path, float(distance), int(row))
+    return sorted(best.values(), key=lambda hit: (hit[2], hit[1]))
+
+
+def _is_packed(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 4 * docs.PACKED_BYTES // 3
+
+
+def _no_rows() -> np.ndarray:
+    return np.zeros((0, SIGNATURE_LENGTH), dtype=np.int8)
+
+
+def _raise_search_error(response: dict[str, Any]) -> None:
+    error = response["error"]
+    kind = error.get("type", "error") if isinstance(error, dict) else "error"
+    if kind == "index_not_found_exception":
+        raise IndexMissing("index missing")
+    reason = error.get("reason", "") if isinstance(error, dict) else str(error)
+    raise StoreUnavailable(f"The search engine failed a search ({kind}: {reason[:300]})")

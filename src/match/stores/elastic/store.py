@@ -1,0 +1,130 @@
+"""ElasticStore: the Store protocol on Elasticsearch 8/9 and OpenSearch 2/3, over their REST API.
+
+The parts, each in its module: the HTTP client and its error translation (client.py); the one
+index, its lifecycle and mapping (index.py, documents.py); writes (writes.py); documents found by
+filepath, image-match's included (lookup.py); search and partial-matching candidates (search.py,
+bodies.py); listing (listing.py). An index written by image-match or dsys/match stays usable.
+
+Freshness: adds, deletes and metadata updates return once the change is searchable
+(``refresh=wait_for``). With ELASTICSEARCH_BULK_REFRESH=true they return at once and become
+searchable at the index's next refresh (within ``refresh_interval``, 1 s by default): faster bulk
+loads, at the price of a just-added image being briefly invisible. ``add_many`` waits for one
+refresh at its end, not per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from match.errors import BadParameter
+from match.settings import Settings
+from match.signature import ALGORITHM
+from match.stores import checks
+from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
+from match.stores.elastic import documents as docs
+from match.stores.elastic import listing, lookup
+from match.stores.elastic.client import EngineClient
+from match.stores.elastic.index import Index, IndexSettings
+from match.stores.elastic.search import CANDIDATES, MIN_WORDS, Searcher
+from match.stores.elastic.writes import Writer
+
+
+class ElasticStore:
+    def __init__(
+        self,
+        client: EngineClient,
+        index: str = "images",
+        *,
+        shards: int = 1,
+        replicas: int = 0,
+        bulk_refresh: bool = False,
+        refresh_interval: str = "1s",
+        codec: str = "best_compression",
+        candidates: int = CANDIDATES,
+        min_words: int = MIN_WORDS,
+        algorithm: str = ALGORITHM,
+    ) -> None:
+        self.client = client
+        self.index = index
+        settings = IndexSettings(shards, replicas, refresh_interval, codec, bulk_refresh)
+        self._index = Index(client, index, settings)
+        self._writer = Writer(self._index, algorithm)
+        self._searcher = Searcher(self._index, candidates, min_words)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ElasticStore:
+        """A store on ELASTICSEARCH_URL; connects lazily, so the service starts while the engine
+        is down and works once it is up."""
+        if not settings.elasticsearch_url:
+            raise BadParameter("ELASTICSEARCH_URL is not set")
+        client = EngineClient(
+            settings.elasticsearch_url,
+            api_key=settings.elasticsearch_api_key,
+            ca_bundle=settings.elasticsearch_ca_bundle,
+            timeout=settings.elasticsearch_timeout,
+        )
+        return cls(
+            client,
+            settings.elasticsearch_index,
+            shards=settings.elasticsearch_shards,
+            replicas=settings.elasticsearch_replicas,
+            bulk_refresh=settings.elasticsearch_bulk_refresh,
+            refresh_interval=settings.elasticsearch_refresh_interval,
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+    def add(self, record: ImageRecord) -> None:
+        self._writer.add(record)
+
+    def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
+        return self._writer.add_many(records)
+
+    def delete(self, filepath: str) -> None:
+        self._writer.delete(filepath)
+
+    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
+        self._writer.update_metadata(filepath, metadata)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, filepath: str) -> ImageRecord:
+        filepath = checks.check_filepath(filepath)
+        found = self._index.call(lambda: lookup.find(self._index, filepath))
+        if found is None:
+            raise checks.not_found(filepath)
+        return docs.record_of(found["_source"])
+
+    def search(
+        self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+    ) -> Sequence[Hit]:
+        queries = checks.check_queries(signatures)
+        cutoff = checks.check_cutoff(cutoff)
+        offset = checks.non_negative(offset, "offset")
+        limit = checks.non_negative(limit, "limit")
+        return self._searcher.search(queries, cutoff, offset, limit)
+
+    def local_candidates(
+        self, words: np.ndarray, limit: int, *, signatures: np.ndarray | None = None
+    ) -> Sequence[LocalCandidate]:
+        query = checks.check_words(words)
+        queries = None if signatures is None else checks.check_queries(signatures)
+        limit = checks.non_negative(limit, "limit")
+        return self._searcher.local_candidates(query, limit, queries)
+
+    def count(self) -> int:
+        _, body = self._index.call(lambda: self._index.request("GET", "/_count"))
+        return int(body["count"])
+
+    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+        offset = checks.non_negative(offset, "offset")
+        limit = checks.non_negative(limit, "limit")
+        if limit == 0:
+            return []
+        return self._index.call(lambda: listing.list_paths(self._index, offset, limit))
+
+    def ping(self) -> None:
+        self.count()
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,105 @@
+"""The SQLite file itself: where it lives, this process's connection to it, and transactions.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction committed with ``synchronous=FULL`` in WAL mode:
+once it returns, the change is on disk and any process's next read sees it. A connection is never
+used across fork(): a process opens its own on first use. Every sqlite3 error becomes a
+StoreUnavailable naming the file (errors.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from match.errors import StoreUnavailable
+from match.stores.sqlite.errors import translated
+from match.stores.sqlite.schema import open_schema
+
+FILENAME = "match.sqlite3"
+FILE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
+
+
+class Database:
+    """``path`` is a folder (the file is ``<folder>/match.sqlite3``, created with its folder) or
+    a file ending in .sqlite3/.sqlite/.db. Opening creates or upgrades the schema; ``meta``
+    holds what it keeps (schema version, code size and seed)."""
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float) -> None:
+        self.path = database_path(Path(path))
+        self._busy = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._closed = False
+        try:
+            with self._guard():
+                self.meta = open_schema(self._connection(), str(self.path))
+        except BaseException:
+            self.close()
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot, whatever other processes commit."""
+        with self._transaction("BEGIN") as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, serialised with every other writer, durable once it ends."""
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+            self._closed = True
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        with self._lock, translated(str(self.path), self._busy):
+            yield
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable(f"The embedded store at {self.path} is closed")
+        if self._conn is None or self._pid != os.getpid():
+            # a connection inherited through fork() must not be used: open our own
+            self._conn = sqlite3.connect(
+                self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
+            )
+            self._pid = os.getpid()
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        with self._guard():
+            conn = self._connection()
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def database_path(path: Path) -> Path:
+    """The database file for a folder or file path, its folder created if missing."""
+    file = path if path.suffix in FILE_SUFFIXES else path / FILENAME
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreUnavailable(
+            f"Cannot create the store folder {file.parent}: {error.strerror}"
+        ) from None
+    return file
