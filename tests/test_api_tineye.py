@@ -191,6 +191,8 @@ def test_add_images_then_list_count_and_search_them(
             "query_overlap_percent": 100.0,
             "target_overlap_percent": 100.0,
             "metadata": None,
+            "orientation": "original",  # Match's own fields, beside MatchEngine's
+            "method": "signature",
         } in found["result"]
         assert set(found["stats"]) == {"time_search", "time_total"}
 
@@ -337,6 +339,8 @@ def test_compare_like_tineyes_own_client_tests(
         "match_percent": match["score"],
         "query_overlap_percent": 100.0,
         "target_overlap_percent": 100.0,
+        "orientation": "mirror",  # Match's own fields, beside MatchEngine's
+        "method": "signature",
     }
     strict = me.compare_image(path.read_bytes(), flipped, min_score=100, check_horizontal_flip=True)
     assert strict["result"] == []

@@ -19,7 +19,7 @@ from typing import Any
 
 from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
-from match.service import Matcher
+from match.service import Matcher, as_json, envelope
 from match.settings import Settings, SettingsError
 from match.stores import ImageRecord
 
@@ -103,15 +103,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     )
     query = matcher.query(_read(args.image), all_orientations, name=args.image)
     matches = matcher.search(query, min_score=args.min_score, limit=args.limit)
-    result = [
-        {
-            "score": m.score,
-            "filepath": m.filepath,
-            "metadata": m.metadata,
-            "orientation": m.orientation,
-        }
-        for m in matches
-    ]
+    result = [as_json(match) for match in matches]
     if args.json:
         return _print_envelope("search", result)
     for item in result:
@@ -127,10 +119,10 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     matcher = Matcher(settings)
     first = matcher.query(_read(args.first), args.all_orientations, name=args.first)
     second = matcher.query(_read(args.second), False, name=args.second)
-    score = matcher.compare(first, second).score
+    comparison = matcher.compare(first, second)
     if args.json:
-        return _print_envelope("compare", [{"score": score}])
-    print(score)
+        return _print_envelope("compare", [as_json(comparison)])
+    print(comparison.score)
     return EXIT_OK
 
 
@@ -139,13 +131,13 @@ def cmd_signature(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: match signature a.jpg b.png --json
     """
-    results, failed = [], 0
+    results, failed = [], []
     for name in args.files:
         try:
             signature = Matcher(settings).signature(_read(name), name=name)
         except MatchError as error:
-            _fail(f"{name}: {error.message}", EXIT_FAILED)
-            failed += 1
+            failed.append(f"{name}: {error.message}")
+            _fail(failed[-1], EXIT_FAILED)
             continue
         results.append(
             {
@@ -156,7 +148,7 @@ def cmd_signature(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
     if args.json:
-        _print_envelope("signature", results, ok=not failed)
+        _print_envelope("signature", results, errors=failed)
     else:
         for item in results:
             print(f"{item['file']}\n  signature {' '.join(map(str, item['signature']))}")
@@ -338,10 +330,9 @@ def _progress(total: int, silent: bool) -> Any:
     return tqdm(total=total, unit="img", disable=silent, file=sys.stderr)
 
 
-def _print_envelope(method: str, result: list[Any], ok: bool = True) -> int:
-    envelope = {"status": "ok" if ok else "fail", "error": [], "method": method, "result": result}
-    print(json.dumps(envelope))
-    return EXIT_OK if ok else EXIT_FAILED
+def _print_envelope(method: str, result: list[Any], errors: Sequence[str] = ()) -> int:
+    print(json.dumps(envelope(method, result, errors=errors)))
+    return EXIT_FAILED if errors else EXIT_OK
 
 
 def _fail(message: str, code: int) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 from match.http.endpoints import AppContext, Endpoint
 from match.http.params import Param, Params
 from match.http.sources import choose_source, image_bytes, naming, query
+from match.service import as_json
 
 MAX_LIMIT = 10_000
 
@@ -81,15 +82,7 @@ def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
     matches = context.matcher.search(
         search_query, min_score=params["min_score"], limit=params["limit"], offset=params["offset"]
     )
-    return [
-        {
-            "score": match.score,
-            "filepath": match.filepath,
-            "metadata": match.metadata,
-            "orientation": match.orientation,
-        }
-        for match in matches
-    ]
+    return [as_json(match) for match in matches]
 
 
 def compare(context: AppContext, params: Params) -> list[dict[str, float]]:
@@ -98,7 +91,7 @@ def compare(context: AppContext, params: Params) -> list[dict[str, float]]:
     limits = context.fetch_limits
     queries = query(context.matcher, first, limits, _all_orientations(context, params))
     target = query(context.matcher, second, limits, False)
-    return [{"score": context.matcher.compare(queries, target).score}]
+    return [as_json(context.matcher.compare(queries, target))]
 
 
 def count(context: AppContext, params: Params) -> list[int]:
@@ -115,8 +108,35 @@ def ping(context: AppContext, params: Params) -> list[Any]:
 
 
 # -- the route table ---------------------------------------------------------------------------
-_SCORE = {"type": "number", "description": "100 * (1 - distance): 100 is identical."}
+SCORE = {
+    "type": "number",
+    "description": "0-100 on one scale for both methods: 100 * (1 - distance) for the "
+    "signature (100 is identical), at most 99 for a partial match.",
+}
 _METADATA = {"type": "object", "nullable": True, "description": "The metadata stored with it."}
+HOW_IT_MATCHED = {
+    "orientation": {
+        "type": "string",
+        "description": "Which orientation of the query matched: original, rotate_90, ..., "
+        "mirror_rotate_270.",
+    },
+    "method": {
+        "type": "string",
+        "enum": ["signature", "local"],
+        "description": "signature: the whole image; local: a partial match (crop, screenshot, "
+        "caption, small turn) found by local features.",
+    },
+    "query_overlap_percent": {
+        "type": "number",
+        "description": "Percent of the query lying inside the stored image (100 for a "
+        "signature match).",
+    },
+    "target_overlap_percent": {
+        "type": "number",
+        "description": "Percent of the stored image lying inside the query (100 for a "
+        "signature match).",
+    },
+}
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -169,14 +189,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {
             "type": "object",
             "properties": {
-                "score": _SCORE,
+                "score": SCORE,
                 "filepath": {"type": "string"},
                 "metadata": _METADATA,
-                "orientation": {
-                    "type": "string",
-                    "description": "Which orientation of the query "
-                    "matched: original, rotate_90, ..., mirror_rotate_270.",
-                },
+                **HOW_IT_MATCHED,
             },
         },
         errors=(400, 404, 413, 415, 502, 503),
@@ -188,7 +204,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Score of two images against each other.",
         compare,
         (*_image_params("1"), *_image_params("2"), ALL_ORIENTATIONS),
-        {"type": "object", "properties": {"score": _SCORE}},
+        {"type": "object", "properties": {"score": SCORE, **HOW_IT_MATCHED}},
         errors=(400, 404, 413, 415, 502, 503),
     ),
     Endpoint(

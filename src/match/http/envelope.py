@@ -1,6 +1,5 @@
-"""The one response shape of the API, shared by dsys/match's routes and the TinEye-style routes.
-
-    {"status": "ok" | "fail", "error": [messages], "method": "<name>", "result": [...]}
+"""The one response shape of the API (match.service.results.envelope), as HTTP responses, for
+dsys/match's routes and the TinEye-style routes alike.
 
 ``ok`` and ``fail`` build the JSON responses; extra top-level keys (TinEye's ``stats``,
 ``query_image``) can be passed as keywords. ``method_name`` names the method from a path, so even
@@ -9,24 +8,12 @@ a 404 or 405 says which method the client was calling.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-
-def envelope(
-    method: str, result: Sequence[Any] = (), *, errors: Iterable[str] = (), **extra: Any
-) -> dict[str, Any]:
-    errors = list(errors)
-    body: dict[str, Any] = {
-        "status": "fail" if errors else "ok",
-        "error": errors,
-        "method": method,
-        "result": list(result),
-    }
-    body.update(extra)
-    return body
+from match.service.results import envelope
 
 
 def ok(method: str, result: Sequence[Any] = (), **extra: Any) -> JSONResponse:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from match.errors import BlankImage, NotAnImage, TooLarge, UnsupportedFormat
+from match.errors import NotAnImage, TooLarge, UnsupportedFormat
 from match.fetch import FetchLimits, fetch_image
 from match.http.params import Params
 from match.service import Matcher, Query
@@ -63,6 +63,6 @@ def naming(name: str) -> Iterator[None]:
     try:
         yield
     except (NotAnImage, UnsupportedFormat, TooLarge) as error:
-        if isinstance(error, BlankImage) or error.message.startswith("Parameter"):
+        if error.message.startswith("Parameter"):
             raise
         raise type(error)(f"Parameter '{name}': {error.message}") from None

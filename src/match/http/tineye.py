@@ -16,12 +16,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from match.errors import BadParameter, NotFound
-from match.http.api import LIST_PARAMS, MAX_LIMIT, MIN_SCORE
+from match.http.api import HOW_IT_MATCHED, LIST_PARAMS, MAX_LIMIT, MIN_SCORE, SCORE
 from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
 from match.http.sources import ImageSource, choose_source, image_bytes, naming, query
 from match.http.tineye_wire import MAX_BATCH, Field, Item, Reply, batch_items, each_item, responder
-from match.service import Metadata, Query
+from match.service import Comparison, Match, Metadata, Query, as_json
 
 MISSING = "This file does not exist in the image collection"  # MatchEngine's wording
 IMAGE_ID_MAX = 255  # characters, as MatchEngine allows
@@ -146,16 +146,7 @@ def search(context: AppContext, params: Params) -> Reply:
     source = choose_source(params, filepath="filepath")
     search_query = _query(context, source, flips)
     matches = context.matcher.search(search_query, min_score=min_score, limit=limit, offset=offset)
-    result = [
-        _match(
-            match.score,
-            match.query_overlap,
-            match.target_overlap,
-            filepath=match.filepath,
-            metadata=match.metadata,
-        )
-        for match in matches
-    ]
+    result = [_match(match) for match in matches]
     return Reply(result=result, query_image={"filepath": _query_name(params, source)})
 
 
@@ -167,12 +158,8 @@ def compare(context: AppContext, params: Params) -> Reply:
     with _missing_worded(f"{second.value}: "):
         target = query(context.matcher, second, context.fetch_limits, False)
     comparison = context.matcher.compare(queries, target)
-    score = comparison.score
-    cutoff = context.matcher.settings.match_distance_cutoff
-    # Like search: a match is under the distance cutoff and (inclusively) at least min_score.
-    matched = 1.0 - score / 100.0 < cutoff and score >= min_score - 1e-9
-    overlaps = (comparison.query_overlap, comparison.target_overlap)
-    return Reply(result=[_match(score, *overlaps)] if matched else [])
+    matched = context.matcher.is_match(comparison.score, min_score)  # the rule search applies
+    return Reply(result=[_match(comparison)] if matched else [])
 
 
 def _query(context: AppContext, source: ImageSource, flips: bool) -> Query:
@@ -183,27 +170,19 @@ def _query(context: AppContext, source: ImageSource, flips: bool) -> Query:
     return found if flips else found.orientations(ROTATIONS)
 
 
-def _match(
-    score: float,
-    query_overlap: float,
-    target_overlap: float,
-    *,
-    filepath: str | None = None,
-    metadata: Metadata = None,
-) -> dict:
-    """One result. A global signature match covers both whole images (overlaps 100); a partial
-    match reports the share of each image inside the other (docs/tineye.md)."""
-    result: dict[str, Any] = {} if filepath is None else {"filepath": filepath}
+def _match(found: Match | Comparison) -> dict[str, Any]:
+    """One result: MatchEngine's fields (scores and overlaps rounded to 2 decimals; a signature
+    match covers both whole images, overlaps 100; docs/tineye.md) beside Match's own (as_json)."""
+    result = as_json(found)
     result |= {
-        "score": round(score, 2),
-        "match_percent": round(score, 2),
-        "query_overlap_percent": round(query_overlap, 2),
-        "target_overlap_percent": round(target_overlap, 2),
+        "score": round(found.score, 2),
+        "match_percent": round(found.score, 2),
+        "query_overlap_percent": round(found.query_overlap, 2),
+        "target_overlap_percent": round(found.target_overlap, 2),
     }
-    if filepath is not None:
-        result["metadata"] = metadata
-        if metadata and "image_id" in metadata:
-            result["image_id"] = metadata["image_id"]
+    metadata = result.get("metadata")
+    if isinstance(metadata, dict) and "image_id" in metadata:
+        result["image_id"] = metadata["image_id"]
     return result
 
 
@@ -250,13 +229,10 @@ _FLIP = Param(
     "Also find mirror images (True/False). Rotations are always searched.",
     default=False,
 )
-_SCORE = {"type": "number", "description": "100 * (1 - distance): 100 is identical."}
-_OVERLAP = {"type": "number", "description": "Always 100: whole images are compared."}
 _COMPARED = {
-    "score": _SCORE,
+    "score": SCORE,
     "match_percent": {"type": "number", "description": "Equal to score."},
-    "query_overlap_percent": _OVERLAP,
-    "target_overlap_percent": _OVERLAP,
+    **HOW_IT_MATCHED,
 }
 
 

@@ -31,8 +31,8 @@ from starlette.responses import JSONResponse, Response
 
 from match.errors import BadParameter, MatchError
 from match.http.endpoints import AppContext, Endpoint
-from match.http.envelope import envelope
 from match.http.params import Param, Params, ParamType
+from match.service.results import envelope
 
 log = logging.getLogger("match.http")
 

@@ -10,9 +10,11 @@ from match.signature.goldberg import (
     ALGORITHM,
     MODES,
     SIGNATURE_LENGTH,
+    decode_for_signature,
     image_signature,
     is_blank,
     orientation_signatures,
+    pixels_orientation_signatures,
 )
 from match.signature.orientations import ORIENTATIONS, signature_orientations
 from match.signature.words import WORD_COUNT, words
@@ -23,11 +25,13 @@ __all__ = [
     "ORIENTATIONS",
     "SIGNATURE_LENGTH",
     "WORD_COUNT",
+    "decode_for_signature",
     "decode_image",
     "image_signature",
     "is_blank",
     "normalized_distances",
     "orientation_signatures",
+    "pixels_orientation_signatures",
     "signature_orientations",
     "words",
 ]

@@ -52,7 +52,9 @@ def image_signature(
     ``mode="exact"`` reproduces image-match; ``"fast"`` decodes large JPEGs at reduced size
     (see FAST_MIN_SIDE), which moves the signature slightly (docs/signatures.md).
     """
-    return _Signer(_decode(source, max_pixels, mode)).signatures((0,))[0]
+    return _Signer(decode_for_signature(source, max_pixels=max_pixels, mode=mode)).signatures((0,))[
+        0
+    ]
 
 
 def orientation_signatures(
@@ -62,7 +64,9 @@ def orientation_signatures(
 
     Row k equals image_signature of the image turned by orientation k.
     """
-    return _Signer(_decode(source, max_pixels, mode)).signatures(range(len(ORIENTATIONS)))
+    return _Signer(decode_for_signature(source, max_pixels=max_pixels, mode=mode)).signatures(
+        range(len(ORIENTATIONS))
+    )
 
 
 def pixels_signature(pixels: np.ndarray) -> np.ndarray:
@@ -80,7 +84,11 @@ def is_blank(signature: np.ndarray) -> bool:
     return not np.any(signature)
 
 
-def _decode(source: ImageInput, max_pixels: int | None, mode: str) -> np.ndarray:
+def decode_for_signature(
+    source: ImageInput, *, max_pixels: int | None = None, mode: str = "exact"
+) -> np.ndarray:
+    """Decoded pixels as the signature of ``mode`` reads them (fast mode: large JPEGs decoded
+    at reduced size), for pixels_orientation_signatures and anything else that needs them."""
     if mode not in MODES:
         raise ValueError(f"signature mode must be one of {MODES}, not {mode!r}")
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels

@@ -1,0 +1,80 @@
+"""What the service matches with: an image decoded once, its signatures in 1 or 8 orientations,
+and its local features when partial matching is on. The one place that turns image bytes (or
+a stored record) into a Query."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from match import local
+from match import signature as sig
+from match.errors import BlankImage
+from match.service.timing import timed
+from match.settings import Settings
+from match.stores import ImageRecord
+
+
+@dataclass(frozen=True)
+class Query:
+    """(1 or 8, 648) signatures in ORIENTATIONS order, and local features (None when partial
+    matching is off, the image has no keypoints, or none were stored)."""
+
+    signatures: np.ndarray
+    local: local.LocalFeatures | None = None
+
+    def orientations(self, count: int) -> Query:
+        """The same query with only its first ``count`` signatures."""
+        return dataclasses.replace(self, signatures=self.signatures[:count])
+
+
+class Analyser:
+    """Turns images into Queries as the settings say (signature mode, pixel cap, partial
+    matching)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def partial_matching(self) -> bool:
+        return self.settings.match_partial_matching
+
+    def query(
+        self, image: bytes, all_orientations: bool, *, name: str = "image", features: bool = True
+    ) -> Query:
+        """The query of encoded image bytes: decoded once for both methods; local features
+        only if partial matching is on and ``features``. BlankImage naming ``name`` if the
+        image is featureless."""
+        count = len(sig.ORIENTATIONS) if all_orientations else 1
+        with timed("signature", count):  # decoding included, as without partial matching
+            pixels = sig.decode_for_signature(
+                image,
+                max_pixels=self.settings.match_max_image_pixels,
+                mode=self.settings.match_signature_mode,
+            )
+            signatures = sig.pixels_orientation_signatures(pixels, range(count))
+        if sig.is_blank(signatures[0]):
+            raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
+        if not (features and self.partial_matching):
+            return Query(signatures)
+        with timed("local", 1):
+            found = local.local_features(pixels)
+        return Query(signatures, found if len(found.words) else None)
+
+    def record(self, filepath: str, image: bytes, metadata: dict | None = None) -> ImageRecord:
+        """The record to store for encoded image bytes: its upright signature and local
+        features."""
+        query = self.query(image, False)
+        return ImageRecord(filepath, query.signatures[0], metadata, local=query.local)
+
+    def stored_query(self, record: ImageRecord, all_orientations: bool) -> Query:
+        """The query of a stored record: its signature's orientations by permutation, and its
+        stored local features if partial matching is on."""
+        signatures = (
+            sig.signature_orientations(record.signature)
+            if all_orientations
+            else record.signature[None, :]
+        )
+        return Query(signatures, record.local if self.partial_matching else None)

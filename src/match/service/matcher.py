@@ -1,0 +1,95 @@
+"""Matcher: what the HTTP app (both API flavours) and the CLI call. It owns the settings and the
+store; images become queries in analysis.py, the methods and their merge live in methods.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from match.service import methods
+from match.service.analysis import Analyser, Query
+from match.service.results import Comparison, Match, Metadata, is_match
+from match.settings import Settings
+from match.stores import BulkResult, ImageRecord, Store, open_store
+from match.stores.checks import check_new_filepath
+
+
+class Matcher:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.analyser = Analyser(settings)
+        self._store = store
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (signature-only work never touches it)."""
+        if self._store is None:
+            self._store = open_store(self.settings)
+        return self._store
+
+    # -- what is stored and searched with ----------------------------------------------------
+    def record(self, filepath: str, image: bytes, metadata: Metadata = None) -> ImageRecord:
+        """The record to store for encoded image bytes: signature and, if on, local features."""
+        return self.analyser.record(check_new_filepath(filepath), image, metadata)
+
+    def query(self, image: bytes, all_orientations: bool, *, name: str = "image") -> Query:
+        """Search input for encoded image bytes, decoded once for both methods."""
+        return self.analyser.query(image, all_orientations, name=name)
+
+    def stored_query(self, filepath: str, all_orientations: bool) -> Query:
+        """Search input from an already stored image."""
+        return self.analyser.stored_query(self.store.get(filepath), all_orientations)
+
+    def signature(self, image: bytes, *, name: str = "image") -> np.ndarray:
+        """The upright signature of encoded image bytes; BlankImage if it is featureless."""
+        return self.analyser.query(image, False, name=name, features=False).signatures[0]
+
+    # -- operations -------------------------------------------------------------------------
+    def add(self, filepath: str, image: bytes, metadata: Metadata = None) -> None:
+        self.store.add(self.record(filepath, image, metadata))
+
+    def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
+        return self.store.add_many(records)
+
+    def search(
+        self, query: Query, *, min_score: float = 0.0, limit: int = 100, offset: int = 0
+    ) -> list[Match]:
+        """Both methods' matches, each stored image once with its better score, best first."""
+        cutoff = self.settings.match_distance_cutoff
+        # min_score is inclusive but the store's cutoff is strict: narrow it by a hair less, so
+        # a score equal to min_score survives float rounding; is_match below is exact.
+        store_cutoff = min(cutoff, 1.0 - min_score / 100.0 + 1e-9) if min_score > 0 else cutoff
+        found = methods.signature_matches(self.store, query, store_cutoff, offset + limit)
+        if self.settings.match_partial_matching:
+            found += methods.local_matches(self.store, query)
+        ranked = [m for m in methods.merge(found, cutoff) if is_match(m.score, cutoff, min_score)]
+        return ranked[offset : offset + limit]
+
+    def compare(self, first: Query, second: Query) -> Comparison:
+        """How well ``second`` (its first signature) matches ``first`` by either method."""
+        return methods.compare(first, second)
+
+    def is_match(self, score: float, min_score: float = 0.0) -> bool:
+        """Whether a score counts as a match (the rule search applies), at least min_score."""
+        return is_match(score, self.settings.match_distance_cutoff, min_score)
+
+    def delete(self, filepath: str) -> None:
+        self.store.delete(filepath)
+
+    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
+        self.store.update_metadata(filepath, metadata)
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+        return self.store.list(offset=offset, limit=limit)
+
+    def ping(self) -> None:
+        self.store.ping()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

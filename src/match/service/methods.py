@@ -1,0 +1,120 @@
+"""The two matching methods, each on its own, and the one step that merges them.
+
+- The signature (match.signature): the store finds the stored images whose signature lies under
+  the distance cutoff of any of the query's orientations; scored 100 * (1 - distance).
+- Partial matching (match.local): the store ranks stored images by the visual words they share
+  with the query; the best LOCAL_CANDIDATES are verified geometrically and scored by their
+  inliers (match.local.score). Each candidate arrives with its signature's distance to the
+  query, read from the same version of the record, so its signature match is known too.
+
+``merge`` keeps each stored image once, with its best score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from match import local
+from match import signature as sig
+from match.local.score import local_score
+from match.service.analysis import Query
+from match.service.results import Comparison, Match, is_match, score_of
+from match.service.timing import timed
+from match.stores import LocalCandidate, Store
+
+LOCAL_CANDIDATES = 30
+"""Stored images verified geometrically per search (the store ranks them by shared words)."""
+
+
+def signature_matches(store: Store, query: Query, cutoff: float, limit: int) -> list[Match]:
+    """The ``limit`` best stored images by signature, under the cutoff."""
+    with timed("search", len(query.signatures)):
+        hits = store.search(query.signatures, cutoff=cutoff, limit=limit, offset=0)
+    return [
+        Match(hit.filepath, score_of(hit.distance), hit.metadata, sig.ORIENTATIONS[hit.orientation])
+        for hit in hits
+    ]
+
+
+def local_matches(store: Store, query: Query) -> list[Match]:
+    """The verified local candidates, each as a local match and, when its signature was
+    readable, also as the signature match of the same record version."""
+    if query.local is None:
+        return []
+    matches = []
+    with timed("local_search", 1):
+        candidates = store.local_candidates(
+            query.local.words, LOCAL_CANDIDATES, signatures=query.signatures
+        )
+        for candidate in candidates:
+            verified = verify(query, candidate.local)
+            if verified is None:
+                continue
+            matches.append(_local_match(candidate, verified))
+            if candidate.distance is not None:
+                matches.append(_signature_match(candidate))
+    return matches
+
+
+def merge(matches: Iterable[Match], cutoff: float) -> list[Match]:
+    """Each stored image once, with its best score among the matches under the cutoff (on a
+    tie the later match wins: a partial-matching candidate's fresher version of the record),
+    best first, then by filepath."""
+    best: dict[str, Match] = {}
+    for match in matches:
+        kept = best.get(match.filepath)
+        if is_match(match.score, cutoff) and (kept is None or match.score > kept.score - 1e-9):
+            best[match.filepath] = match
+    return sorted(best.values(), key=lambda match: (-match.score, match.filepath))
+
+
+def compare(first: Query, second: Query) -> Comparison:
+    """How well ``second`` (its first signature) matches ``first``, by the better method."""
+    distances = sig.normalized_distances(first.signatures, second.signatures[:1])[:, 0]
+    best = int(np.argmin(distances))
+    by_signature = Comparison(score_of(float(distances[best])), "signature", sig.ORIENTATIONS[best])
+    verified = verify(first, second.local) if second.local is not None else None
+    if verified is None or local_score(verified.inliers) <= by_signature.score:
+        return by_signature
+    return Comparison(
+        local_score(verified.inliers),
+        "local",
+        sig.ORIENTATIONS[verified.quarter_turns],
+        verified.query_overlap,
+        verified.target_overlap,
+    )
+
+
+def verify(query: Query, stored: local.LocalFeatures) -> local.Verified | None:
+    """The query's local match with a stored image. Local features find any rotation; a query
+    of one orientation (all_orientations off) accepts only upright matches, as the signature."""
+    if query.local is None:
+        return None
+    verified = local.verify(query.local, stored)
+    if verified is None or (len(query.signatures) == 1 and verified.quarter_turns != 0):
+        return None
+    return verified
+
+
+def _local_match(candidate: LocalCandidate, verified: local.Verified) -> Match:
+    return Match(
+        candidate.filepath,
+        local_score(verified.inliers),
+        candidate.metadata,
+        sig.ORIENTATIONS[verified.quarter_turns],
+        "local",
+        verified.query_overlap,
+        verified.target_overlap,
+    )
+
+
+def _signature_match(candidate: LocalCandidate) -> Match:
+    assert candidate.distance is not None
+    return Match(
+        candidate.filepath,
+        score_of(candidate.distance),
+        candidate.metadata,
+        sig.ORIENTATIONS[candidate.orientation],
+    )
