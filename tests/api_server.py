@@ -83,14 +83,14 @@ def free_port() -> int:
 
 
 class MatchServer:
-    """``python -m match.server`` in a subprocess, on a free loopback port."""
+    """``python -m match.http.server`` in a subprocess, on a free loopback port."""
 
     def __init__(
         self,
         env: Mapping[str, str],
         log_path: Path,
         ready_status: int | None = 200,
-        command: Sequence[str] = (sys.executable, "-m", "match.server"),
+        command: Sequence[str] = (sys.executable, "-m", "match.http.server"),
         inherit_environment: bool = True,
     ) -> None:
         self.env = dict(env)

@@ -1,4 +1,4 @@
-"""match.server: the settings ``serve`` is given reach every worker process, also those that
+"""match.http.server: the settings ``serve`` is given reach every worker process, also those that
 differ from the environment (as a CLI option would make them)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from api_server import Api, MatchServer, free_port
-from match.server import export_settings
+from match.http.server import export_settings
 from match.settings import SETTINGS, Settings
 
 
@@ -37,7 +37,7 @@ def test_serve_gives_its_settings_to_every_worker(tmp_path: Path, photo_paths: l
     port = free_port()
     # The environment names another folder; serve() is told this one, with 2 workers.
     program = (
-        "from match.server import serve; from match.settings import Settings; "
+        "from match.http.server import serve; from match.settings import Settings; "
         f"serve(Settings.from_env().replace(match_data_dir={str(data_dir)!r}, port={port}, "
         "host='127.0.0.1', worker_count=2))"
     )

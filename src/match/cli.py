@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: PORT=8888 WORKER_COUNT=4 match serve
     """
-    from match.server import serve
+    from match.http.server import serve
 
     overrides = {"port": args.port, "worker_count": args.workers, "host": args.host}
     serve(settings.replace(**{k: v for k, v in overrides.items() if v is not None}))

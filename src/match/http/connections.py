@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol with a deadline for request headers (``match.server`` uses it).
+"""uvicorn's HTTP/1.1 protocol with a deadline for request headers (``match.http.server`` uses it).
 
 uvicorn closes idle keep-alive connections, but not a connection whose request headers never
 complete: a client that connects and sends nothing, or trickles a header byte every few seconds,

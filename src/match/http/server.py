@@ -1,4 +1,4 @@
-"""Run the HTTP API under uvicorn: ``serve(settings)``, or ``python -m match.server``.
+"""Run the HTTP API under uvicorn: ``serve(settings)``, or ``python -m match.http.server``.
 
 ``settings.worker_count`` worker processes share one listening socket on
 ``settings.host:settings.port``; each builds its own app and opens its own store. Workers read
