@@ -44,7 +44,7 @@ from match.service import Matcher, Query
 from match.settings import Settings
 from match.signature import SIGNATURE_LENGTH
 from match.stores.base import ImageRecord
-from match.stores.elastic import documents as docs
+from match.stores.elastic import bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared")) / "photos"
@@ -224,7 +224,8 @@ def engine_took(url: str, matcher: Matcher, queries: list) -> list[float]:
     for _, query in queries:
         lines = []
         for row in query.signatures:
-            query = docs.words_query(row, store.candidates, "path", store.min_words)
+            scope = bodies.scope("default")
+            query = bodies.words_query(row, store.candidates, "path", scope, store.min_words)
             lines += [json.dumps({}), json.dumps(query)]
         answer = httpx.post(
             f"{url}/{INDEX}/_msearch",

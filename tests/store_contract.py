@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from collections_contract import CollectionsContract
 from match.errors import BadParameter, MatchError, NotFound
 from match.local import FRAME, WORDS, LocalFeatures, local_features
 from match.signature import image_signature, normalized_distances, orientation_signatures
@@ -99,8 +100,9 @@ def expected_hits(
     return sorted(found, key=lambda hit: (hit[1], hit[0]))
 
 
-class StoreContract:
-    """Behaviour every Store must show. Subclasses provide the ``store`` fixture."""
+class StoreContract(CollectionsContract):
+    """Behaviour every Store must show (collections and filters: collections_contract.py).
+    Subclasses provide the ``store`` fixture."""
 
     @pytest.fixture
     def photos(self, photo_paths: list[Path]) -> Photos:

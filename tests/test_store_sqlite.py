@@ -20,6 +20,7 @@ from match.local import WORDS, LocalFeatures
 from match.settings import Settings
 from match.signature import ALGORITHM, normalized_distances
 from match.stores.base import ImageRecord
+from match.stores.filters import parse_filter
 from match.stores.sqlite import SQLiteStore
 from match.stores.sqlite.codes import HyperplaneCoder, pack_signature
 from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
@@ -420,7 +421,26 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
         assert reopened.get(photos.names[3]).local is not None
         assert reopened.count() == 5
     connection = sqlite3.connect(path)
-    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    connection.close()
+
+
+def test_a_schema_1_file_keeps_its_id_sequence_and_gains_filters(
+    tmp_path: Path, photos: Photos
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    write_schema_1_file(path, dict(zip(photos.names[:3], photos.originals[:3], strict=True)))
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("UPDATE images SET metadata = '{\"shop\": 7}' WHERE id = 2")
+    connection.execute("DELETE FROM images WHERE id = 3")  # the last id: never to be reused
+    connection.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('images', 3)")
+    connection.close()
+    with SQLiteStore(path) as store:
+        assert store.count() == 2 and store.collections() == [("default", 2)]
+        assert store.list(where=parse_filter({"shop": 7})) == [photos.names[1]]
+        store.add(ImageRecord("new.jpg", photos.originals[5]))
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT id FROM images WHERE filepath = 'new.jpg'").fetchone() == (4,)
     connection.close()
 
 
@@ -475,3 +495,23 @@ def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
         assert "l210" not in found and len(found) > 200
         writer.add(ImageRecord("l5", signature, local=features[210]))  # one more, appended
         assert reader.local_candidates(features[210].words, 1)[0].filepath == "l5"
+
+
+def test_filters_see_what_other_processes_change(tmp_path: Path, photos: Photos) -> None:
+    # two store objects on one file, as two workers: metadata updates keep the record's id, so
+    # the other's field index learns of them from the field_updates log
+    with SQLiteStore(tmp_path) as first, SQLiteStore(tmp_path) as second:
+        first.add_many(
+            ImageRecord(f"{n}.jpg", photos.originals[n], {"shop": n % 2}) for n in range(6)
+        )
+        shop = {n: parse_filter({"shop": n}) for n in (0, 1, 7)}
+        assert second.list(where=shop[1]) == ["1.jpg", "3.jpg", "5.jpg"]
+        first.update_metadata("3.jpg", {"shop": 7})
+        first.update_metadata("4.jpg", None)
+        assert second.list(where=shop[1]) == ["1.jpg", "5.jpg"]
+        assert second.list(where=shop[7]) == ["3.jpg"]
+        assert second.list(where=shop[0]) == ["0.jpg", "2.jpg"]
+        second.update_metadata("3.jpg", {"shop": 1})
+        assert first.list(where=shop[1]) == ["1.jpg", "3.jpg", "5.jpg"]
+        assert first.count(where=shop[7]) == 0
+        assert first.list() == [f"{n}.jpg" for n in range(6)]  # updates keep insertion order

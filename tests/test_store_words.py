@@ -15,6 +15,11 @@ from match.local import WORDS
 from match.stores.sqlite.words import WordIndex
 
 
+def default(ids: np.ndarray | int) -> np.ndarray:
+    """Every row in the default collection (1)."""
+    return np.ones(ids if isinstance(ids, int) else len(ids), dtype=np.int32)
+
+
 def random_images(count: int, seed: int) -> list[np.ndarray]:
     """Distinct sorted words per image, drawn from a Zipf-like law as real vocabularies are."""
     rng = np.random.default_rng(seed)
@@ -77,7 +82,7 @@ def test_top_equals_brute_force_through_appends_merges_and_deletions(
         ids = np.arange(next_id, next_id + len(batch)) + rng.integers(0, 3)  # gaps in ids
         next_id = int(ids[-1]) + 1
         chosen = [images[i] for i in batch]
-        index.append(ids, np.array([len(w) for w in chosen]), np.concatenate(chosen))
+        index.append(ids, default(ids), np.array([len(w) for w in chosen]), np.concatenate(chosen))
         live.update(zip(ids.tolist(), chosen, strict=True))
         dead = rng.choice(list(live), 8, replace=False)
         index.kill(np.append(dead, 10**9))  # an id never indexed is ignored
@@ -93,7 +98,9 @@ def test_ties_go_to_the_older_image_and_limits_hold() -> None:
     words = random_images(3, seed=8)
     index = WordIndex()
     same = [words[0], words[1], words[0], words[0]]  # ids 1, 3, 4 hold identical words
-    index.append(np.array([1, 2, 3, 4]), np.array([len(w) for w in same]), np.concatenate(same))
+    index.append(
+        np.array([1, 2, 3, 4]), default(4), np.array([len(w) for w in same]), np.concatenate(same)
+    )
     assert index.top(words[0], 10).tolist()[:3] == [1, 3, 4]
     assert index.top(words[0], 2).tolist() == [1, 3]
     assert index.top(words[0], 0).tolist() == []
@@ -104,7 +111,7 @@ def test_ties_go_to_the_older_image_and_limits_hold() -> None:
 
 def test_a_word_in_every_image_still_counts() -> None:
     index = WordIndex()
-    index.append(np.array([9]), np.array([2]), np.array([5, 6]))
+    index.append(np.array([9]), default(1), np.array([2]), np.array([5, 6]))
     assert index.top(np.array([6, 7]), 5).tolist() == [9]
     index.kill(np.array([9]))
     assert index.top(np.array([6]), 5).tolist() == []
@@ -113,7 +120,9 @@ def test_a_word_in_every_image_still_counts() -> None:
 def test_compaction_frees_the_dead_postings(small_segments: None) -> None:
     images = random_images(400, seed=6)
     index = WordIndex()
-    index.append(np.arange(1, 401), np.array([len(w) for w in images]), np.concatenate(images))
+    index.append(
+        np.arange(1, 401), default(400), np.array([len(w) for w in images]), np.concatenate(images)
+    )
     full = index.nbytes()
     index.kill(np.arange(1, 301))
     assert index.live_count == 100
@@ -130,12 +139,19 @@ def test_a_load_in_two_passes_ranks_as_brute_force(small_segments: None) -> None
     def chunks() -> list[words_module.Chunk]:
         parts = np.array_split(np.arange(len(images)), 7)
         return [
-            (ids[p], np.array([len(images[i]) for i in p]), np.concatenate([images[i] for i in p]))
+            (
+                ids[p],
+                default(p),
+                np.array([len(images[i]) for i in p]),
+                np.concatenate([images[i] for i in p]),
+            )
             for p in parts
         ]
 
     index = WordIndex()
-    index.append(np.array([1]), np.array([3]), np.array([1, 2, 3]))  # replaced by the load
+    index.append(
+        np.array([1]), default(1), np.array([3]), np.array([1, 2, 3])
+    )  # replaced by the load
     index.load(chunks)
     live = dict(zip(ids.tolist(), images, strict=True))
     assert index.live_count == len(live) and index.last_id == ids[-1]
@@ -145,7 +161,7 @@ def test_a_load_in_two_passes_ranks_as_brute_force(small_segments: None) -> None
         assert_same_ranking(index, live, query)
     more = random_images(60, seed=11)
     new_ids = np.arange(2000, 2060)
-    index.append(new_ids, np.array([len(w) for w in more]), np.concatenate(more))
+    index.append(new_ids, default(new_ids), np.array([len(w) for w in more]), np.concatenate(more))
     index.kill(ids[:100])
     live = {i: w for i, w in live.items() if i not in set(ids[:100].tolist())}
     live.update(zip(new_ids.tolist(), more, strict=True))
@@ -164,7 +180,9 @@ def test_past_the_budget_the_most_frequent_query_words_are_left_out(
 ) -> None:
     images = random_images(300, seed=12)
     index = WordIndex()
-    index.append(np.arange(1, 301), np.array([len(w) for w in images]), np.concatenate(images))
+    index.append(
+        np.arange(1, 301), default(300), np.array([len(w) for w in images]), np.concatenate(images)
+    )
     live = dict(zip(range(1, 301), images, strict=True))
     query = images[20]
     df = np.array([sum(int(w in set(words.tolist())) for words in images) for w in query])

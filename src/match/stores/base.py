@@ -16,19 +16,26 @@ import numpy as np
 
 from match.local import LocalFeatures
 from match.signature import ALGORITHM
+from match.stores.filters import DEFAULT_COLLECTION, Filter
 
 Metadata = dict[str, Any] | None
 
 
+Size = tuple[int, int]  # (width, height) in pixels of the image as it was given
+
+
 @dataclass(frozen=True)
 class ImageRecord:
-    """What is stored for one image."""
+    """What is stored for one image, under its filepath in one collection."""
 
     filepath: str
     signature: np.ndarray  # int8, shape (648,)
     metadata: Metadata = None
     algorithm: str = ALGORITHM
     local: LocalFeatures | None = None  # None: found by the global signature only
+    collection: str = DEFAULT_COLLECTION
+    size: Size | None = None  # None: not known (records of image-match or of older versions)
+    added: float | None = None  # when it was stored (Unix seconds), as the store reads it back
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Hit:
     distance: float
     metadata: Metadata = None
     orientation: int = 0
+    size: Size | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class LocalCandidate:
     metadata: Metadata = None
     distance: float | None = None  # to the closest query signature; None: not asked, unreadable
     orientation: int = 0  # which query signature (orientation index) that is
+    size: Size | None = None
 
 
 @dataclass(frozen=True)
@@ -64,30 +73,50 @@ class BulkResult:
 
 
 class Store(Protocol):
+    """Every operation acts on one collection (``default`` unless named); ``where`` is a
+    metadata filter (stores/filters.py), applied inside the engine's own search, never after
+    a top-k cut."""
+
     def add(self, record: ImageRecord) -> None:
-        """Store a record, atomically replacing any record with the same filepath. Once this
-        returns, the record is durable and found by the next search from any worker."""
+        """Store a record in its collection, atomically replacing any record with the same
+        filepath there. Once this returns, the record is durable and found by the next search
+        from any worker."""
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         """Store many records efficiently; reports each failure, never drops one silently."""
 
-    def get(self, filepath: str) -> ImageRecord:
+    def get(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> ImageRecord:
         """The record stored under filepath; NotFound naming it otherwise."""
 
-    def delete(self, filepath: str) -> None:
+    def delete(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
         """Delete exactly that filepath; NotFound naming it if it is not stored."""
 
-    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
+    def update_metadata(
+        self, filepath: str, metadata: Metadata, *, collection: str = DEFAULT_COLLECTION
+    ) -> None:
         """Replace a record's metadata; NotFound if absent."""
 
     def search(
-        self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+        self,
+        signatures: np.ndarray,
+        cutoff: float,
+        limit: int,
+        offset: int = 0,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> Sequence[Hit]:
         """Stored images whose distance to any row of ``signatures`` ((k, 648) int8) is under
         ``cutoff``; each image once with its best row; best first, then filepath; paginated."""
 
     def local_candidates(
-        self, words: np.ndarray, limit: int, *, signatures: np.ndarray | None = None
+        self,
+        words: np.ndarray,
+        limit: int,
+        *,
+        signatures: np.ndarray | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> Sequence[LocalCandidate]:
         """Up to ``limit`` stored images sharing the most visual words with ``words`` (a query's
         (n,) uint32 words), each shared word weighted by its rarity in the store (tf-idf or
@@ -95,11 +124,25 @@ class Store(Protocol):
         distance to the closest of them. Images stored without local features are never
         candidates."""
 
-    def count(self) -> int:
+    def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
         """Exact number of stored images."""
 
-    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+    def list(
+        self,
+        offset: int = 0,
+        limit: int = 20,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[str]:
         """Filepaths in insertion order (a replaced filepath moves to the end)."""
+
+    def collections(self) -> list[tuple[str, int]]:
+        """Every collection holding records, with its count, by name (``default`` always)."""
+
+    def drop_collection(self, collection: str) -> int:
+        """Delete every record of a collection; how many were deleted (NotFound if it holds
+        none: a collection exists while it holds records; ``default`` always exists)."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""

@@ -16,6 +16,7 @@ from match.errors import BadParameter, IncompatibleRecord, NotFound
 from match.local import WORDS, LocalFeatures
 from match.signature import SIGNATURE_LENGTH
 from match.stores.base import ImageRecord, Metadata
+from match.stores.filters import DEFAULT_COLLECTION, check_collection
 
 MAX_KEYPOINTS = 65535  # the packed form of local features (match.local.codec) counts in a u16
 MAX_SIDE = 65535
@@ -32,6 +33,8 @@ class CheckedRecord:
     metadata: Metadata
     metadata_json: str | None  # the metadata as compact JSON text
     local: LocalFeatures | None
+    collection: str
+    size: tuple[int, int] | None
 
 
 def check_record(record: object, algorithm: str) -> CheckedRecord:
@@ -51,6 +54,8 @@ def check_record(record: object, algorithm: str) -> CheckedRecord:
         record.metadata,
         metadata_json(record.metadata, filepath),
         check_local(record.local, filepath),
+        check_collection(record.collection),
+        check_size(record.size, filepath),
     )
 
 
@@ -60,8 +65,13 @@ def record_name(record: Any) -> str:
     return filepath if isinstance(filepath, str) else repr(record)[:200]
 
 
-def not_found(filepath: str) -> NotFound:
-    return NotFound(f"No image is stored under the filepath {filepath!r}")
+def not_found(filepath: str, collection: str = DEFAULT_COLLECTION) -> NotFound:
+    where = "" if collection == DEFAULT_COLLECTION else f" in the collection {collection!r}"
+    return NotFound(f"No image is stored under the filepath {filepath!r}{where}")
+
+
+def no_collection(collection: str) -> NotFound:
+    return NotFound(f"There is no collection {collection!r}")
 
 
 # -- parts of a record ---------------------------------------------------------------------------
@@ -116,6 +126,21 @@ def metadata_json(metadata: Metadata, filepath: str) -> str | None:
     except (TypeError, ValueError) as error:
         raise BadParameter(f"The metadata of {filepath!r} is not valid JSON: {error}") from None
     return text
+
+
+def check_size(size: object, filepath: str) -> tuple[int, int] | None:
+    """A record's (width, height) in pixels, or None when not known."""
+    if size is None:
+        return None
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(v, int | np.integer) and 0 < v < 2**31 for v in size)
+    ):
+        raise BadParameter(
+            f"The size of {filepath!r} must be (width, height) positive integers, got {size!r}"
+        )
+    return int(size[0]), int(size[1])
 
 
 def metadata_of(text: str | None) -> Metadata:

@@ -9,32 +9,91 @@ import numpy as np
 from match.signature import words
 from match.stores.base import LocalCandidate
 from match.stores.elastic.documents import (
+    COLLECTION_FIELD,
+    FILTER_FIELD,
     LOCAL_SOURCE,
     LOCAL_WORDS_FIELD,
     PACKED_FIELD,
     WORD_FIELDS,
+    filter_term,
     local_of,
+    size_of,
+    sortable_number,
     unpack,
 )
+from match.stores.filters import DEFAULT_COLLECTION, Condition, Filter
+
+Scope = list[dict[str, Any]]
+"""Filter clauses that keep a query inside one collection and a metadata filter."""
 
 
-def local_query(query_words: np.ndarray, size: int) -> dict[str, Any]:
-    """The ``size`` documents sharing the most (and rarest, by BM25 idf) of these distinct
-    words, best first. ``track_total_hits: false`` lets the engine skip documents that cannot
-    reach the top ``size`` (block-max WAND) instead of counting every one sharing a word."""
+def scope(collection: str, where: Filter | None = None) -> Scope:
+    """The clauses of a collection (the default one also holds every document written without
+    one: before collections, or by image-match) and of a filter (stores/filters.py), for a
+    ``bool`` query's ``filter``: they select, they do not score."""
+    if collection == DEFAULT_COLLECTION:
+        clauses: Scope = [
+            {
+                "bool": {
+                    "should": [
+                        {"term": {COLLECTION_FIELD: collection}},
+                        {"bool": {"must_not": {"exists": {"field": COLLECTION_FIELD}}}},
+                    ]
+                }
+            }
+        ]
+    else:
+        clauses = [{"term": {COLLECTION_FIELD: collection}}]
+    for condition in where.conditions if where else ():
+        clauses.append(_condition_clause(condition))
+    return clauses
+
+
+def _condition_clause(condition: Condition) -> dict[str, Any]:
+    if not condition.is_range:
+        terms = [filter_term(condition.key, value) for value in condition.values]
+        return {"terms": {FILTER_FIELD: terms}}
+    prefix = f"{condition.key}\x1fn"
+    bounds: dict[str, str] = {}
+    if condition.lower is None:
+        bounds["gte"] = prefix
+    else:
+        bounds["gte" if condition.lower_inclusive else "gt"] = prefix + sortable_number(
+            condition.lower
+        )
+    if condition.upper is None:
+        bounds["lt"] = f"{condition.key}\x1fo"  # past every number of the key
+    else:
+        bounds["lte" if condition.upper_inclusive else "lt"] = prefix + sortable_number(
+            condition.upper
+        )
+    return {"range": {FILTER_FIELD: bounds}}
+
+
+def scoped(query: dict[str, Any], clauses: Scope) -> dict[str, Any]:
+    """A query restricted to a scope (its score unchanged)."""
+    return {"bool": {"must": [query], "filter": clauses}}
+
+
+def local_query(query_words: np.ndarray, size: int, clauses: Scope) -> dict[str, Any]:
+    """The ``size`` documents in scope sharing the most (and rarest, by BM25 idf) of these
+    distinct words, best first. ``track_total_hits: false`` lets the engine skip documents that
+    cannot reach the top ``size`` (block-max WAND) instead of counting every one sharing a
+    word."""
+    words_match = {
+        "match": {
+            LOCAL_WORDS_FIELD: {
+                "query": " ".join(map(str, query_words.tolist())),
+                "operator": "or",
+            }
+        }
+    }
     return {
         "size": size,
         "track_total_hits": False,
         "_source": LOCAL_SOURCE,
         "docvalue_fields": [PACKED_FIELD],
-        "query": {
-            "match": {
-                LOCAL_WORDS_FIELD: {
-                    "query": " ".join(map(str, query_words.tolist())),
-                    "operator": "or",
-                }
-            }
-        },
+        "query": scoped(words_match, clauses),
     }
 
 
@@ -47,7 +106,8 @@ def local_hits(hits: list[dict[str, Any]]) -> list[tuple[LocalCandidate, np.ndar
         source = hit.get("_source") or {}
         local = local_of(source)
         if local is not None and isinstance(source.get("path"), str):
-            candidate = LocalCandidate(source["path"], local, source.get("metadata"))
+            size = size_of(source)
+            candidate = LocalCandidate(source["path"], local, source.get("metadata"), size=size)
             found.append((candidate, _packed_signature(hit)))
     return found
 
@@ -61,9 +121,11 @@ def _packed_signature(hit: dict[str, Any]) -> np.ndarray | None:
         return None
 
 
-def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1) -> dict[str, Any]:
-    """The ``size`` best candidates for a signature: documents sharing at least ``min_words``
-    of its 16-value words, those sharing the most (and rarest, by BM25 idf) first.
+def words_query(
+    signature: np.ndarray, size: int, path: str, clauses: Scope, min_words: int = 1
+) -> dict[str, Any]:
+    """The ``size`` best candidates in scope for a signature: documents sharing at least
+    ``min_words`` of its 16-value words, those sharing the most (and rarest, by BM25 idf) first.
 
     A zero-boost ``match_all`` clause fills the remaining places when fewer than ``size``
     documents qualify, so an index of at most ``size`` documents is searched exhaustively; once
@@ -82,7 +144,7 @@ def words_query(signature: np.ndarray, size: int, path: str, min_words: int = 1)
         "track_total_hits": False,
         "stored_fields": "_none_",  # not even _id: loading stored fields dominates otherwise
         "docvalue_fields": [path, PACKED_FIELD, "algorithm", "seq"],
-        "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}]}},
+        "query": {"bool": {"should": [shared, {"match_all": {"boost": 0.0}}], "filter": clauses}},
     }
 
 

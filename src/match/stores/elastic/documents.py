@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import struct
 import threading
 import time
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from match.local import unpack as unpack_local
 from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT
 from match.stores.base import ImageRecord
 from match.stores.checks import CheckedRecord
+from match.stores.filters import DEFAULT_COLLECTION, Indexed, indexed_fields
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ PACKED_FIELD = "signature_packed"
 PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
 LOCAL_WORDS_FIELD = "local_words"
 LOCAL_FIELD = "local_features"
-LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD]
+LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD, "width", "height"]
+COLLECTION_FIELD = "collection"
+FILTER_FIELD = "filter_terms"
 _TRIPLET = np.array([25, 5, 1], dtype=np.int64)
 _SEVEN_BITS = 1 << np.arange(6, -1, -1)
 
@@ -51,6 +55,7 @@ def mapping() -> dict[str, Any]:
         "algorithm": {"type": "keyword"},
         "seq": {"type": "long", "index": False},
         PACKED_FIELD: {"type": "binary", "doc_values": True},
+        **collection_fields(),
     }
     # keyword terms: exact term lookups in the inverted index, scored by rarity (BM25 idf)
     for field in WORD_FIELDS:
@@ -78,13 +83,52 @@ def local_fields() -> dict[str, Any]:
     }
 
 
+def collection_fields() -> dict[str, Any]:
+    """The fields of collections and filters. ``collection`` is absent from documents written
+    before collections (and by image-match): they are in the default one. ``filter_terms``
+    holds one keyword per filterable metadata value (``filter_terms`` below)."""
+    return {
+        COLLECTION_FIELD: {"type": "keyword"},
+        FILTER_FIELD: {"type": "keyword", "doc_values": False},
+        "width": {"type": "integer", "index": False},
+        "height": {"type": "integer", "index": False},
+    }
+
+
+def filter_terms(metadata: dict[str, Any] | None) -> list[str]:
+    """One keyword per filterable value of the metadata (stores/filters.py): the key, U+001F,
+    the kind and the value, with numbers as 16 hex digits that sort as the numbers do, so a
+    numeric range is a range of keywords (bodies.filter_clauses)."""
+    return [filter_term(key, value) for key, value in indexed_fields(metadata)]
+
+
+def filter_term(key: str, value: Indexed) -> str:
+    kind, content = value
+    if kind == "n":
+        assert isinstance(content, float)
+        return f"{key}\x1fn{sortable_number(content)}"
+    if kind == "b":
+        return f"{key}\x1fb{int(bool(content))}"
+    if kind == "z":
+        return f"{key}\x1fz"
+    return f"{key}\x1fs{content}"
+
+
+def sortable_number(number: float) -> str:
+    """A float64 as 16 hex digits whose lexicographic order is the numbers' order: the sign bit
+    flipped for positives, every bit for negatives."""
+    bits = struct.unpack(">Q", struct.pack(">d", number))[0]
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | 1 << 63
+    return f"{bits:016x}"
+
+
 def added_fields(index_mapping: dict[str, Any]) -> dict[str, Any] | None:
     """The mapping update that gives an existing index our fields beyond image-match's, or None
     if it has them all: an index of image-match (whose dynamic mapping would guess a text field
     for the packed signature) or of an earlier Match (without the local features fields)."""
     fields = mapping()["properties"]
     present = index_mapping.get("properties", {})
-    ours = ("algorithm", "seq", PACKED_FIELD, *local_fields())
+    ours = ("algorithm", "seq", PACKED_FIELD, *local_fields(), *collection_fields())
     missing = {name: fields[name] for name in ours if name not in present}
     return {"properties": missing} if missing else None
 
@@ -117,9 +161,11 @@ def path_field(index_mapping: dict[str, Any]) -> str | None:
     return None
 
 
-def doc_id(filepath: str) -> str:
-    """Deterministic _id: replacing a filepath is one atomic index operation."""
-    return hashlib.sha256(filepath.encode("utf-8", "surrogatepass")).hexdigest()
+def doc_id(filepath: str, collection: str = DEFAULT_COLLECTION) -> str:
+    """Deterministic _id: replacing a filepath is one atomic index operation. The default
+    collection's keep the _ids they had before collections."""
+    key = filepath if collection == DEFAULT_COLLECTION else f"{collection}\x00{filepath}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class SeqClock:
@@ -202,6 +248,12 @@ def document(
     doc["algorithm"] = record.algorithm
     doc["seq"] = seq
     doc[PACKED_FIELD] = packed
+    doc[COLLECTION_FIELD] = record.collection
+    terms = filter_terms(record.metadata)
+    if terms:
+        doc[FILTER_FIELD] = terms
+    if record.size is not None:
+        doc["width"], doc["height"] = record.size
     if record.local is not None:
         doc.update(local_source(record.local))
     return doc
@@ -216,4 +268,19 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
         metadata=source.get("metadata"),
         algorithm=source.get("algorithm") or ALGORITHM,
         local=local_of(source),
+        collection=source.get(COLLECTION_FIELD) or DEFAULT_COLLECTION,
+        size=size_of(source),
+        added=_seconds(source.get("timestamp")),
     )
+
+
+def size_of(source: dict[str, Any]) -> tuple[int, int] | None:
+    width, height = source.get("width"), source.get("height")
+    return (int(width), int(height)) if width and height else None
+
+
+def _seconds(timestamp: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(timestamp)).timestamp() if timestamp else None
+    except ValueError:
+        return None

@@ -7,24 +7,30 @@ from typing import Any
 
 from match.signature import ALGORITHM
 from match.stores.elastic import documents as docs
+from match.stores.elastic.bodies import Scope, scope
 from match.stores.elastic.index import Index
+from match.stores.filters import DEFAULT_COLLECTION
 
 MAX_WINDOW = 10_000  # index.max_result_window: from + size never goes past it
 MAX_TERM_BYTES = 32766
 
 
-def find(index: Index, filepath: str) -> dict[str, Any] | None:
-    """The document of a filepath (with _id, _seq_no, _primary_term, _source): ours by _id
-    (real-time), else the newest image-match document with that exact path."""
-    status, body = index.request("GET", f"/_doc/{docs.doc_id(filepath)}", allow=(404,))
+def find(
+    index: Index, filepath: str, collection: str = DEFAULT_COLLECTION
+) -> dict[str, Any] | None:
+    """The document of a filepath in a collection (with _id, _seq_no, _primary_term, _source):
+    ours by _id (real-time), else the newest image-match document with that exact path (those
+    are all in the default collection)."""
+    own = docs.doc_id(filepath, collection)
+    status, body = index.request("GET", f"/_doc/{own}", allow=(404,))
     if status == 200 and body.get("found"):
         return body
-    if not term_fits(filepath):
+    if collection != DEFAULT_COLLECTION or not term_fits(filepath):
         return None
     query = {
         "size": 1,
         "seq_no_primary_term": True,
-        "query": {"term": {index.path_field: filepath}},
+        "query": {"bool": {"filter": [{"term": {index.path_field: filepath}}, *scope(collection)]}},
         "sort": [{"timestamp": {"order": "desc", "unmapped_type": "date"}}],
     }
     _, found = index.request("POST", "/_search", body=query)
@@ -33,15 +39,16 @@ def find(index: Index, filepath: str) -> dict[str, Any] | None:
 
 
 def legacy_ids(index: Index, filepaths: list[str]) -> list[str]:
-    """_ids of documents under these filepaths that are not at their deterministic _id:
-    written by image-match or dsys/match. All of them, not only the first 10."""
+    """_ids of documents under these filepaths of the default collection that are not at their
+    deterministic _id: written by image-match or dsys/match. All of them, not only the first
+    10."""
     filepaths = [path for path in filepaths if term_fits(path)]
     if not filepaths:
         return []
     own = [docs.doc_id(path) for path in filepaths]
     query = {
         "bool": {
-            "filter": [{"terms": {index.path_field: filepaths}}],
+            "filter": [{"terms": {index.path_field: filepaths}}, *scope(DEFAULT_COLLECTION)],
             "must_not": [{"ids": {"values": own}}],
         }
     }
@@ -65,14 +72,14 @@ def legacy_ids(index: Index, filepaths: list[str]) -> list[str]:
             return ids
 
 
-def legacy_sources(index: Index, filepaths: list[str]) -> list[dict[str, Any]]:
-    """_source of the documents under these filepaths (image-match's, which lack the packed
-    signature), in one search."""
+def legacy_sources(index: Index, filepaths: list[str], clauses: Scope) -> list[dict[str, Any]]:
+    """_source of the documents in scope under these filepaths (image-match's, which lack the
+    packed signature), in one search."""
     filepaths = [path for path in filepaths if term_fits(path)]
     if not filepaths:
         return []
     body = {
-        "query": {"terms": {index.path_field: filepaths}},
+        "query": {"bool": {"filter": [{"terms": {index.path_field: filepaths}}, *clauses]}},
         "size": MAX_WINDOW,
         "_source": docs.SOURCE_FIELDS,
         "track_total_hits": False,

@@ -22,11 +22,14 @@ from match.stores.elastic import bodies, lookup
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import IndexMissing
 from match.stores.elastic.index import Index
+from match.stores.filters import DEFAULT_COLLECTION, Filter
 from match.stores.ranking import closest, with_distances
 
 CANDIDATES = 100  # candidates per query signature (image-match's size)
 MIN_WORDS = 1  # words a candidate shares with a query signature at least (image-match: 1)
-MAX_QUERY_WORDS = 1024  # OpenSearch's default max clause count (an image has at most 500)
+MAX_QUERY_WORDS = 1000
+"""Distinct words a partial-matching query may have (an image has at most 500): OpenSearch 3
+counts every clause of a query against its limit of 1024, the collection and filter included."""
 
 Candidates = dict[str, tuple[str, int | None] | None]
 """{filepath: (packed signature, insertion sequence), or None for image-match's documents}"""
@@ -38,15 +41,31 @@ class Searcher:
         self.candidates = candidates
         self.min_words = min_words
 
-    def search(self, queries: np.ndarray, cutoff: float, offset: int, limit: int) -> list[Hit]:
+    def search(
+        self,
+        queries: np.ndarray,
+        cutoff: float,
+        offset: int,
+        limit: int,
+        collection: str,
+        where: Filter | None,
+    ) -> list[Hit]:
         live = [i for i, row in enumerate(queries) if np.any(row)]  # blank rows match nothing
         if limit == 0 or not live:
             return []
         size = min(lookup.MAX_WINDOW, max(self.candidates, offset + limit))
-        return self.index.call(lambda: self._search(queries, live, cutoff, size, offset, limit))
+        window = (size, offset, limit)
+        return self.index.call(
+            lambda: self._search(queries, live, cutoff, window, collection, where)
+        )
 
     def local_candidates(
-        self, words: np.ndarray, limit: int, signatures: np.ndarray | None
+        self,
+        words: np.ndarray,
+        limit: int,
+        signatures: np.ndarray | None,
+        collection: str,
+        where: Filter | None,
     ) -> list[LocalCandidate]:
         if len(words) > MAX_QUERY_WORDS:
             raise BadParameter(
@@ -54,7 +73,8 @@ class Searcher:
             )
         if limit == 0 or len(words) == 0:
             return []
-        body = bodies.local_query(words, min(limit, lookup.MAX_WINDOW))
+        clauses = bodies.scope(collection, where)
+        body = bodies.local_query(words, min(limit, lookup.MAX_WINDOW), clauses)
         _, found = self.index.call(lambda: self.index.request("POST", "/_search", body=body))
         hits = bodies.local_hits(found["hits"]["hits"])
         if signatures is None:
@@ -75,16 +95,19 @@ class Searcher:
         queries: np.ndarray,
         live: list[int],
         cutoff: float,
-        size: int,
-        offset: int,
-        limit: int,
+        window: tuple[int, int, int],
+        collection: str,
+        where: Filter | None,
     ) -> list[Hit]:
         """Candidates of every live query row in one _msearch, with their signatures from doc
         values (image-match's documents have no packed copy: their _source is fetched by
         path); exact ranking here; then the metadata of the returned page only."""
-        candidates = self.candidate_signatures(queries[live], size)
+        size, offset, limit = window
+        clauses = bodies.scope(collection, where)
+        candidates = self.candidate_signatures(queries[live], size, clauses)
         packed = [path for path, value in candidates.items() if value is not None]
-        legacy = lookup.legacy_sources(self.index, [p for p, v in candidates.items() if v is None])
+        unpacked = [path for path, value in candidates.items() if value is None]
+        legacy = lookup.legacy_sources(self.index, unpacked, clauses)
         paths = packed + [source["path"] for source in legacy]
         if not paths:
             return []
@@ -103,7 +126,7 @@ class Searcher:
             if n >= len(packed)
         ]
         ours = {path: (distance, row) for n, path, distance, row in page if n < len(packed)}
-        hits += self.with_metadata(ours, candidates, queries, cutoff)
+        hits += self.with_metadata(ours, candidates, queries, cutoff, collection)
         return sorted(hits, key=lambda hit: (hit.distance, hit.filepath))
 
     def with_metadata(
@@ -112,18 +135,20 @@ class Searcher:
         candidates: Candidates,
         queries: np.ndarray,
         cutoff: float,
+        collection: str = DEFAULT_COLLECTION,
     ) -> list[Hit]:
-        """Hits with their metadata, read in one _mget. A document replaced or deleted since
-        the search (its insertion sequence changed) is never paired with the other version's
-        metadata: a replacement is ranked again by its new signature, a deletion dropped."""
+        """Hits with their metadata and size, read in one _mget. A document replaced or deleted
+        since the search (its insertion sequence changed) is never paired with the other
+        version's metadata: a replacement is ranked again by its new signature, a deletion
+        dropped."""
         if not ranked:
             return []
-        by_id = {docs.doc_id(path): path for path in ranked}
+        by_id = {docs.doc_id(path, collection): path for path in ranked}
         _, body = self.index.request(
             "POST",
             "/_mget",
             body={"ids": list(by_id)},
-            params={"_source_includes": "metadata,seq,signature"},
+            params={"_source_includes": "metadata,seq,signature,width,height"},
         )
         hits = []
         for doc in body["docs"]:
@@ -141,16 +166,22 @@ class Searcher:
                 row, distance = int(rows[0]), float(distances[0])
                 if distance >= cutoff:
                     continue
-            hits.append(Hit(path, distance, source.get("metadata"), row))
+            size = docs.size_of(source)
+            hits.append(Hit(path, distance, source.get("metadata"), row, size))
         return hits
 
-    def candidate_signatures(self, queries: np.ndarray, size: int) -> Candidates:
+    def candidate_signatures(
+        self, queries: np.ndarray, size: int, clauses: bodies.Scope | None = None
+    ) -> Candidates:
         """The hits of all query rows, from one _msearch. Hits carry doc values only: no
         stored fields, not even _id, whose loading would cost more than the search."""
         path = self.index.path_field
         lines: list[Any] = []
         for row in queries:
-            lines += [{}, bodies.words_query(row, size, path, self.min_words)]
+            query = bodies.words_query(
+                row, size, path, clauses or bodies.scope(DEFAULT_COLLECTION), self.min_words
+            )
+            lines += [{}, query]
         _, body = self.index.request("POST", "/_msearch", lines=lines)
         found: Candidates = {}
         for response in body["responses"]:

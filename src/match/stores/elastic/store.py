@@ -23,12 +23,13 @@ from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
 from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
+from match.stores.elastic import bodies, listing, lookup
 from match.stores.elastic import documents as docs
-from match.stores.elastic import listing, lookup
 from match.stores.elastic.client import EngineClient
 from match.stores.elastic.index import Index, IndexSettings
 from match.stores.elastic.search import CANDIDATES, MIN_WORDS, Searcher
 from match.stores.elastic.writes import Writer
+from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 
 
 class ElasticStore:
@@ -48,6 +49,8 @@ class ElasticStore:
     ) -> None:
         self.client = client
         self.index = index
+        self.candidates = candidates
+        self.min_words = min_words
         settings = IndexSettings(shards, replicas, refresh_interval, codec, bulk_refresh)
         self._index = Index(client, index, settings)
         self._writer = Writer(self._index, algorithm)
@@ -81,50 +84,101 @@ class ElasticStore:
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         return self._writer.add_many(records)
 
-    def delete(self, filepath: str) -> None:
-        self._writer.delete(filepath)
+    def delete(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        self._writer.delete(filepath, collection)
 
-    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
-        self._writer.update_metadata(filepath, metadata)
+    def update_metadata(
+        self, filepath: str, metadata: Metadata, *, collection: str = DEFAULT_COLLECTION
+    ) -> None:
+        self._writer.update_metadata(filepath, metadata, collection)
+
+    def drop_collection(self, collection: str) -> int:
+        collection = check_collection(collection)
+        dropped = self._writer.delete_all(bodies.scope(collection))
+        if dropped == 0 and collection != DEFAULT_COLLECTION:
+            raise checks.no_collection(collection)
+        return dropped
 
     # -- reads ------------------------------------------------------------------------------
-    def get(self, filepath: str) -> ImageRecord:
+    def get(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> ImageRecord:
         filepath = checks.check_filepath(filepath)
-        found = self._index.call(lambda: lookup.find(self._index, filepath))
+        collection = check_collection(collection)
+        found = self._index.call(lambda: lookup.find(self._index, filepath, collection))
         if found is None:
-            raise checks.not_found(filepath)
+            raise checks.not_found(filepath, collection)
         return docs.record_of(found["_source"])
 
     def search(
-        self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+        self,
+        signatures: np.ndarray,
+        cutoff: float,
+        limit: int,
+        offset: int = 0,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> Sequence[Hit]:
         queries = checks.check_queries(signatures)
         cutoff = checks.check_cutoff(cutoff)
         offset = checks.non_negative(offset, "offset")
         limit = checks.non_negative(limit, "limit")
-        return self._searcher.search(queries, cutoff, offset, limit)
+        collection = check_collection(collection)
+        return self._searcher.search(queries, cutoff, offset, limit, collection, where)
 
     def local_candidates(
-        self, words: np.ndarray, limit: int, *, signatures: np.ndarray | None = None
+        self,
+        words: np.ndarray,
+        limit: int,
+        *,
+        signatures: np.ndarray | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> Sequence[LocalCandidate]:
         query = checks.check_words(words)
         queries = None if signatures is None else checks.check_queries(signatures)
         limit = checks.non_negative(limit, "limit")
-        return self._searcher.local_candidates(query, limit, queries)
+        collection = check_collection(collection)
+        return self._searcher.local_candidates(query, limit, queries, collection, where)
 
-    def count(self) -> int:
-        _, body = self._index.call(lambda: self._index.request("GET", "/_count"))
-        return int(body["count"])
+    def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
+        clauses = bodies.scope(check_collection(collection), where)
+        body = {"query": {"bool": {"filter": clauses}}}
+        _, found = self._index.call(lambda: self._index.request("POST", "/_count", body=body))
+        return int(found["count"])
 
-    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+    def list(
+        self,
+        offset: int = 0,
+        limit: int = 20,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[str]:
         offset = checks.non_negative(offset, "offset")
         limit = checks.non_negative(limit, "limit")
+        clauses = bodies.scope(check_collection(collection), where)
         if limit == 0:
             return []
-        return self._index.call(lambda: listing.list_paths(self._index, offset, limit))
+        return self._index.call(lambda: listing.list_paths(self._index, offset, limit, clauses))
+
+    def collections(self) -> list[tuple[str, int]]:
+        body = {
+            "size": 0,
+            "aggs": {
+                "named": {"terms": {"field": docs.COLLECTION_FIELD, "size": 10_000}},
+                "unnamed": {"missing": {"field": docs.COLLECTION_FIELD}},
+            },
+        }
+        _, found = self._index.call(lambda: self._index.request("POST", "/_search", body=body))
+        aggregations = found["aggregations"]
+        counts = {b["key"]: int(b["doc_count"]) for b in aggregations["named"]["buckets"]}
+        # documents written before collections (or by image-match) are in the default one
+        unnamed = int(aggregations["unnamed"]["doc_count"])
+        counts[DEFAULT_COLLECTION] = counts.get(DEFAULT_COLLECTION, 0) + unnamed
+        return sorted(counts.items())
 
     def ping(self) -> None:
-        self.count()
+        self._index.call(lambda: self._index.request("GET", "/_count"))
 
     def close(self) -> None:
         self.client.close()

@@ -21,6 +21,7 @@ from match.stores.base import BulkResult, ImageRecord, Metadata
 from match.stores.elastic import documents as docs
 from match.stores.elastic import lookup
 from match.stores.elastic.index import Index
+from match.stores.filters import DEFAULT_COLLECTION, check_collection
 
 Action = tuple[dict[str, Any], dict[str, Any] | None, str]  # (action line, source, filepath)
 
@@ -65,20 +66,48 @@ class Writer:
                 added, failed = added + result.added, failed + result.failed
         return BulkResult(added=added, failed=failed)
 
-    def delete(self, filepath: str) -> None:
+    def delete(self, filepath: str, collection: str) -> None:
         filepath = checks.check_filepath(filepath)
-        if not self.index.call(lambda: self._delete(filepath)):
-            raise checks.not_found(filepath)
+        collection = check_collection(collection)
+        if not self.index.call(lambda: self._delete(filepath, collection)):
+            raise checks.not_found(filepath, collection)
 
-    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
+    def update_metadata(self, filepath: str, metadata: Metadata, collection: str) -> None:
         filepath = checks.check_filepath(filepath)
+        collection = check_collection(collection)
         checks.metadata_json(metadata, filepath)
         for _ in range(ITEM_RETRIES):
-            if self.index.call(lambda: self._replace_metadata(filepath, metadata)):
+            if self.index.call(lambda: self._replace_metadata(filepath, metadata, collection)):
                 return
         raise StoreUnavailable(
             f"The metadata of {filepath!r} kept changing concurrently; try again"
         )
+
+    def delete_all(self, clauses: list[dict[str, Any]]) -> int:
+        """Delete every document in scope, a page at a time (the integ-test distributions have
+        no _delete_by_query: it lives in the reindex module); how many were deleted."""
+
+        def page() -> list[str]:
+            body = {
+                "query": {"bool": {"filter": clauses}},
+                "size": lookup.MAX_WINDOW,
+                "_source": False,
+                "track_total_hits": False,
+                "sort": ["_doc"],
+            }
+            _, found = self.index.request("POST", "/_search", body=body)
+            return [hit["_id"] for hit in found["hits"]["hits"]]
+
+        deleted = 0
+        while ids := self.index.call(page):
+            lines = [{"delete": {"_id": i}} for i in ids]
+            _, body = self.index.call(
+                lambda lines=lines: self.index.request(
+                    "POST", "/_bulk", lines=lines, params={"refresh": "wait_for"}
+                )
+            )
+            deleted += sum(1 for item in body["items"] if item["delete"].get("status") == 200)
+        return deleted
 
     # -- helpers ----------------------------------------------------------------------------
     def _prepare(self, records: list[ImageRecord]) -> tuple[list[Action], list[tuple[str, str]]]:
@@ -101,8 +130,10 @@ class Writer:
         actions: list[Action] = []
         for n, (record, row) in enumerate(zip(valid, all_words, strict=True)):
             doc = docs.document(record, record.signature, row, first + n, packed[n])
-            actions.append(({"index": {"_id": docs.doc_id(record.filepath)}}, doc, record.filepath))
-        for legacy_id in lookup.legacy_ids(self.index, [record.filepath for record in valid]):
+            own = docs.doc_id(record.filepath, record.collection)
+            actions.append(({"index": {"_id": own}}, doc, record.filepath))
+        default = [r.filepath for r in valid if r.collection == DEFAULT_COLLECTION]
+        for legacy_id in lookup.legacy_ids(self.index, default):
             actions.append(({"delete": {"_id": legacy_id}}, None, ""))
         return actions, failed
 
@@ -141,12 +172,11 @@ class Writer:
             actions = retry
         return added, failed
 
-    def _delete(self, filepath: str) -> bool:
-        actions = [({"delete": {"_id": docs.doc_id(filepath)}}, None, filepath)]
-        actions += [
-            ({"delete": {"_id": i}}, None, filepath)
-            for i in lookup.legacy_ids(self.index, [filepath])
-        ]
+    def _delete(self, filepath: str, collection: str) -> bool:
+        actions = [({"delete": {"_id": docs.doc_id(filepath, collection)}}, None, filepath)]
+        if collection == DEFAULT_COLLECTION:
+            legacy = lookup.legacy_ids(self.index, [filepath])
+            actions += [({"delete": {"_id": i}}, None, filepath) for i in legacy]
         _, body = self.index.request(
             "POST",
             "/_bulk",
@@ -163,17 +193,21 @@ class Writer:
                 raise StoreUnavailable(f"Deleting {filepath!r} failed: {item_reason(result)}")
         return deleted
 
-    def _replace_metadata(self, filepath: str, metadata: Metadata) -> bool:
-        """Replace the metadata with optimistic concurrency; False if the document changed
-        between read and write (the caller retries)."""
-        found = lookup.find(self.index, filepath)
+    def _replace_metadata(self, filepath: str, metadata: Metadata, collection: str) -> bool:
+        """Replace the metadata (and the values filters match) with optimistic concurrency;
+        False if the document changed between read and write (the caller retries)."""
+        found = lookup.find(self.index, filepath, collection)
         if found is None:
-            raise checks.not_found(filepath)
+            raise checks.not_found(filepath, collection)
         source = dict(found["_source"])
         source.pop("metadata", None)
+        source.pop(docs.FILTER_FIELD, None)
         if metadata is not None:
             source["metadata"] = metadata
-        if found["_id"] == docs.doc_id(filepath):  # ours: keep the packed signature
+        terms = docs.filter_terms(metadata)
+        if terms:
+            source[docs.FILTER_FIELD] = terms
+        if found["_id"] == docs.doc_id(filepath, collection):  # ours: keep the packed signature
             signature = checks.check_signature(source["signature"], filepath)
             source[docs.PACKED_FIELD] = docs.pack(signature[None, :])[0]
         params = {

@@ -17,6 +17,9 @@ import numpy as np
 from match.stores.sqlite.rows import RowIndex
 
 _CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
+_SPARSE = 0.25
+"""Below this share of chosen rows (a small collection, a selective filter) a chunk's chosen
+rows are gathered rather than all of them scanned."""
 SCAN_THREADS = min(2, os.cpu_count() or 1)
 """Threads that scan one query's chunks (on an idle machine, latency falls with the cores)."""
 
@@ -41,15 +44,18 @@ class CandidateIndex(RowIndex):
         self.words = words
         super().__init__()
 
-    def append(self, ids: np.ndarray, codes: np.ndarray) -> None:
+    def append(self, ids: np.ndarray, collections: np.ndarray, codes: np.ndarray) -> None:
         """Add rows with ids above ``last_id``; ``codes`` is (n, words) uint64."""
         if len(ids) == 0:
             return
-        first = self._append_rows(ids)
+        first = self._append_rows(ids, collections)
         self._codes[:, first : self._size] = codes.T
 
-    def candidates(self, queries: np.ndarray, stages: Sequence[tuple[int, int]]) -> np.ndarray:
-        """Ids of live rows within reach of any query code ((k, words) uint64), ascending.
+    def candidates(
+        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], rows: np.ndarray
+    ) -> np.ndarray:
+        """Ids of the chosen ``rows`` (a mask, see ``selection``) within reach of any query code
+        ((k, words) uint64), ascending.
 
         ``stages`` is a cascade of (words, threshold): a row must be within ``threshold`` bits
         of some query on its first ``words`` words at every stage. The first stage scans every
@@ -57,21 +63,29 @@ class CandidateIndex(RowIndex):
         scanned in parallel threads (numpy releases the GIL in its loops)."""
         starts = range(0, self._size, _CHUNK)
         if len(starts) > 1 and SCAN_THREADS > 1:
-            found = list(_scan_pool().map(lambda start: self._scan(queries, stages, start), starts))
+            found = list(
+                _scan_pool().map(lambda start: self._scan(queries, stages, rows, start), starts)
+            )
         else:
-            found = [self._scan(queries, stages, start) for start in starts]
+            found = [self._scan(queries, stages, rows, start) for start in starts]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def _scan(
-        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], start: int
+        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], rows: np.ndarray, start: int
     ) -> np.ndarray:
         stop = min(start + _CHUNK, self._size)
-        (words, threshold), later = stages[0], stages[1:]
-        near = _within(self._codes[:words, start:stop], queries, threshold)
-        rows = np.flatnonzero(near & self._alive[start:stop]) + start
-        for words, threshold in later:
-            rows = rows[_within(self._codes[:words, rows], queries, threshold)]
-        return self._ids[rows]
+        chosen = rows[start:stop]
+        if chosen.mean() < _SPARSE:  # few chosen rows: gather them, every stage on them only
+            found = np.flatnonzero(chosen) + start
+            remaining = stages
+        else:  # most rows: the first stage scans the contiguous columns
+            words, threshold = stages[0]
+            near = _within(self._codes[:words, start:stop], queries, threshold)
+            found = np.flatnonzero(near & chosen) + start
+            remaining = stages[1:]
+        for words, threshold in remaining:
+            found = found[_within(self._codes[:words, found], queries, threshold)]
+        return self._ids[found]
 
     def nbytes(self) -> int:
         return self._codes.nbytes + self._ids.nbytes + self._alive.nbytes

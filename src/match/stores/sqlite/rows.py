@@ -1,5 +1,5 @@
 """The bookkeeping both per-process indexes share (candidates.py, words.py): images as rows in id
-order, each alive or deleted.
+order, each alive or deleted, each in a collection.
 
 Ids only grow (SQLite AUTOINCREMENT, writers serialised), so new rows are appended and the id
 column stays sorted. A deleted id is marked dead, and dead rows are dropped once they pile up.
@@ -22,6 +22,7 @@ class RowIndex:
     def clear(self) -> None:
         self._ids = np.zeros(0, dtype=np.int64)
         self._alive = np.zeros(0, dtype=bool)
+        self._collections = np.zeros(0, dtype=np.int32)
         self._size = 0
         self._dead = 0
         self._clear_columns()
@@ -34,9 +35,26 @@ class RowIndex:
     def live_count(self) -> int:
         return self._size - self._dead
 
-    def live_ids(self) -> np.ndarray:
-        """Ids of live rows, ascending (= insertion order)."""
-        return self._ids[: self._size][self._alive[: self._size]]
+    @property
+    def stale(self) -> bool:
+        """Whether a reload would serve better than catching up (never, here: dead rows are
+        compacted away as they pile up)."""
+        return False
+
+    def live_ids(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Ids of live rows (or of the rows a ``selection`` mask chose), ascending (= insertion
+        order)."""
+        return self._ids[: self._size][self._alive[: self._size] if rows is None else rows]
+
+    def selection(self, collection: int, ids: np.ndarray | None = None) -> np.ndarray:
+        """A mask of the live rows in a collection, and among ``ids`` (ascending) if given."""
+        size = self._size
+        chosen = self._alive[:size] & (self._collections[:size] == collection)
+        if ids is not None:
+            among = np.zeros(size, dtype=bool)
+            among[positions_of(self._ids[:size], ids)] = True
+            chosen &= among
+        return chosen
 
     def kill(self, ids: np.ndarray) -> None:
         """Mark ids as deleted; ids not in the index are ignored."""
@@ -49,12 +67,14 @@ class RowIndex:
         if self._dead > COMPACT_AFTER and self._dead * 4 > self._size:
             self._compact()
 
-    def _append_rows(self, ids: np.ndarray) -> int:
-        """Make room for rows with ids above ``last_id``, alive; returns the first new row."""
+    def _append_rows(self, ids: np.ndarray, collections: np.ndarray) -> int:
+        """Make room for rows with ids above ``last_id``, alive, in their collections; returns
+        the first new row."""
         first = self._size
         self._reserve(first + len(ids))
         self._ids[first : first + len(ids)] = ids
         self._alive[first : first + len(ids)] = True
+        self._collections[first : first + len(ids)] = collections
         self._size += len(ids)
         return first
 
@@ -65,12 +85,14 @@ class RowIndex:
         capacity = max(needed, capacity * 3 // 2, 1024)
         self._ids = grown(self._ids, self._size, capacity)
         self._alive = grown(self._alive, self._size, capacity)
+        self._collections = grown(self._collections, self._size, capacity)
         self._grow_columns(capacity)
 
     def _compact(self) -> None:
         keep = self._alive[: self._size]
         self._compact_columns(keep)
         self._ids = self._ids[: self._size][keep]
+        self._collections = self._collections[: self._size][keep]
         self._size = len(self._ids)
         self._alive = np.ones(self._size, dtype=bool)
         self._dead = 0

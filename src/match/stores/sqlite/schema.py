@@ -1,46 +1,82 @@
 """The embedded store's tables. Triggers keep the bookkeeping in the same transaction as the
 change itself, so no crash can leave it out of step.
 
-- ``images``: one row per filepath; ``id`` (AUTOINCREMENT, never reused) is the insertion order,
-  and a replaced filepath gets a new id. ``signature`` is packed (216 bytes, see codes.py).
+- ``images``: one row per (collection, filepath); ``id`` (AUTOINCREMENT, never reused) is the
+  insertion order, and a replaced filepath gets a new id. ``signature`` is packed (216 bytes, see
+  codes.py); ``width`` and ``height`` are the image's pixels as given (NULL when not known);
+  ``added`` is when it was stored (Unix seconds).
+- ``collections``: the collections' names and how many records each has (exact counts without a
+  scan). Collection 1 is ``default``.
 - ``codes``: the candidate-index code of each image, in a narrow table so that a worker loads the
   index without reading the signatures.
 - ``local``: the packed local features (match.local.pack) of images that have them, for partial
   matching; ``words``: their distinct visual words (sorted little-endian uint16), in a narrow
   table so that a worker loads its inverted index (words.py) without reading the features.
+- ``fields``: the metadata values filters match (stores/filters.py), one row per record and key;
+  ``field_updates``: the ids whose metadata changed in place, in commit order, so that other
+  workers re-read their values (pruned as tombstones are).
 - ``tombstones``: ids deleted or replaced, in commit order, so that other workers drop them from
   their index; pruned to the most recent rows (a worker that fell behind reloads its index).
 - ``algorithms``: how many records each signature algorithm has: exact count() without a scan,
   and detection of records that cannot be compared with the current algorithm.
 - ``meta``: schema version, code size and seed, and how far tombstones were pruned.
 
-Schema 2 added ``local``, ``words`` and their trigger; a schema 1 file is upgraded in place when
-opened (the statements only create what is missing).
+Schema 2 added ``local``, ``words`` and their trigger (a schema 1 file gains them in place).
+Schema 3 added collections, filters and the image size: a schema 1 or 2 file is upgraded when
+opened, in one transaction: its images are copied into the new ``images`` table (ids and their
+sequence kept, all in the default collection) and their metadata indexed into ``fields``.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from match.errors import StoreUnavailable
+from match.stores.filters import DEFAULT_COLLECTION, indexed_fields
 
-SCHEMA_VERSION = "2"
-UPGRADABLE = ("1",)
-"""Older schemas that STATEMENTS upgrade in place: they only add tables and triggers."""
+SCHEMA_VERSION = "3"
+UPGRADABLE = ("1", "2")
+CODE_BITS = 1024
+CODE_SEED = 20021  # any fixed value; kept in the database so every process agrees
+DEFAULT_COLLECTION_ID = 1
+
+IMAGES = """CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection INTEGER NOT NULL,
+    filepath TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    signature BLOB,
+    metadata TEXT,
+    width INTEGER,
+    height INTEGER,
+    added REAL NOT NULL DEFAULT 0,
+    UNIQUE (collection, filepath)
+)"""
 
 STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    """CREATE TABLE IF NOT EXISTS images (
+    IMAGES.format(name="images"),
+    """CREATE TABLE IF NOT EXISTS collections (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
-        filepath TEXT NOT NULL UNIQUE,
-        algorithm TEXT NOT NULL,
-        signature BLOB NOT NULL,
-        metadata TEXT
+        name TEXT NOT NULL UNIQUE,
+        records INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE TABLE IF NOT EXISTS codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS local (id INTEGER PRIMARY KEY, features BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS words (id INTEGER PRIMARY KEY, words BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS fields (
+        id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value,
+        PRIMARY KEY (id, key)
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS tombstones (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS field_updates (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id INTEGER NOT NULL
     )""",
@@ -51,24 +87,23 @@ STATEMENTS = (
     """CREATE TRIGGER IF NOT EXISTS image_added AFTER INSERT ON images BEGIN
         INSERT INTO algorithms (name, records) VALUES (new.algorithm, 1)
             ON CONFLICT (name) DO UPDATE SET records = records + 1;
+        UPDATE collections SET records = records + 1 WHERE id = new.collection;
     END""",
     """CREATE TRIGGER IF NOT EXISTS image_deleted AFTER DELETE ON images BEGIN
         DELETE FROM codes WHERE id = old.id;
-        INSERT INTO tombstones (id) VALUES (old.id);
-        UPDATE algorithms SET records = records - 1 WHERE name = old.algorithm;
-    END""",
-    # a second trigger rather than a changed image_deleted: schema 1 files already have that one
-    """CREATE TRIGGER IF NOT EXISTS image_local_deleted AFTER DELETE ON images BEGIN
         DELETE FROM local WHERE id = old.id;
         DELETE FROM words WHERE id = old.id;
+        DELETE FROM fields WHERE id = old.id;
+        INSERT INTO tombstones (id) VALUES (old.id);
+        UPDATE algorithms SET records = records - 1 WHERE name = old.algorithm;
+        UPDATE collections SET records = records - 1 WHERE id = old.collection;
     END""",
+    f"INSERT OR IGNORE INTO collections (id, name) VALUES "
+    f"({DEFAULT_COLLECTION_ID}, '{DEFAULT_COLLECTION}')",
 )
 
 TOMBSTONES_KEPT = 100_000
 """Tombstones kept after pruning; a worker more than this many deletions behind reloads."""
-
-CODE_BITS = 1024
-CODE_SEED = 20021  # any fixed value; kept in the database so every process agrees
 
 
 def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
@@ -83,10 +118,10 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
                 f"The embedded store at {path} has schema "
                 f"{found[0]}, this Match reads schema {SCHEMA_VERSION}"
             )
+        if found is not None and found[0] in UPGRADABLE:
+            _upgrade_to_3(conn)
         for statement in STATEMENTS:
             conn.execute(statement)
-        if found is not None and found[0] in UPGRADABLE:
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
         defaults = {
             "schema": SCHEMA_VERSION,
             "code_bits": str(CODE_BITS),
@@ -94,6 +129,7 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
             "tombstones_pruned": "0",
         }
         conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items())
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except BaseException:
         if conn.in_transaction:
@@ -101,3 +137,35 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
         raise
     conn.execute("COMMIT")
     return meta
+
+
+def field_rows(image_id: int, metadata: dict | None) -> list[tuple[int, str, str, object]]:
+    """The ``fields`` rows of a record's metadata: (id, key, kind, value)."""
+    return [(image_id, key, kind, value) for key, (kind, value) in indexed_fields(metadata)]
+
+
+def _upgrade_to_3(conn: sqlite3.Connection) -> None:
+    """Schema 1 or 2 to 3: a new images table with the collection and size columns (SQLite
+    cannot change a UNIQUE constraint in place), the rows copied with their ids, the id sequence
+    carried over (ids are never reused, even those of the last deleted rows), every record in
+    the default collection, and the metadata indexed for filters."""
+    conn.execute(IMAGES.format(name="images_upgraded"))
+    conn.execute(
+        "INSERT INTO images_upgraded (id, collection, filepath, algorithm, signature, metadata) "
+        f"SELECT id, {DEFAULT_COLLECTION_ID}, filepath, algorithm, signature, metadata FROM images"
+    )
+    sequence = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
+    conn.execute("DROP TABLE images")  # and its triggers: STATEMENTS makes today's
+    conn.execute("ALTER TABLE images_upgraded RENAME TO images")
+    if sequence is not None:
+        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'images'", sequence)
+    for statement in (*STATEMENTS[2:7], STATEMENTS[-1]):  # collections ... fields, default
+        conn.execute(statement)
+    conn.execute(
+        "UPDATE collections SET records = (SELECT count(*) FROM images) WHERE id = ?",
+        (DEFAULT_COLLECTION_ID,),
+    )
+    cursor = conn.execute("SELECT id, metadata FROM images WHERE metadata IS NOT NULL")
+    while rows := cursor.fetchmany(10_000):
+        fields = [row for image_id, text in rows for row in field_rows(image_id, json.loads(text))]
+        conn.executemany("INSERT INTO fields (id, key, kind, value) VALUES (?, ?, ?, ?)", fields)

@@ -22,11 +22,14 @@ from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
 from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
+from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 from match.stores.ranking import closest, with_distances
 from match.stores.sqlite import tables
 from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.database import Database
+from match.stores.sqlite.fields import FieldIndex
+from match.stores.sqlite.schema import DEFAULT_COLLECTION_ID
 from match.stores.sqlite.sync import IndexSync
 from match.stores.sqlite.words import WordIndex
 
@@ -77,6 +80,11 @@ class SQLiteStore:
             reload=lambda conn: words.load(lambda: tables.word_chunks(conn, 0)),
             added_after=tables.word_chunks,
         )
+        fields = self._fields = FieldIndex()
+        self._fields_sync = IndexSync(
+            fields, reload=lambda conn: fields.clear(), added_after=tables.field_chunks
+        )
+        self._field_updates: int | None = None  # the newest field update applied
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SQLiteStore:
@@ -107,93 +115,162 @@ class SQLiteStore:
         added += self._insert(batch)
         return BulkResult(added=added, failed=failed)
 
-    def delete(self, filepath: str) -> None:
-        filepath = checks.check_filepath(filepath)
-        with self._db.write() as conn:
-            if conn.execute("DELETE FROM images WHERE filepath = ?", (filepath,)).rowcount == 0:
-                raise checks.not_found(filepath)
-
-    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
-        filepath = checks.check_filepath(filepath)
-        text = checks.metadata_json(metadata, filepath)
+    def delete(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        filepath, collection = _key(filepath, collection)
         with self._db.write() as conn:
             cursor = conn.execute(
-                "UPDATE images SET metadata = ? WHERE filepath = ?", (text, filepath)
+                "DELETE FROM images WHERE filepath = ? AND collection = "
+                "(SELECT id FROM collections WHERE name = ?)",
+                (filepath, collection),
             )
             if cursor.rowcount == 0:
-                raise checks.not_found(filepath)
+                raise checks.not_found(filepath, collection)
+
+    def update_metadata(
+        self, filepath: str, metadata: Metadata, *, collection: str = DEFAULT_COLLECTION
+    ) -> None:
+        filepath, collection = _key(filepath, collection)
+        text = checks.metadata_json(metadata, filepath)
+        with self._db.write() as conn:
+            found = self._id_of(conn, filepath, collection)
+            if found is None:
+                raise checks.not_found(filepath, collection)
+            tables.replace_metadata(conn, found, metadata, text)
+
+    def drop_collection(self, collection: str) -> int:
+        collection = check_collection(collection)
+        with self._db.write() as conn:
+            found = tables.collection_id(conn, collection)
+            if found is None:
+                raise checks.no_collection(collection)
+            dropped = conn.execute("DELETE FROM images WHERE collection = ?", (found,)).rowcount
+            if found != DEFAULT_COLLECTION_ID:
+                conn.execute("DELETE FROM collections WHERE id = ?", (found,))
+            tables.prune_tombstones(conn)
+        if dropped == 0 and collection != DEFAULT_COLLECTION:  # as on the engines: an empty
+            raise checks.no_collection(collection)  # collection is no collection
+        return dropped
 
     # -- reads ------------------------------------------------------------------------------
-    def get(self, filepath: str) -> ImageRecord:
-        filepath = checks.check_filepath(filepath)
+    def get(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> ImageRecord:
+        filepath, collection = _key(filepath, collection)
         with self._db.read() as conn:
             row = conn.execute(
-                "SELECT filepath, algorithm, signature, metadata, features FROM images "
-                "LEFT JOIN local USING (id) WHERE filepath = ?",
-                (filepath,),
+                "SELECT filepath, algorithm, signature, metadata, features, width, height, added "
+                "FROM images LEFT JOIN local USING (id) WHERE filepath = ? AND collection = "
+                "(SELECT id FROM collections WHERE name = ?)",
+                (filepath, collection),
             ).fetchone()
         if row is None:
-            raise checks.not_found(filepath)
+            raise checks.not_found(filepath, collection)
         signature = unpack_signatures([row[2]])[0]
         metadata = checks.metadata_of(row[3])
-        return ImageRecord(row[0], signature, metadata, row[1], tables.unpacked(row[4]))
+        local = tables.unpacked(row[4])
+        size = _size(row[5], row[6])
+        return ImageRecord(row[0], signature, metadata, row[1], local, collection, size, row[7])
 
-    def count(self) -> int:
+    def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
+        collection = check_collection(collection)
         with self._db.read() as conn:
-            return tables.count(conn)
+            if where is None:
+                found = tables.collection_id(conn, collection)
+                return 0 if found is None else tables.count(conn, found)
+            self._codes_sync.refresh(conn)
+            rows = self._chosen(conn, self._codes, collection, where)
+            return 0 if rows is None else int(np.count_nonzero(rows))
 
-    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
+    def list(
+        self,
+        offset: int = 0,
+        limit: int = 20,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[str]:
         offset = checks.non_negative(offset, "offset")
         limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
         with self._db.read() as conn:
             self._codes_sync.refresh(conn)
-            ids = self._codes.live_ids()[offset : offset + limit]
-            rows = tables.rows_by_id(conn, "filepath", ids)
-        return [rows[int(i)][0] for i in ids]
+            rows = self._chosen(conn, self._codes, collection, where)
+            if rows is None:
+                return []
+            ids = self._codes.live_ids(rows)[offset : offset + limit]
+            found = tables.rows_by_id(conn, "filepath", ids)
+        return [found[int(i)][0] for i in ids]
+
+    def collections(self) -> list[tuple[str, int]]:
+        with self._db.read() as conn:
+            return tables.collections(conn)
 
     def search(
-        self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
+        self,
+        signatures: np.ndarray,
+        cutoff: float,
+        limit: int,
+        offset: int = 0,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> Sequence[Hit]:
         queries = checks.check_queries(signatures)
         cutoff = checks.check_cutoff(cutoff)
         offset = checks.non_negative(offset, "offset")
         limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
         stages = self._coder.stages(cutoff, self.miss_rate)
         with self._db.read() as conn, _one_blas_thread():
             tables.check_algorithms(conn, self.algorithm)
             self._codes_sync.refresh(conn)
-            ids = self._codes.candidates(self._coder.encode(queries), stages)
-            rows = tables.rows_by_id(conn, "filepath, signature", ids).values()
-            return self._hits(conn, _rank(queries, rows, cutoff)[offset : offset + limit])
+            rows = self._chosen(conn, self._codes, collection, where)
+            if rows is None:
+                return []
+            ids = self._codes.candidates(self._coder.encode(queries), stages, rows)
+            found = tables.rows_by_id(conn, "filepath, signature", ids).values()
+            return self._hits(conn, _rank(queries, found, cutoff)[offset : offset + limit])
 
     def local_candidates(
-        self, words: np.ndarray, limit: int, *, signatures: np.ndarray | None = None
+        self,
+        words: np.ndarray,
+        limit: int,
+        *,
+        signatures: np.ndarray | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> list[LocalCandidate]:
         query = checks.check_words(words)
         queries = None if signatures is None else checks.check_queries(signatures)
         limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
         with self._db.read() as conn:
             self._words_sync.refresh(conn)
-            ids = self._words.top(query, limit).tolist()
+            rows = self._chosen(conn, self._words, collection, where)
+            if rows is None:
+                return []
+            ids = self._words.top(query, limit, rows).tolist()
             found = tables.rows_by_id(
-                conn, "filepath, features, metadata, signature", ids, join="JOIN local USING (id)"
+                conn,
+                "filepath, features, metadata, signature, width, height",
+                ids,
+                join="JOIN local USING (id)",
             )
-        rows = [found[i] for i in ids if i in found]
+        ordered = [found[i] for i in ids if i in found]
         # a row whose features cannot be read is skipped, not an error for the query
-        readable = [(row, local) for row in rows if (local := tables.unpacked(row[1])) is not None]
+        readable = [(r, local) for r in ordered if (local := tables.unpacked(r[1])) is not None]
         candidates = [
-            LocalCandidate(row[0], local, checks.metadata_of(row[2])) for row, local in readable
+            LocalCandidate(r[0], local, checks.metadata_of(r[2]), size=_size(r[4], r[5]))
+            for r, local in readable
         ]
         if queries is None or not candidates:
             return candidates
-        stored = unpack_signatures([row[3] for row, _ in readable])
+        stored = unpack_signatures([r[3] for r, _ in readable])
         return with_distances(candidates, queries, stored)
 
     def search_exhaustive(
         self, signatures: np.ndarray, cutoff: float, limit: int, offset: int = 0
     ) -> list[Hit]:
-        """search() by comparing with every stored signature: the ground truth the candidate
-        index is measured against (slow: for benchmarks and tests)."""
+        """search() by comparing with every stored signature, in every collection: the ground
+        truth the candidate index is measured against (slow: for benchmarks and tests)."""
         queries = checks.check_queries(signatures)
         cutoff = checks.check_cutoff(cutoff)
         offset = checks.non_negative(offset, "offset")
@@ -237,11 +314,61 @@ class SQLiteStore:
         return len(batch)
 
     def _hits(self, conn: sqlite3.Connection, ranked: list[Ranked]) -> list[Hit]:
-        metadata = tables.rows_by_id(conn, "metadata", [item[2] for item in ranked])
-        return [
-            Hit(filepath, distance, checks.metadata_of(metadata[image_id][0]), orientation)
-            for distance, filepath, image_id, orientation in ranked
-        ]
+        found = tables.rows_by_id(conn, "metadata, width, height", [item[2] for item in ranked])
+        hits = []
+        for distance, filepath, image_id, orientation in ranked:
+            metadata, width, height, _ = found[image_id]
+            metadata = checks.metadata_of(metadata)
+            hits.append(Hit(filepath, distance, metadata, orientation, _size(width, height)))
+        return hits
+
+    def _chosen(
+        self,
+        conn: sqlite3.Connection,
+        index: CandidateIndex | WordIndex,
+        collection: str,
+        where: Filter | None,
+    ) -> np.ndarray | None:
+        """The mask of ``index``'s rows in the collection and matching the filter (the index
+        brought up to date by the caller), or None when the collection does not exist."""
+        found = tables.collection_id(conn, collection)
+        if found is None:
+            return None
+        if where is None:
+            return index.selection(found)
+        self._refresh_fields(conn)
+        return index.selection(found, self._fields.matching_ids(where))
+
+    def _refresh_fields(self, conn: sqlite3.Connection) -> None:
+        """The field index brought up to date: new and deleted records (as the other indexes
+        are), then the records whose metadata changed in place."""
+        seq, changed = tables.updated_since(conn, self._field_updates)
+        if changed is None:
+            self._fields_sync.reset()  # never loaded, or fell behind the pruned updates
+        before = self._fields.last_id
+        self._fields_sync.refresh(conn)
+        self._field_updates = seq
+        if changed is not None and len(changed):
+            # ids above ``before`` were just read with their current values
+            known = np.unique(changed[changed <= before])
+            self._fields.update(known, tables.fields_of(conn, known), seq)
+
+    @staticmethod
+    def _id_of(conn: sqlite3.Connection, filepath: str, collection: str) -> int | None:
+        found = conn.execute(
+            "SELECT id FROM images WHERE filepath = ? AND collection = "
+            "(SELECT id FROM collections WHERE name = ?)",
+            (filepath, collection),
+        ).fetchone()
+        return None if found is None else int(found[0])
+
+
+def _key(filepath: str, collection: str) -> tuple[str, str]:
+    return checks.check_filepath(filepath), check_collection(collection)
+
+
+def _size(width: int | None, height: int | None) -> tuple[int, int] | None:
+    return None if width is None or height is None else (width, height)
 
 
 def _rank(queries: np.ndarray, rows: Iterable[tuple[Any, ...]], cutoff: float) -> list[Ranked]:

@@ -2,8 +2,8 @@
 
 At the start of every read that uses it, an index drops the ids deleted since it last looked (the
 tombstones table) and appends the images added since (ids above its last one), in the read's own
-snapshot. An index that never loaded, or fell so far behind that the tombstones it needs were
-pruned, is reloaded instead.
+snapshot. An index that never loaded, fell so far behind that the tombstones it needs were
+pruned, or holds more deleted rows than it can drop (``stale``), is reloaded instead.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from match.stores.sqlite import tables
 class SyncedIndex(Protocol):
     @property
     def last_id(self) -> int: ...
+
+    @property
+    def stale(self) -> bool: ...
 
     def kill(self, ids: np.ndarray) -> None: ...
 
@@ -41,12 +44,16 @@ class IndexSync:
         self._added_after = added_after
         self._seq: int | None = None  # the newest tombstone seen; None: never loaded
 
+    def reset(self) -> None:
+        """Reload at the next refresh."""
+        self._seq = None
+
     def refresh(self, conn: sqlite3.Connection) -> None:
         seq, dead = tables.deleted_since(conn, self._seq)
-        if dead is None:
-            self._reload(conn)
-        else:
+        if dead is not None:
             self.index.kill(dead)
+        if dead is None or self.index.stale:
+            self._reload(conn)
         self._seq = seq
         for chunk in self._added_after(conn, self.index.last_id):
             self.index.append(*chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,10 @@ import numpy as np
 
 from match.errors import IncompatibleRecord
 from match.local import LocalFeatures, pack, unpack
+from match.stores.base import Metadata
 from match.stores.checks import CheckedRecord
 from match.stores.sqlite.codes import pack_signature
-from match.stores.sqlite.schema import TOMBSTONES_KEPT
+from match.stores.sqlite.schema import DEFAULT_COLLECTION_ID, TOMBSTONES_KEPT, field_rows
 
 FETCH = 50_000
 """Rows read at a time by a scan."""
@@ -45,19 +47,34 @@ class Row:
 
 # -- writes ----------------------------------------------------------------------------------------
 def insert(conn: sqlite3.Connection, rows: list[Row], codes: np.ndarray) -> None:
-    """Replace or insert rows (distinct filepaths) with their codes, in one write transaction.
-    Writers are serialised, so the new ids are the next ones after the table's sequence."""
-    filepaths = json.dumps([row.record.filepath for row in rows], ensure_ascii=False)
+    """Replace or insert rows (distinct collection and filepath pairs) with their codes, in one
+    write transaction. Writers are serialised, so the new ids are the next ones after the
+    table's sequence."""
+    collections = {name: collection_id(conn, name, create=True) for name in _names(rows)}
+    keys = [[collections[row.record.collection], row.record.filepath] for row in rows]
     conn.execute(
-        "DELETE FROM images WHERE filepath IN (SELECT value FROM json_each(?))", (filepaths,)
+        "DELETE FROM images WHERE (collection, filepath) IN "
+        "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+        (json.dumps(keys, ensure_ascii=False),),
     )
     found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
     first = (found[0] if found else 0) + 1
     numbered = list(zip(range(first, first + len(rows)), rows, strict=True))
+    now = time.time()
     conn.executemany(
-        "INSERT INTO images (id, filepath, algorithm, signature, metadata) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO images (id, collection, filepath, algorithm, signature, metadata, width, "
+        "height, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (i, r.record.filepath, r.record.algorithm, r.blob, r.record.metadata_json)
+            (
+                i,
+                collections[r.record.collection],
+                r.record.filepath,
+                r.record.algorithm,
+                r.blob,
+                r.record.metadata_json,
+                *(r.record.size or (None, None)),
+                now,
+            )
             for i, r in numbered
         ],
     )
@@ -72,24 +89,54 @@ def insert(conn: sqlite3.Connection, rows: list[Row], codes: np.ndarray) -> None
     conn.executemany(
         "INSERT INTO words (id, words) VALUES (?, ?)", [(i, r.words) for i, r in local]
     )
+    fields = [f for i, r in numbered for f in field_rows(i, r.record.metadata)]
+    conn.executemany("INSERT INTO fields (id, key, kind, value) VALUES (?, ?, ?, ?)", fields)
+
+
+def replace_metadata(
+    conn: sqlite3.Connection, image_id: int, metadata: Metadata, text: str | None
+) -> None:
+    """A record's new metadata, and the values filters match in it."""
+    conn.execute("UPDATE images SET metadata = ? WHERE id = ?", (text, image_id))
+    conn.execute("DELETE FROM fields WHERE id = ?", (image_id,))
+    conn.execute("INSERT INTO field_updates (id) VALUES (?)", (image_id,))
+    conn.executemany(
+        "INSERT INTO fields (id, key, kind, value) VALUES (?, ?, ?, ?)",
+        field_rows(image_id, metadata),
+    )
 
 
 def last_of_each_filepath(batch: list[Row]) -> list[Row]:
-    """The batch with only the last row of each filepath, in the order of those last ones
-    (a filepath added twice ends where it was added last)."""
-    latest: dict[str, Row] = {}
+    """The batch with only the last row of each filepath in a collection, in the order of those
+    last ones (a filepath added twice ends where it was added last)."""
+    latest: dict[tuple[str, str], Row] = {}
     for row in reversed(batch):
-        latest.setdefault(row.record.filepath, row)
+        latest.setdefault((row.record.collection, row.record.filepath), row)
     return list(reversed(latest.values()))
 
 
+def collection_id(conn: sqlite3.Connection, name: str, *, create: bool = False) -> int | None:
+    """The id of a collection by name (created if asked), or None if there is none."""
+    if create:
+        conn.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (name,))
+    found = conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+    return None if found is None else int(found[0])
+
+
+def _names(rows: list[Row]) -> list[str]:
+    return sorted({row.record.collection for row in rows})
+
+
 def prune_tombstones(conn: sqlite3.Connection) -> None:
-    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM tombstones").fetchone()[0]
-    pruned = _pruned_through(conn)
-    if newest - pruned > 2 * TOMBSTONES_KEPT:
-        through = newest - TOMBSTONES_KEPT
-        conn.execute("DELETE FROM tombstones WHERE seq <= ?", (through,))
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'tombstones_pruned'", (str(through),))
+    """Keep the last TOMBSTONES_KEPT tombstones and field updates (a worker further behind
+    reloads its indexes)."""
+    for table, key in (("tombstones", "tombstones_pruned"), ("field_updates", "updates_pruned")):
+        newest = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table}").fetchone()[0]
+        pruned = _pruned_through(conn, key)
+        if newest - pruned > 2 * TOMBSTONES_KEPT:
+            through = newest - TOMBSTONES_KEPT
+            conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (through,))
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (str(through), key))
 
 
 # -- reads -----------------------------------------------------------------------------------------
@@ -105,8 +152,17 @@ def rows_by_id(
     return {row[-1]: row for row in rows}
 
 
-def count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT coalesce(sum(records), 0) FROM algorithms").fetchone()[0])
+def count(conn: sqlite3.Connection, collection: int) -> int:
+    found = conn.execute("SELECT records FROM collections WHERE id = ?", (collection,)).fetchone()
+    return int(found[0]) if found else 0
+
+
+def collections(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """Every collection with records (and ``default``), with its count, by name."""
+    return conn.execute(
+        "SELECT name, records FROM collections WHERE records > 0 OR id = ? ORDER BY name",
+        (DEFAULT_COLLECTION_ID,),
+    ).fetchall()
 
 
 def check_algorithms(conn: sqlite3.Connection, algorithm: str) -> None:
@@ -137,22 +193,45 @@ def deleted_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.nd
 
 
 def code_chunks(conn: sqlite3.Connection, after: int, words: int) -> Iterator[Chunk]:
-    """(ids, (n, words) uint64 codes) of the images with ids above ``after``, in id order."""
-    cursor = conn.execute("SELECT id, code FROM codes WHERE id > ? ORDER BY id", (after,))
+    """(ids, collections, (n, words) uint64 codes) of the images with ids above ``after``, in
+    id order."""
+    cursor = conn.execute(
+        "SELECT id, collection, code FROM codes JOIN images USING (id) WHERE id > ? ORDER BY id",
+        (after,),
+    )
     while rows := cursor.fetchmany(FETCH):
-        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        codes = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.uint64)
-        yield ids, codes.reshape(len(rows), words)
+        ids, collections = _ids_and_collections(rows)
+        codes = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.uint64)
+        yield ids, collections, codes.reshape(len(rows), words)
 
 
 def word_chunks(conn: sqlite3.Connection, after: int) -> Iterator[Chunk]:
     """The stored words of the images with ids above ``after``, in id order, a chunk at a
-    time (ids, numbers of distinct words, the words concatenated)."""
-    cursor = conn.execute("SELECT id, words FROM words WHERE id > ? ORDER BY id", (after,))
+    time (ids, collections, numbers of distinct words, the words concatenated)."""
+    cursor = conn.execute(
+        "SELECT id, collection, words FROM words JOIN images USING (id) WHERE id > ? ORDER BY id",
+        (after,),
+    )
     while rows := cursor.fetchmany(WORD_FETCH):
-        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        counts = np.fromiter((len(row[1]) // 2 for row in rows), np.int64, len(rows))
-        yield ids, counts, np.frombuffer(b"".join(row[1] for row in rows), dtype="<u2")
+        ids, collections = _ids_and_collections(rows)
+        counts = np.fromiter((len(row[2]) // 2 for row in rows), np.int64, len(rows))
+        yield ids, collections, counts, np.frombuffer(b"".join(row[2] for row in rows), "<u2")
+
+
+def field_chunks(conn: sqlite3.Connection, after: int) -> Iterator[tuple[list[tuple]]]:
+    """The ``fields`` rows (id, key, kind, value) of the images with ids above ``after``, a
+    chunk at a time."""
+    cursor = conn.execute(
+        "SELECT id, key, kind, value FROM fields WHERE id > ? ORDER BY id", (after,)
+    )
+    while rows := cursor.fetchmany(FETCH):
+        yield (rows,)
+
+
+def _ids_and_collections(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    collections = np.fromiter((row[1] for row in rows), dtype=np.int32, count=len(rows))
+    return ids, collections
 
 
 def unpacked(features: bytes | None) -> LocalFeatures | None:
@@ -165,5 +244,29 @@ def unpacked(features: bytes | None) -> LocalFeatures | None:
         return None
 
 
-def _pruned_through(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT value FROM meta WHERE key = 'tombstones_pruned'").fetchone()[0])
+def updated_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.ndarray | None]:
+    """(newest field update, ids whose metadata changed after update ``seq``), as
+    deleted_since does for tombstones: None when the caller must reload instead."""
+    if seq is None or seq < _pruned_through(conn, "updates_pruned"):
+        return conn.execute("SELECT coalesce(max(seq), 0) FROM field_updates").fetchone()[0], None
+    changed = conn.execute(
+        "SELECT seq, id FROM field_updates WHERE seq > ? ORDER BY seq", (seq,)
+    ).fetchall()
+    if not changed:
+        return seq, np.zeros(0, dtype=np.int64)
+    return changed[-1][0], np.array([row[1] for row in changed], dtype=np.int64)
+
+
+def fields_of(conn: sqlite3.Connection, ids: np.ndarray) -> list[tuple]:
+    """The ``fields`` rows of these ids, in id order."""
+    listed = json.dumps([int(i) for i in ids])
+    return conn.execute(
+        "SELECT id, key, kind, value FROM fields WHERE id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY id",
+        (listed,),
+    ).fetchall()
+
+
+def _pruned_through(conn: sqlite3.Connection, key: str = "tombstones_pruned") -> int:
+    found = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return int(found[0]) if found else 0

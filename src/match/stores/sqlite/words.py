@@ -30,8 +30,9 @@ POSTINGS_BUDGET = 4_000_000
 adding nearly the same to every image) are left out: a query reads about 3 M postings at 100k
 images of photos' words, exact, but 30 M (~200 ms) at 1M."""
 
-Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""Images in id order: ids, their numbers of distinct words, and those words concatenated."""
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Images in id order: ids, collections, their numbers of distinct words, and those words
+concatenated."""
 
 
 def score(
@@ -109,9 +110,10 @@ class WordIndex(RowIndex):
         chunk, where appending everything would merge segments of twice that size."""
         self.clear()
         df = np.zeros(WORDS, dtype=np.int64)
-        ids, counts = [], []
-        for chunk_ids, chunk_counts, words in chunks():
+        ids, collections, counts = [], [], []
+        for chunk_ids, chunk_collections, chunk_counts, words in chunks():
             ids.append(chunk_ids)
+            collections.append(chunk_collections)
             counts.append(chunk_counts)
             df += np.bincount(words, minlength=WORDS)
         if not ids:
@@ -121,7 +123,7 @@ class WordIndex(RowIndex):
         rows = np.empty(int(offsets[-1]), dtype=np.int32)
         cursor = offsets[:-1].copy()  # where each word's next row goes
         first = 0
-        for chunk_ids, chunk_counts, words in chunks():
+        for chunk_ids, _, chunk_counts, words in chunks():
             chunk_rows = np.repeat(
                 np.arange(first, first + len(chunk_ids), dtype=np.int32), chunk_counts
             )
@@ -134,16 +136,18 @@ class WordIndex(RowIndex):
             first += len(chunk_ids)
         if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
             raise RuntimeError("the images changed between the two passes of a load")
-        self._append_rows(np.concatenate(ids))
+        self._append_rows(np.concatenate(ids), np.concatenate(collections))
         self._distinct[: self._size] = np.concatenate(counts)
         self._segments = [_Segment(offsets, rows)]
 
-    def append(self, ids: np.ndarray, counts: np.ndarray, words: np.ndarray) -> None:
+    def append(
+        self, ids: np.ndarray, collections: np.ndarray, counts: np.ndarray, words: np.ndarray
+    ) -> None:
         """Add images with ids above ``last_id``: image i has the ``counts[i]`` distinct words
         that follow in ``words`` (concatenated, each image's distinct)."""
         if len(ids) == 0:
             return
-        first = self._append_rows(ids)
+        first = self._append_rows(ids, collections)
         rows = np.arange(first, self._size, dtype=np.int32)
         self._distinct[first : self._size] = counts
         self._tail_rows = np.concatenate([self._tail_rows, np.repeat(rows, counts)])
@@ -151,17 +155,18 @@ class WordIndex(RowIndex):
         if len(self._tail_rows) >= TAIL_POSTINGS:
             self._flush_tail()
 
-    def top(self, query: np.ndarray, limit: int) -> np.ndarray:
-        """Ids of the ``limit`` live images scoring highest for the query's words, best first,
-        ties by id; images sharing no word are never returned."""
+    def top(self, query: np.ndarray, limit: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Ids of the ``limit`` live images (among the chosen ``rows``, a mask, see
+        ``selection``) scoring highest for the query's words, best first, ties by id; images
+        sharing no word are never returned. A word's rarity counts every live image."""
         query = np.unique(query)
         if limit == 0 or len(query) == 0 or self.live_count == 0:
             return np.zeros(0, dtype=np.int64)
-        rows, blocks = self._postings(self._within_budget(query))
-        df = blocks.sum(axis=0) if not self._dead else self._live_df(rows, blocks)
-        hit, scores = score(rows, blocks, self._distinct[: self._size], df, self.live_count)
-        alive = self._alive[hit]
-        hit, scores = hit[alive], scores[alive]
+        postings, blocks = self._postings(self._within_budget(query))
+        df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
+        hit, scores = score(postings, blocks, self._distinct[: self._size], df, self.live_count)
+        chosen = (self._alive if rows is None else rows)[hit]
+        hit, scores = hit[chosen], scores[chosen]
         if len(hit) > limit:
             # everything tying with the limit-th best, then an exact sort of those few
             threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
