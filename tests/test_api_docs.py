@@ -99,6 +99,9 @@ def test_every_described_operation_answers_and_others_are_405(
             continue  # TinEye-style routes: tests/test_api_tineye.py
         described = {verb.upper() for verb in item}
         for verb in VERBS:
+            if (path, verb) == ("/collections", "DELETE"):  # a collection to delete
+                added = {"filepath": "docs/dropped.jpg", "collection": "docs-dropped"}
+                api.call("POST", "/add", data=added, files={"image": ("a.jpg", photo)})
             status, body = api.call(verb, path, **_valid_request(path, photo))
             if verb in described:
                 assert status == 200, (verb, path, body)
@@ -116,6 +119,8 @@ def _valid_request(path: str, photo: bytes) -> dict[str, Any]:
         return {"files": {"image": ("a.jpg", photo)}}
     if path == "/compare":
         return {"files": {"image1": ("a.jpg", photo), "image2": ("b.jpg", photo)}}
+    if path == "/collections":
+        return {"params": {"collection": "docs-dropped"}}
     return {}
 
 

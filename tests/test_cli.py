@@ -126,3 +126,34 @@ def test_every_command_has_help_with_an_example() -> None:
     for name, sub in commands.items():
         example = next(line for line in sub.format_help().splitlines() if "Example:" in line)
         assert f"match {name}" in example, name
+
+
+def test_collections_and_filters_from_the_command_line(
+    tmp_path: Path, photo_paths: list[Path]
+) -> None:
+    data = tmp_path / "data"
+    photos = [str(p) for p in photo_paths[:2]]
+    done = run(
+        "add",
+        *photos,
+        "--collection",
+        "shop-1",
+        "--metadata",
+        '{"shop": 1}',
+        "--silent",
+        data_dir=data,
+        partial=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert run("add", photos[0], "--silent", data_dir=data, partial=False).returncode == 0
+    assert run("count", "--collection", "shop-1", data_dir=data).stdout.split() == ["2"]
+    listed = run("list", "--collection", "shop-1", "--filter", '{"shop": 1}', data_dir=data)
+    assert listed.stdout.split() == photos
+    assert run("list", "--filter", '{"shop": 1}', data_dir=data).stdout == ""  # default: none
+    found = run("search", photos[1], "--collection", "shop-1", "--json", data_dir=data)
+    assert json.loads(found.stdout)["result"][0]["filepath"] == photos[1]
+    assert run("collections", data_dir=data).stdout.split("\n")[:2] == ["1\tdefault", "2\tshop-1"]
+    assert run("collections", "--drop", "shop-1", data_dir=data).returncode == 0
+    assert run("count", "--collection", "shop-1", data_dir=data).stdout.split() == ["0"]
+    bad = run("list", "--filter", '{"shop": {"near": 1}}', data_dir=data)
+    assert bad.returncode == 1 and "unknown operator 'near'" in bad.stderr

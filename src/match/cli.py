@@ -22,6 +22,7 @@ from match.errors import BadParameter, MatchError, StoreUnavailable
 from match.service import Matcher, as_json, envelope
 from match.settings import Settings, SettingsError
 from match.stores import ImageRecord
+from match.stores.filters import DEFAULT_COLLECTION, check_collection, parse_filter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".mpo"}
@@ -73,6 +74,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("no image files found (use --recursive for folders)", EXIT_FAILED)
     matcher = Matcher(settings)
     matcher.ping()
+    collection = check_collection(args.collection)
     failed = stored = 0
     batch: list[ImageRecord] = []
     progress = _progress(len(files), silent=args.silent)
@@ -82,7 +84,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
             failed += 1
             progress.write(f"{path}: {result}", file=sys.stderr)
             continue
-        batch.append(dataclasses.replace(result, metadata=metadata))
+        batch.append(dataclasses.replace(result, metadata=metadata, collection=collection))
         if len(batch) >= BULK_BATCH:
             stored, failed = _flush(matcher, batch, stored, failed, progress)
     stored, failed = _flush(matcher, batch, stored, failed, progress)
@@ -102,7 +104,13 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         settings.all_orientations if args.all_orientations is None else (args.all_orientations)
     )
     query = matcher.query(_read(args.image), all_orientations, name=args.image)
-    matches = matcher.search(query, min_score=args.min_score, limit=args.limit)
+    matches = matcher.search(
+        query,
+        min_score=args.min_score,
+        limit=args.limit,
+        collection=args.collection,
+        where=parse_filter(args.filter),
+    )
     result = [as_json(match) for match in matches]
     if args.json:
         return _print_envelope("search", result)
@@ -161,7 +169,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: match delete photos/cat.jpg
     """
-    Matcher(settings).delete(args.filepath)
+    Matcher(settings).delete(args.filepath, collection=args.collection)
     return EXIT_OK
 
 
@@ -170,7 +178,11 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: match list --offset 100 --limit 50
     """
-    for filepath in Matcher(settings).list(offset=args.offset, limit=args.limit):
+    where = parse_filter(args.filter)
+    listed = Matcher(settings).list(
+        offset=args.offset, limit=args.limit, collection=args.collection, where=where
+    )
+    for filepath in listed:
         print(filepath)
     return EXIT_OK
 
@@ -180,7 +192,21 @@ def cmd_count(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: match count
     """
-    print(Matcher(settings).count())
+    print(Matcher(settings).count(collection=args.collection, where=parse_filter(args.filter)))
+    return EXIT_OK
+
+
+def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
+    """List the collections with their counts, or delete one (every image in it).
+
+    Example: match collections --drop shop-12
+    """
+    matcher = Matcher(settings)
+    if args.drop:
+        print(f"deleted {matcher.drop_collection(args.drop)} images of {args.drop}")
+        return EXIT_OK
+    for name, count in matcher.collections():
+        print(f"{count}\t{name}")
     return EXIT_OK
 
 
@@ -206,6 +232,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=function)
         return sub
 
+    def scoped(sub: argparse.ArgumentParser, filtered: bool = False) -> None:
+        sub.add_argument(
+            "--collection", default=DEFAULT_COLLECTION, help="the collection (default: default)"
+        )
+        if filtered:
+            sub.add_argument(
+                "--filter", help='metadata filter, a JSON object: {"shop": 12, "price": {"lt": 9}}'
+            )
+
     serve = command("serve", cmd_serve)
     serve.add_argument("--port", type=int, help="override PORT")
     serve.add_argument("--host", help="override HOST")
@@ -222,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
         help="parallel signature processes (default: all cores)",
     )
     add.add_argument("--silent", action="store_true", help="no progress bar or summary")
+    scoped(add)
 
     search = command("search", cmd_search)
     search.add_argument("image")
@@ -234,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
         help="default: ALL_ORIENTATIONS",
     )
     search.add_argument("--json", action="store_true", help="print the API's JSON envelope")
+    scoped(search, filtered=True)
 
     compare = command("compare", cmd_compare)
     compare.add_argument("first")
@@ -251,12 +288,16 @@ def _parser() -> argparse.ArgumentParser:
 
     delete = command("delete", cmd_delete)
     delete.add_argument("filepath")
+    scoped(delete)
 
     listing = command("list", cmd_list)
     listing.add_argument("--offset", type=int, default=0)
     listing.add_argument("--limit", type=int, default=20)
+    scoped(listing, filtered=True)
 
-    command("count", cmd_count)
+    scoped(command("count", cmd_count), filtered=True)
+    collections = command("collections", cmd_collections)
+    collections.add_argument("--drop", metavar="NAME", help="delete this collection's images")
     return parser
 
 

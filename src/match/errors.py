@@ -8,7 +8,8 @@
     ├── TooLarge (413)              a body, image or URL download over a configured limit
     ├── FetchError (400)            a URL that is refused or cannot be fetched
     │   └── UpstreamError (502)     the remote server answered with an error or broke off
-    ├── NotFound (404)              an unknown filepath
+    ├── Forbidden (403)             an API key that may not act on this collection
+    ├── NotFound (404)              an unknown filepath or collection
     ├── IncompatibleRecord (409)    a stored record made by another signature algorithm/version
     └── StoreUnavailable (503)      the embedded store or the search engine cannot be reached
 
@@ -56,6 +57,10 @@ class FetchError(MatchError):
 
 class UpstreamError(FetchError):
     status = 502
+
+
+class Forbidden(MatchError):
+    status = 403
 
 
 class NotFound(MatchError):

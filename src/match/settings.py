@@ -197,8 +197,9 @@ SETTINGS: tuple[Setting, ...] = (
         "MATCH_API_KEYS",
         "",
         _optional,
-        "API keys, comma-separated; a key ending in `:ro` is read-only. Set: every endpoint "
-        "but /ping needs one (HTTP Basic password or Bearer token).",
+        "API keys, comma-separated; a key ending in `:ro` is read-only, `key@name` acts on the "
+        "collection `name` only. Set: every endpoint but /ping needs one (HTTP Basic password "
+        "or Bearer token).",
         secret=True,
     ),
     Setting(

@@ -11,6 +11,7 @@ from typing import Any
 
 from match.http.endpoints import AppContext, Endpoint
 from match.http.params import Param, Params
+from match.http.scoping import COLLECTION, FILTER, collection_of, filter_of
 from match.http.sources import choose_source, image_bytes, naming, query
 from match.service import as_json
 
@@ -60,46 +61,75 @@ def _all_orientations(context: AppContext, params: Params) -> bool:
 
 # -- handlers ----------------------------------------------------------------------------------
 def add(context: AppContext, params: Params) -> list[Any]:
-    filepath = params["filepath"]
+    filepath, collection = params["filepath"], collection_of(params)
     metadata = params["metadata"]
     source = choose_source(params)
     data = image_bytes(source, context.fetch_limits)
     with naming(source.name):
-        context.matcher.add(filepath, data, metadata)
+        context.matcher.add(filepath, data, metadata, collection=collection)
     return []
 
 
 def delete(context: AppContext, params: Params) -> list[Any]:
-    context.matcher.delete(params["filepath"])
+    context.matcher.delete(params["filepath"], collection=collection_of(params))
     return []
 
 
 def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
+    collection, where = collection_of(params), filter_of(params)
     source = choose_source(params, filepath="filepath")
+    all_orientations = _all_orientations(context, params)
     search_query = query(
-        context.matcher, source, context.fetch_limits, _all_orientations(context, params)
+        context.matcher, source, context.fetch_limits, all_orientations, collection
     )
     matches = context.matcher.search(
-        search_query, min_score=params["min_score"], limit=params["limit"], offset=params["offset"]
+        search_query,
+        min_score=params["min_score"],
+        limit=params["limit"],
+        offset=params["offset"],
+        collection=collection,
+        where=where,
     )
     return [as_json(match) for match in matches]
 
 
 def compare(context: AppContext, params: Params) -> list[dict[str, float]]:
+    collection = collection_of(params)  # of filepath1 and filepath2
     first = choose_source(params, url="url1", image="image1", filepath="filepath1")
     second = choose_source(params, url="url2", image="image2", filepath="filepath2")
     limits = context.fetch_limits
-    queries = query(context.matcher, first, limits, _all_orientations(context, params))
-    target = query(context.matcher, second, limits, False)
+    all_orientations = _all_orientations(context, params)
+    queries = query(context.matcher, first, limits, all_orientations, collection)
+    target = query(context.matcher, second, limits, False, collection)
     return [as_json(context.matcher.compare(queries, target))]
 
 
 def count(context: AppContext, params: Params) -> list[int]:
-    return [context.matcher.count()]
+    return [context.matcher.count(collection=collection_of(params), where=filter_of(params))]
 
 
 def list_(context: AppContext, params: Params) -> Sequence[str]:
-    return context.matcher.list(offset=params["offset"], limit=params["limit"])
+    return context.matcher.list(
+        offset=params["offset"],
+        limit=params["limit"],
+        collection=collection_of(params),
+        where=filter_of(params),
+    )
+
+
+def collections(context: AppContext, params: Params) -> list[dict[str, Any]]:
+    allowed = params.allowed_collections
+    return [
+        {"collection": name, "count": count}
+        for name, count in context.matcher.collections()
+        if allowed is None or name in allowed
+    ]
+
+
+def drop_collection(context: AppContext, params: Params) -> list[dict[str, Any]]:
+    params["collection"]  # required: never the default collection by omission
+    collection = collection_of(params)
+    return [{"collection": collection, "deleted": context.matcher.drop_collection(collection)}]
 
 
 def ping(context: AppContext, params: Params) -> list[Any]:
@@ -150,8 +180,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             URL,
             IMAGE,
             Param("metadata", "json", "JSON object stored with the image and returned by search."),
+            COLLECTION,
         ),
-        errors=(400, 413, 415, 502, 503),
+        errors=(400, 403, 413, 415, 502, 503),
     ),
     Endpoint(
         "/delete",
@@ -159,8 +190,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "delete",
         "Delete the image stored under a filepath.",
         delete,
-        (FILEPATH,),
-        errors=(400, 404, 503),
+        (FILEPATH, COLLECTION),
+        errors=(400, 403, 404, 503),
     ),
     Endpoint(
         "/search",
@@ -185,6 +216,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param(
                 "offset", "integer", "Skip this many matches (pagination).", default=0, minimum=0
             ),
+            COLLECTION,
+            FILTER,
         ),
         {
             "type": "object",
@@ -195,7 +228,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 **HOW_IT_MATCHED,
             },
         },
-        errors=(400, 404, 413, 415, 502, 503),
+        errors=(400, 403, 404, 413, 415, 502, 503),
     ),
     Endpoint(
         "/compare",
@@ -203,18 +236,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "compare",
         "Score of two images against each other.",
         compare,
-        (*_image_params("1"), *_image_params("2"), ALL_ORIENTATIONS),
+        (*_image_params("1"), *_image_params("2"), ALL_ORIENTATIONS, COLLECTION),
         {"type": "object", "properties": {"score": SCORE, **HOW_IT_MATCHED}},
-        errors=(400, 404, 413, 415, 502, 503),
+        errors=(400, 403, 404, 413, 415, 502, 503),
     ),
     Endpoint(
         "/count",
         ("GET", "POST"),
         "count",
-        "Number of stored images.",
+        "Number of stored images (in the collection, matching the filter).",
         count,
+        (COLLECTION, FILTER),
         result={"type": "integer"},
-        errors=(503,),
+        errors=(400, 403, 503),
     ),
     Endpoint(
         "/list",
@@ -222,9 +256,34 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "list",
         "Stored filepaths in insertion order.",
         list_,
-        LIST_PARAMS,
+        (*LIST_PARAMS, COLLECTION, FILTER),
         {"type": "string"},
-        errors=(400, 503),
+        errors=(400, 403, 503),
+    ),
+    Endpoint(
+        "/collections",
+        ("GET",),
+        "collections",
+        "The collections holding images, with their counts (default always).",
+        collections,
+        result={
+            "type": "object",
+            "properties": {"collection": {"type": "string"}, "count": {"type": "integer"}},
+        },
+        errors=(503,),
+    ),
+    Endpoint(
+        "/collections",
+        ("DELETE",),
+        "collections",
+        "Delete a collection: every image stored in it.",
+        drop_collection,
+        (Param("collection", "string", "The collection to delete.", required=True),),
+        {
+            "type": "object",
+            "properties": {"collection": {"type": "string"}, "deleted": {"type": "integer"}},
+        },
+        errors=(400, 403, 404, 503),
     ),
     Endpoint(
         "/ping",

@@ -5,7 +5,10 @@ Off unless MATCH_API_KEYS or MATCH_API_KEYS_FILE gives at least one key. Then ev
 password of HTTP Basic (any user name) or as a Bearer token. A key written with the suffix
 ``:ro`` is read-only: it may search, compare, count and list, but a request to a method that
 writes (add, delete, update_metadata, on dsys/match's and TinEye's routes alike) is refused 403.
-A missing or unknown key is 401 with ``WWW-Authenticate``; both answers are the API envelope.
+A key written ``key@name`` (or ``key:ro@name``) acts on the collection ``name`` only: it names
+that collection by default, any other is refused 403, and ``/collections`` lists only its own
+(an entry per collection gives a key several). A missing or unknown key is 401 with
+``WWW-Authenticate``; every answer is the API envelope.
 
 Keys are compared in constant time (``hmac.compare_digest`` of SHA-256 digests, against every
 key, so neither the position nor the length of a key leaks through timing). A key is never
@@ -25,12 +28,18 @@ from pathlib import Path
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from match.errors import BadParameter
 from match.http.envelope import fail, method_name
 from match.settings import Settings, SettingsError
+from match.stores.filters import check_collection
 
 READ_ONLY_SUFFIX = ":ro"
-# Envelope method names of the requests that change the store (method_name of the path).
+COLLECTION_SEPARATOR = "@"
+# Envelope method names of the requests that change the store (method_name of the path); a
+# DELETE of /collections drops one.
 WRITE_METHODS = frozenset({"add", "delete", "update_metadata"})
+STATE_KEY = "match_collections"
+"""Where the middleware leaves the collections a request's key may act on (None: any)."""
 OPEN_PATHS = frozenset({"/ping"})
 CHALLENGE = 'Basic realm="match", charset="UTF-8", Bearer realm="match"'
 
@@ -39,19 +48,35 @@ CHALLENGE = 'Basic realm="match", charset="UTF-8", Bearer realm="match"'
 class ApiKey:
     digest: bytes  # SHA-256 of the key: only digests are kept and compared
     read_only: bool
+    collections: frozenset[str] | None = None  # None: every collection
 
 
 def parse_keys(text: str) -> list[ApiKey]:
-    """Keys from comma- or newline-separated text; blank entries and ``#`` comments ignored."""
-    keys = []
+    """Keys from comma- or newline-separated text; blank entries and ``#`` comments ignored.
+    Entries of one key are merged: its collections joined (any unrestricted entry: all), and
+    read-only only if every entry is."""
+    entries: dict[bytes, list[tuple[bool, str | None]]] = {}
     for line in text.splitlines():
         for entry in line.split("#", 1)[0].split(","):
-            entry = entry.strip()
-            read_only = entry.endswith(READ_ONLY_SUFFIX)
+            secret, _, collection = entry.strip().partition(COLLECTION_SEPARATOR)
+            read_only = secret.endswith(READ_ONLY_SUFFIX)
             if read_only:
-                entry = entry[: -len(READ_ONLY_SUFFIX)]
-            if entry:
-                keys.append(ApiKey(_digest(entry), read_only))
+                secret = secret[: -len(READ_ONLY_SUFFIX)]
+            if not secret:
+                continue
+            if collection:
+                try:
+                    check_collection(collection)
+                except BadParameter:
+                    raise SettingsError(
+                        f"MATCH_API_KEYS: {collection!r} is not a collection name"
+                    ) from None
+            entries.setdefault(_digest(secret), []).append((read_only, collection or None))
+    keys = []
+    for digest, uses in entries.items():
+        named = [collection for _, collection in uses]
+        collections = None if None in named else frozenset(c for c in named if c)
+        keys.append(ApiKey(digest, all(ro for ro, _ in uses), collections))
     return keys
 
 
@@ -99,9 +124,10 @@ class AccessControl:
                 "An API key is required: send it as a Bearer token or as the HTTP Basic password",
                 headers={"WWW-Authenticate": CHALLENGE},
             )
-        elif key.read_only and method in WRITE_METHODS:
+        elif key.read_only and _writes(method, scope):
             response = fail(method, 403, f"This API key is read-only: it may not {method}")
         else:
+            scope.setdefault("state", {})[STATE_KEY] = key.collections
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
@@ -115,6 +141,15 @@ class AccessControl:
             if hmac.compare_digest(digest, key.digest) and found is None:
                 found = key
         return found
+
+
+def _writes(method: str, scope: Scope) -> bool:
+    return method in WRITE_METHODS or (method == "collections" and scope["method"] == "DELETE")
+
+
+def allowed_collections(scope: Scope) -> frozenset[str] | None:
+    """The collections the request's key may act on; None: any (or no keys are set)."""
+    return scope.get("state", {}).get(STATE_KEY)
 
 
 def _credential(scope: Scope) -> str | None:

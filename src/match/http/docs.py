@@ -37,11 +37,19 @@ def render_docs(spec: dict[str, Any]) -> str:
 
 def _path_section(path: str, operations: dict[str, Any]) -> str:
     verbs = "".join(f'<span class="verb">{escape(method.upper())}</span>' for method in operations)
-    first = next(iter(operations.values()))
-    statuses = ", ".join(code for code in first["responses"] if code != "200")
+    summaries = {operation["summary"]: verb for verb, operation in operations.items()}
+    if len(summaries) == 1:
+        described = f"<p>{escape(next(iter(summaries)))}</p>"
+    else:  # one route, several jobs (GET /collections lists, DELETE drops one)
+        described = "".join(
+            f"<p><code>{escape(verb.upper())}</code> {escape(summary)}</p>"
+            for summary, verb in summaries.items()
+        )
+    codes = {code for op in operations.values() for code in op["responses"] if code != "200"}
+    statuses = ", ".join(sorted(codes))
     return (
         f'<section id="{escape(path.strip("/"))}"><h2>{verbs}{escape(path)}</h2>'
-        f"<p>{escape(first['summary'])}</p>{_parameter_table(list(operations.values()))}"
+        f"{described}{_parameter_table(list(operations.values()))}"
         f"<p>Errors: {escape(statuses)}.</p></section>"
     )
 

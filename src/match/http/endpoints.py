@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from match.errors import MatchError
 from match.fetch import FetchLimits
+from match.http.auth import allowed_collections
 from match.http.envelope import fail, ok
 from match.http.params import Param, Params
 from match.service import Matcher
@@ -109,6 +110,7 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
             params = await Params.read(
                 request, endpoint.params, context.settings.match_max_upload_bytes
             )
+            params.allowed_collections = allowed_collections(request.scope)
             result = await anyio.to_thread.run_sync(
                 endpoint.handler, context, params, limiter=context.limiter
             )

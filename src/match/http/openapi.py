@@ -18,7 +18,8 @@ VERSION = "0.1.0"
 
 _STATUS_TEXT = {
     400: "A missing or malformed parameter, not an image, a URL that cannot be fetched",
-    404: "An unknown filepath",
+    403: "The API key may not do this (read-only, or limited to other collections)",
+    404: "An unknown filepath or collection",
     408: "The request body did not arrive in time",
     413: "A body, upload, image or download over the limits",
     415: "An image in a format Match does not read",

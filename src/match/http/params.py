@@ -54,6 +54,8 @@ class Params:
     def __init__(self, declared: Iterable[Param], values: dict[str, list[Raw]]) -> None:
         self.declared = {param.name: param for param in declared}
         self.values = values
+        # the collections the request's API key may act on (None: any), set by the responder
+        self.allowed_collections: frozenset[str] | None = None
 
     @classmethod
     async def read(

@@ -17,6 +17,7 @@ from match.errors import NotAnImage, TooLarge, UnsupportedFormat
 from match.fetch import FetchLimits, fetch_image
 from match.http.params import Params
 from match.service import Matcher, Query
+from match.stores.filters import DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,15 @@ def image_bytes(source: ImageSource, limits: FetchLimits) -> bytes:
 
 
 def query(
-    matcher: Matcher, source: ImageSource, limits: FetchLimits, all_orientations: bool
+    matcher: Matcher,
+    source: ImageSource,
+    limits: FetchLimits,
+    all_orientations: bool,
+    collection: str = DEFAULT_COLLECTION,
 ) -> Query:
+    """The query of any source; a stored filepath is looked up in ``collection``."""
     if source.kind == "filepath":
-        return matcher.stored_query(str(source.value), all_orientations)
+        return matcher.stored_query(str(source.value), all_orientations, collection=collection)
     data = image_bytes(source, limits)
     with naming(source.name):
         return matcher.query(data, all_orientations, name=f"image in '{source.name}'")

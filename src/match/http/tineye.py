@@ -19,6 +19,7 @@ from match.errors import BadParameter, NotFound
 from match.http.api import HOW_IT_MATCHED, LIST_PARAMS, MAX_LIMIT, MIN_SCORE, SCORE
 from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
+from match.http.scoping import COLLECTION, collection_of
 from match.http.sources import ImageSource, choose_source, image_bytes, naming, query
 from match.http.tineye_wire import MAX_BATCH, Field, Item, Reply, batch_items, each_item, responder
 from match.service import Comparison, Match, Metadata, Query, as_json
@@ -39,16 +40,17 @@ def add(context: AppContext, params: Params) -> Reply:
     items = batch_items(params, (IMAGE, URL, FILEPATH, IMAGE_ID, METADATA), "images or URLs")
     if not items:
         raise BadParameter("Missing parameter: give 'image' or 'url', or 'images[N]' or 'urls[N]'")
-    return each_item(items, lambda item: _add_one(context, item), _add_label)
+    collection = collection_of(params)
+    return each_item(items, lambda item: _add_one(context, item, collection), _add_label)
 
 
-def _add_one(context: AppContext, item: Item) -> None:
+def _add_one(context: AppContext, item: Item, collection: str) -> None:
     source = choose_source(item.params, url=item.name("url"), image=item.name("image"))
     filepath = _add_filepath(item, source)
     metadata = _new_metadata(item)
     data = image_bytes(source, context.fetch_limits)
     with naming(source.name):
-        context.matcher.add(filepath, data, metadata)
+        context.matcher.add(filepath, data, metadata, collection=collection)
 
 
 def _add_filepath(item: Item, source: ImageSource) -> str:
@@ -98,29 +100,31 @@ def delete(context: AppContext, params: Params) -> Reply:
     items = batch_items(params, (FILEPATH,), "filepaths")
     if not items:
         raise BadParameter("Missing parameter: give 'filepath' or 'filepaths[N]'")
-    return each_item(items, lambda item: _delete_one(context, item), _filepath_label)
+    collection = collection_of(params)
+    return each_item(items, lambda item: _delete_one(context, item, collection), _filepath_label)
 
 
-def _delete_one(context: AppContext, item: Item) -> None:
+def _delete_one(context: AppContext, item: Item, collection: str) -> None:
     filepath = item["filepath"]
     with _missing_worded():
-        context.matcher.delete(filepath)
+        context.matcher.delete(filepath, collection=collection)
 
 
 def update_metadata(context: AppContext, params: Params) -> Reply:
     items = batch_items(params, (FILEPATH, IMAGE_ID, METADATA), "filepaths")
     if not items:
         raise BadParameter("Missing parameter: give 'filepath' or 'filepaths[N]'")
-    return each_item(items, lambda item: _update_one(context, item), _filepath_label)
+    collection = collection_of(params)
+    return each_item(items, lambda item: _update_one(context, item, collection), _filepath_label)
 
 
-def _update_one(context: AppContext, item: Item) -> None:
+def _update_one(context: AppContext, item: Item, collection: str) -> None:
     if not item.given("filepath"):
         raise BadParameter(f"Parameter '{item.name('filepath')}' is required")
     filepath = item["filepath"]
     metadata = _new_metadata(item)
     with _missing_worded():
-        context.matcher.update_metadata(filepath, metadata)
+        context.matcher.update_metadata(filepath, metadata, collection=collection)
 
 
 def _filepath_label(item: Item) -> str:
@@ -144,8 +148,11 @@ def search(context: AppContext, params: Params) -> Reply:
     flips, min_score = params["check_horizontal_flip"], params["min_score"]
     limit, offset = params["limit"], params["offset"]
     source = choose_source(params, filepath="filepath")
-    search_query = _query(context, source, flips)
-    matches = context.matcher.search(search_query, min_score=min_score, limit=limit, offset=offset)
+    collection = collection_of(params)
+    search_query = _query(context, source, flips, collection)
+    matches = context.matcher.search(
+        search_query, min_score=min_score, limit=limit, offset=offset, collection=collection
+    )
     result = [_match(match) for match in matches]
     return Reply(result=result, query_image={"filepath": _query_name(params, source)})
 
@@ -154,19 +161,20 @@ def compare(context: AppContext, params: Params) -> Reply:
     flips, min_score = params["check_horizontal_flip"], params["min_score"]
     first = choose_source(params, url="url1", image="image1", filepath="filepath1")
     second = choose_source(params, url="url2", image="image2", filepath="filepath2")
-    queries = _query(context, first, flips)
+    collection = collection_of(params)
+    queries = _query(context, first, flips, collection)
     with _missing_worded(f"{second.value}: "):
-        target = query(context.matcher, second, context.fetch_limits, False)
+        target = query(context.matcher, second, context.fetch_limits, False, collection)
     comparison = context.matcher.compare(queries, target)
     matched = context.matcher.is_match(comparison.score, min_score)  # the rule search applies
     return Reply(result=[_match(comparison)] if matched else [])
 
 
-def _query(context: AppContext, source: ImageSource, flips: bool) -> Query:
+def _query(context: AppContext, source: ImageSource, flips: bool, collection: str) -> Query:
     """The query's 4 rotations, or all 8 orientations with check_horizontal_flip. MatchEngine
     finds rotated copies without being asked and mirrored ones only when asked."""
     with _missing_worded(f"{source.value}: "):
-        found = query(context.matcher, source, context.fetch_limits, True)
+        found = query(context.matcher, source, context.fetch_limits, True, collection)
     return found if flips else found.orientations(ROTATIONS)
 
 
@@ -195,11 +203,14 @@ def _query_name(params: Params, source: ImageSource) -> str:
 
 # -- count, list, ping --------------------------------------------------------------------------
 def count(context: AppContext, params: Params) -> Reply:
-    return Reply(result=[context.matcher.count()])
+    return Reply(result=[context.matcher.count(collection=collection_of(params))])
 
 
 def list_(context: AppContext, params: Params) -> Reply:
-    return Reply(result=context.matcher.list(offset=params["offset"], limit=params["limit"]))
+    listed = context.matcher.list(
+        offset=params["offset"], limit=params["limit"], collection=collection_of(params)
+    )
+    return Reply(result=listed)
 
 
 def ping(context: AppContext, params: Params) -> Reply:
@@ -258,7 +269,7 @@ def _endpoint(
         method,
         f"{summary} (TinEye MatchEngine wire format: always HTTP 200, failures in the envelope.)",
         handler,
-        (*params, FORMAT),
+        (*params, COLLECTION, FORMAT),
         result or {},
         errors=(),
         responder=responder,

@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from match.errors import BadParameter, MatchError
+from match.http.auth import allowed_collections
 from match.http.endpoints import AppContext, Endpoint
 from match.http.params import Param, Params, ParamType
 from match.service.results import envelope
@@ -81,6 +82,7 @@ def responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], Aw
         worked: float | None = None
         try:
             params = await Params.read(request, endpoint.params, max_bytes)
+            params.allowed_collections = allowed_collections(request.scope)
             check_common(params)
             began = time.perf_counter()
             reply = await anyio.to_thread.run_sync(

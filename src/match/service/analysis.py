@@ -15,6 +15,7 @@ from match.errors import BlankImage
 from match.service.timing import timed
 from match.settings import Settings
 from match.stores import ImageRecord
+from match.stores.filters import DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Query:
 
     signatures: np.ndarray
     local: local.LocalFeatures | None = None
+    size: tuple[int, int] | None = None  # (width, height) of the image as given
 
     def orientations(self, count: int) -> Query:
         """The same query with only its first ``count`` signatures."""
@@ -49,7 +51,7 @@ class Analyser:
         image is featureless."""
         count = len(sig.ORIENTATIONS) if all_orientations else 1
         with timed("signature", count):  # decoding included, as without partial matching
-            pixels = sig.decode_for_signature(
+            pixels, size = sig.decode_for_signature(
                 image,
                 max_pixels=self.settings.match_max_image_pixels,
                 mode=self.settings.match_signature_mode,
@@ -58,16 +60,29 @@ class Analyser:
         if sig.is_blank(signatures[0]):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         if not (features and self.partial_matching):
-            return Query(signatures)
+            return Query(signatures, size=size)
         with timed("local", 1):
             found = local.local_features(pixels)
-        return Query(signatures, found if len(found.words) else None)
+        return Query(signatures, found if len(found.words) else None, size)
 
-    def record(self, filepath: str, image: bytes, metadata: dict | None = None) -> ImageRecord:
-        """The record to store for encoded image bytes: its upright signature and local
-        features."""
+    def record(
+        self,
+        filepath: str,
+        image: bytes,
+        metadata: dict | None = None,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> ImageRecord:
+        """The record to store for encoded image bytes: its upright signature, local features
+        and size."""
         query = self.query(image, False)
-        return ImageRecord(filepath, query.signatures[0], metadata, local=query.local)
+        return ImageRecord(
+            filepath,
+            query.signatures[0],
+            metadata,
+            local=query.local,
+            collection=collection,
+            size=query.size,
+        )
 
     def stored_query(self, record: ImageRecord, all_orientations: bool) -> Query:
         """The query of a stored record: its signature's orientations by permutation, and its
@@ -77,4 +92,4 @@ class Analyser:
             if all_orientations
             else record.signature[None, :]
         )
-        return Query(signatures, record.local if self.partial_matching else None)
+        return Query(signatures, record.local if self.partial_matching else None, record.size)

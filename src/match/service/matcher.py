@@ -13,6 +13,7 @@ from match.service.results import Comparison, Match, Metadata, is_match
 from match.settings import Settings
 from match.stores import BulkResult, ImageRecord, Store, open_store
 from match.stores.checks import check_new_filepath
+from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 
 
 class Matcher:
@@ -29,40 +30,67 @@ class Matcher:
         return self._store
 
     # -- what is stored and searched with ----------------------------------------------------
-    def record(self, filepath: str, image: bytes, metadata: Metadata = None) -> ImageRecord:
+    def record(
+        self,
+        filepath: str,
+        image: bytes,
+        metadata: Metadata = None,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> ImageRecord:
         """The record to store for encoded image bytes: signature and, if on, local features."""
-        return self.analyser.record(check_new_filepath(filepath), image, metadata)
+        filepath, collection = check_new_filepath(filepath), check_collection(collection)
+        return self.analyser.record(filepath, image, metadata, collection)
 
     def query(self, image: bytes, all_orientations: bool, *, name: str = "image") -> Query:
         """Search input for encoded image bytes, decoded once for both methods."""
         return self.analyser.query(image, all_orientations, name=name)
 
-    def stored_query(self, filepath: str, all_orientations: bool) -> Query:
+    def stored_query(
+        self, filepath: str, all_orientations: bool, *, collection: str = DEFAULT_COLLECTION
+    ) -> Query:
         """Search input from an already stored image."""
-        return self.analyser.stored_query(self.store.get(filepath), all_orientations)
+        record = self.store.get(filepath, collection=collection)
+        return self.analyser.stored_query(record, all_orientations)
 
     def signature(self, image: bytes, *, name: str = "image") -> np.ndarray:
         """The upright signature of encoded image bytes; BlankImage if it is featureless."""
         return self.analyser.query(image, False, name=name, features=False).signatures[0]
 
     # -- operations -------------------------------------------------------------------------
-    def add(self, filepath: str, image: bytes, metadata: Metadata = None) -> None:
-        self.store.add(self.record(filepath, image, metadata))
+    def add(
+        self,
+        filepath: str,
+        image: bytes,
+        metadata: Metadata = None,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> None:
+        self.store.add(self.record(filepath, image, metadata, collection=collection))
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         return self.store.add_many(records)
 
     def search(
-        self, query: Query, *, min_score: float = 0.0, limit: int = 100, offset: int = 0
+        self,
+        query: Query,
+        *,
+        min_score: float = 0.0,
+        limit: int = 100,
+        offset: int = 0,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
     ) -> list[Match]:
-        """Both methods' matches, each stored image once with its better score, best first."""
+        """Both methods' matches in one collection (and metadata filter), each stored image
+        once with its better score, best first."""
         cutoff = self.settings.match_distance_cutoff
         # min_score is inclusive but the store's cutoff is strict: narrow it by a hair less, so
         # a score equal to min_score survives float rounding; is_match below is exact.
         store_cutoff = min(cutoff, 1.0 - min_score / 100.0 + 1e-9) if min_score > 0 else cutoff
-        found = methods.signature_matches(self.store, query, store_cutoff, offset + limit)
+        scope = methods.Scope(collection, where)
+        found = methods.signature_matches(self.store, query, store_cutoff, offset + limit, scope)
         if self.settings.match_partial_matching:
-            found += methods.local_matches(self.store, query)
+            found += methods.local_matches(self.store, query, scope)
         ranked = [m for m in methods.merge(found, cutoff) if is_match(m.score, cutoff, min_score)]
         return ranked[offset : offset + limit]
 
@@ -74,17 +102,32 @@ class Matcher:
         """Whether a score counts as a match (the rule search applies), at least min_score."""
         return is_match(score, self.settings.match_distance_cutoff, min_score)
 
-    def delete(self, filepath: str) -> None:
-        self.store.delete(filepath)
+    def delete(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        self.store.delete(filepath, collection=collection)
 
-    def update_metadata(self, filepath: str, metadata: Metadata) -> None:
-        self.store.update_metadata(filepath, metadata)
+    def update_metadata(
+        self, filepath: str, metadata: Metadata, *, collection: str = DEFAULT_COLLECTION
+    ) -> None:
+        self.store.update_metadata(filepath, metadata, collection=collection)
 
-    def count(self) -> int:
-        return self.store.count()
+    def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
+        return self.store.count(collection=collection, where=where)
 
-    def list(self, offset: int = 0, limit: int = 20) -> list[str]:
-        return self.store.list(offset=offset, limit=limit)
+    def list(
+        self,
+        offset: int = 0,
+        limit: int = 20,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[str]:
+        return self.store.list(offset=offset, limit=limit, collection=collection, where=where)
+
+    def collections(self) -> list[tuple[str, int]]:
+        return self.store.collections()
+
+    def drop_collection(self, collection: str) -> int:
+        return self.store.drop_collection(collection)
 
     def ping(self) -> None:
         self.store.ping()

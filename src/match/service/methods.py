@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,22 +24,40 @@ from match.service.analysis import Query
 from match.service.results import Comparison, Match, is_match, score_of
 from match.service.timing import timed
 from match.stores import LocalCandidate, Store
+from match.stores.filters import DEFAULT_COLLECTION, Filter
 
 LOCAL_CANDIDATES = 30
 """Stored images verified geometrically per search (the store ranks them by shared words)."""
 
 
-def signature_matches(store: Store, query: Query, cutoff: float, limit: int) -> list[Match]:
-    """The ``limit`` best stored images by signature, under the cutoff."""
+@dataclass(frozen=True)
+class Scope:
+    """Where a search looks: one collection, and the records of a metadata filter in it."""
+
+    collection: str = DEFAULT_COLLECTION
+    where: Filter | None = None
+
+
+def signature_matches(
+    store: Store, query: Query, cutoff: float, limit: int, scope: Scope = Scope()
+) -> list[Match]:
+    """The ``limit`` best stored images in scope by signature, under the cutoff."""
     with timed("search", len(query.signatures)):
-        hits = store.search(query.signatures, cutoff=cutoff, limit=limit, offset=0)
+        hits = store.search(
+            query.signatures,
+            cutoff=cutoff,
+            limit=limit,
+            offset=0,
+            collection=scope.collection,
+            where=scope.where,
+        )
     return [
         Match(hit.filepath, score_of(hit.distance), hit.metadata, sig.ORIENTATIONS[hit.orientation])
         for hit in hits
     ]
 
 
-def local_matches(store: Store, query: Query) -> list[Match]:
+def local_matches(store: Store, query: Query, scope: Scope = Scope()) -> list[Match]:
     """The verified local candidates, each as a local match and, when its signature was
     readable, also as the signature match of the same record version."""
     if query.local is None:
@@ -46,7 +65,11 @@ def local_matches(store: Store, query: Query) -> list[Match]:
     matches = []
     with timed("local_search", 1):
         candidates = store.local_candidates(
-            query.local.words, LOCAL_CANDIDATES, signatures=query.signatures
+            query.local.words,
+            LOCAL_CANDIDATES,
+            signatures=query.signatures,
+            collection=scope.collection,
+            where=scope.where,
         )
         for candidate in candidates:
             verified = verify(query, candidate.local)

@@ -45,8 +45,17 @@ def decode_pixels(
     ``min_side``: a JPEG may be decoded scaled down by 1/2, 1/4 or 1/8 (libjpeg DCT scaling) as
     long as its shorter side stays at least this long. Other formats decode at full size.
     """
+    return decode_sized(source, max_pixels=max_pixels, min_side=min_side)[0]
+
+
+def decode_sized(
+    source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """decode_pixels, and the image's (width, height) as it is viewed (EXIF orientation
+    applied), at full size even when ``min_side`` let a JPEG decode smaller."""
     if isinstance(source, np.ndarray):
-        return _array_pixels(source, max_pixels)
+        pixels = _array_pixels(source, max_pixels)
+        return pixels, (pixels.shape[1], pixels.shape[0])
     if isinstance(source, Image.Image):
         _check_size(source.size, max_pixels)
         return _viewable_pixels(source, min_side)
@@ -103,20 +112,27 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
         raise TooLarge(f"The image is {width}x{height} pixels; the limit is {max_pixels} pixels")
 
 
-def _viewable_pixels(image: Image.Image, min_side: int | None) -> np.ndarray:
+def _viewable_pixels(
+    image: Image.Image, min_side: int | None
+) -> tuple[np.ndarray, tuple[int, int]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # corrupt EXIF, truncated metadata: still an image
             image.seek(0)  # first frame of GIF, MPO, animated WebP, multi-page TIFF
+            width, height = image.size
             if min_side is not None:
                 _draft(image, min_side)
             image.load()
+            turned = image.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSING
             image = _apply_exif_orientation(image)
-            return _eight_bit_pixels(image)
+            return _eight_bit_pixels(image), (height, width) if turned else (width, height)
     except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise NotAnImage(f"The image is corrupt or truncated: {error}") from None
     except ValueError as error:
         raise UnsupportedFormat(f"The image's pixel format is not supported: {error}") from None
+
+
+_TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 def _draft(image: Image.Image, min_side: int) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from match.signature import float_ties
 from match.signature import luma as lumas
-from match.signature.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_pixels
+from match.signature.decode import DEFAULT_MAX_PIXELS, ImageInput, decode_sized
 from match.signature.orientations import GRID, NEIGHBOURS, ORIENTATIONS, axis_map
 
 ALGORITHM = "goldberg-imagematch-1"
@@ -52,9 +52,9 @@ def image_signature(
     ``mode="exact"`` reproduces image-match; ``"fast"`` decodes large JPEGs at reduced size
     (see FAST_MIN_SIDE), which moves the signature slightly (docs/signatures.md).
     """
-    return _Signer(decode_for_signature(source, max_pixels=max_pixels, mode=mode)).signatures((0,))[
-        0
-    ]
+    return _Signer(decode_for_signature(source, max_pixels=max_pixels, mode=mode)[0]).signatures(
+        (0,)
+    )[0]
 
 
 def orientation_signatures(
@@ -64,7 +64,7 @@ def orientation_signatures(
 
     Row k equals image_signature of the image turned by orientation k.
     """
-    return _Signer(decode_for_signature(source, max_pixels=max_pixels, mode=mode)).signatures(
+    return _Signer(decode_for_signature(source, max_pixels=max_pixels, mode=mode)[0]).signatures(
         range(len(ORIENTATIONS))
     )
 
@@ -86,14 +86,15 @@ def is_blank(signature: np.ndarray) -> bool:
 
 def decode_for_signature(
     source: ImageInput, *, max_pixels: int | None = None, mode: str = "exact"
-) -> np.ndarray:
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decoded pixels as the signature of ``mode`` reads them (fast mode: large JPEGs decoded
-    at reduced size), for pixels_orientation_signatures and anything else that needs them."""
+    at reduced size), for pixels_orientation_signatures and anything else that needs them; and
+    the image's full (width, height) as viewed."""
     if mode not in MODES:
         raise ValueError(f"signature mode must be one of {MODES}, not {mode!r}")
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     min_side = FAST_MIN_SIDE if mode == "fast" else None
-    return decode_pixels(source, max_pixels=limit, min_side=min_side)
+    return decode_sized(source, max_pixels=limit, min_side=min_side)
 
 
 class _Signer:
