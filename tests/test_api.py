@@ -33,13 +33,22 @@ from match.signature import ORIENTATIONS
 # -- images ------------------------------------------------------------------------------------
 # An image against itself: distance 0, up to float rounding in the store.
 IDENTICAL = pytest.approx(100.0, abs=1e-4)
-# what every result of a whole-image (signature) match says besides its score and filepath
-WHOLE_IMAGE = {
-    "orientation": "original",
-    "method": "signature",
-    "query_overlap_percent": 100.0,
-    "target_overlap_percent": 100.0,
-}
+
+
+def whole_image(image: bytes | Path) -> dict[str, Any]:
+    """What a whole-image (signature) match of an image with itself says besides its score
+    and filepath: both outlines are its own frame."""
+    width, height = Image.open(image if isinstance(image, Path) else io.BytesIO(image)).size
+    outline = [[0.0, 0.0], [float(width), 0.0], [float(width), float(height)], [0.0, float(height)]]
+    return {
+        "orientation": "original",
+        "mirrored": False,
+        "method": "signature",
+        "query_overlap_percent": 100.0,
+        "target_overlap_percent": 100.0,
+        "query_outline": outline,
+        "target_outline": outline,
+    }
 
 
 def jpeg(path: Path) -> bytes:
@@ -88,7 +97,7 @@ def test_add_then_search_finds_it_first_with_its_metadata(
         "score": IDENTICAL,
         "filepath": filepath,
         "metadata": {"tenant": "a", "n": [1, 2]},
-        **WHOLE_IMAGE,
+        **whole_image(photo_paths[1]),
     }
     scores = [result["score"] for result in results]
     assert scores == sorted(scores, reverse=True)
@@ -215,7 +224,7 @@ def test_min_score_limit_and_offset(api: Api, photo_paths: list[Path]) -> None:
 def test_compare(api: Api, photo_paths: list[Path]) -> None:
     a, b = jpeg(photo_paths[14]), jpeg(photo_paths[15])
     same = api.ok("POST", "/compare", files={"image1": ("a.jpg", a), "image2": ("b.jpg", a)})
-    assert same == [{"score": IDENTICAL, **WHOLE_IMAGE}]
+    assert same == [{"score": IDENTICAL, **whole_image(a)}]
     different = api.ok("POST", "/compare", files={"image1": ("a.jpg", a), "image2": ("b.jpg", b)})
     assert different[0]["score"] < 70.0
 
@@ -231,7 +240,7 @@ def test_compare(api: Api, photo_paths: list[Path]) -> None:
     stored = api.ok(
         "POST", "/compare", data={"filepath1": filepath}, files={"image2": ("a.jpg", a)}
     )
-    assert stored == [{"score": IDENTICAL, **WHOLE_IMAGE}]
+    assert stored == [{"score": IDENTICAL, **whole_image(a)}]
 
 
 def test_list_defaults_and_bounds(api: Api) -> None:
@@ -255,7 +264,7 @@ def test_add_search_and_compare_by_url(
     compared = api.ok(
         "POST", "/compare", data={"url1": images.url(photo.name), "filepath2": filepath}
     )
-    assert compared == [{"score": IDENTICAL, **WHOLE_IMAGE}]
+    assert compared == [{"score": IDENTICAL, **whole_image(photo)}]
 
 
 @pytest.mark.parametrize(

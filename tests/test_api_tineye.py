@@ -184,6 +184,8 @@ def test_add_images_then_list_count_and_search_them(
         found = me.search_image(data, filename="my-query.jpg")
         assert_ok(found, "search")
         assert found["query_image"] == {"filepath": "my-query.jpg"}
+        width, height = Image.open(io.BytesIO(data)).size
+        frame = [[0.0, 0.0], [float(width), 0.0], [float(width), float(height)], [0, height]]
         assert {
             "filepath": filepath,
             "score": IDENTICAL,
@@ -192,7 +194,10 @@ def test_add_images_then_list_count_and_search_them(
             "target_overlap_percent": 100.0,
             "metadata": None,
             "orientation": "original",  # Match's own fields, beside MatchEngine's
+            "mirrored": False,
             "method": "signature",
+            "query_outline": frame,
+            "target_outline": frame,
         } in found["result"]
         assert set(found["stats"]) == {"time_search", "time_total"}
 
@@ -340,8 +345,22 @@ def test_compare_like_tineyes_own_client_tests(
         "query_overlap_percent": 100.0,
         "target_overlap_percent": 100.0,
         "orientation": "mirror",  # Match's own fields, beside MatchEngine's
+        "mirrored": True,
         "method": "signature",
+        "query_outline": match["query_outline"],
+        "target_outline": match["target_outline"],
     }
+    width, height = Image.open(path).size  # both whole images: the flipped copy is as large
+    assert (
+        match["query_outline"]
+        == match["target_outline"]
+        == [
+            [0, 0],
+            [width, 0],
+            [width, height],
+            [0, height],
+        ]
+    )
     strict = me.compare_image(path.read_bytes(), flipped, min_score=100, check_horizontal_flip=True)
     assert strict["result"] == []
     same = me.compare_url(images.url(path.name), images.url(path.name), min_score=100)

@@ -350,3 +350,72 @@ def test_images_stored_without_local_features_are_found_once_it_is_on(
             stop(server, api)
     finally:
         forget(env)
+
+
+# -- what matched and where (issue 14) ------------------------------------------------------
+OUTLINE_PIXELS = 6.0  # how far an outline's corner may be from where the image was cut or put
+
+
+def assert_outline(outline: list[list[float]], box: tuple[float, float, float, float]) -> None:
+    """The four corners of ``outline`` within OUTLINE_PIXELS of the box's (left, top, right,
+    bottom), in the order top-left, top-right, bottom-right, bottom-left."""
+    left, top, right, bottom = box
+    expected = [[left, top], [right, top], [right, bottom], [left, bottom]]
+    for (x, y), (ex, ey) in zip(outline, expected, strict=True):
+        assert abs(x - ex) <= OUTLINE_PIXELS and abs(y - ey) <= OUTLINE_PIXELS, (outline, box)
+
+
+def test_a_crop_says_where_it_was_cut_and_a_copy_covers_the_whole_image(
+    on: Api, photos: Photos
+) -> None:
+    image = opened(photos.crop_partner)
+    width, height = image.size
+    box = (round(width * 0.35), round(height * 0.2), round(width * 0.95), round(height * 0.8))
+    query = jpeg(image.crop(box))
+    best = on.search(query)[0]
+    assert best["filepath"] == filepath_of(photos.crop_partner)
+    assert (best["method"], best["mirrored"], best["orientation"]) == ("local", False, "original")
+    assert_outline(best["query_outline"], box)  # the crop's box in the stored image
+    # the stored image's frame seen from the crop: it reaches past the crop on every side
+    crop_w, crop_h = box[2] - box[0], box[3] - box[1]
+    assert_outline(best["target_outline"], (-box[0], -box[1], width - box[0], height - box[1]))
+    assert best["query_overlap_percent"] == pytest.approx(100.0, abs=OVERLAP_TOLERANCE)
+    expected_share = 100.0 * crop_w * crop_h / (width * height)
+    assert best["target_overlap_percent"] == pytest.approx(expected_share, abs=OVERLAP_TOLERANCE)
+    # min_overlap keeps whole-image copies only: the crop is gone, a resized copy stays
+    assert filepath_of(photos.crop_partner) not in [
+        r["filepath"] for r in on.search(query, min_overlap="90")
+    ]
+    copy = on.search(resized(photos.crop_partner), min_overlap="90")[0]
+    assert copy["filepath"] == filepath_of(photos.crop_partner)
+    assert copy["target_overlap_percent"] > 90  # whichever method scored it higher
+    assert_outline(copy["query_outline"], (0, 0, width, height))
+    assert_outline(copy["target_outline"], (0, 0, width // 2, height // 2))
+
+
+def test_a_screenshot_says_where_the_image_was_pasted(on: Api, photos: Photos) -> None:
+    query, _ = screenshot(photos.screenshot)
+    canvas = Image.open(io.BytesIO(query))
+    photo = opened(photos.screenshot)
+    left, top = round(canvas.width * 0.05), round(canvas.height * 0.2)
+    best = on.search(query)[0]
+    assert best["filepath"] == filepath_of(photos.screenshot) and best["method"] == "local"
+    assert_outline(best["target_outline"], (left, top, left + photo.width, top + photo.height))
+    # the screenshot's frame reaches past the photo: its corners lie outside the stored image
+    (x0, y0), _, (x2, y2), _ = best["query_outline"]
+    assert x0 < 0 and y0 < 0 and x2 > photo.width and y2 > photo.height
+
+
+def test_compare_reports_the_same_outlines_as_search(on: Api, photos: Photos) -> None:
+    query = centre_crop(photos.crop)
+    found = on.search(query)[0]
+    [compared] = on.ok(
+        "POST",
+        "/compare",
+        data={"filepath2": filepath_of(photos.crop)},
+        files={"image1": ("q.jpg", query)},
+    )
+    assert compared["method"] == "local"
+    for key in ("query_outline", "target_outline"):
+        for a, b in zip(compared[key], found[key], strict=True):
+            assert a == pytest.approx(b, abs=OUTLINE_PIXELS), key

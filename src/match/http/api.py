@@ -89,6 +89,7 @@ def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
         offset=params["offset"],
         collection=collection,
         where=where,
+        min_overlap=params["min_overlap"],
     )
     return [as_json(match) for match in matches]
 
@@ -156,6 +157,25 @@ HOW_IT_MATCHED = {
         "description": "signature: the whole image; local: a partial match (crop, screenshot, "
         "caption, small turn) found by local features.",
     },
+    "mirrored": {
+        "type": "boolean",
+        "description": "Whether the query matched as a mirror image.",
+    },
+    "query_outline": {
+        "type": "array",
+        "nullable": True,
+        "items": {"type": "array", "items": {"type": "number"}},
+        "description": "Where the query's frame lies in the stored image: four [x, y] points "
+        "(top-left, top-right, bottom-right, bottom-left of the query) in the stored image's "
+        "pixels; for a crop of the stored image, the crop's box. Null when its size is unknown.",
+    },
+    "target_outline": {
+        "type": "array",
+        "nullable": True,
+        "items": {"type": "array", "items": {"type": "number"}},
+        "description": "Where the stored image's frame lies in the query: four [x, y] points in "
+        "the query's pixels; for a screenshot holding it, where it was pasted.",
+    },
     "query_overlap_percent": {
         "type": "number",
         "description": "Percent of the query lying inside the stored image (100 for a "
@@ -215,6 +235,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             ),
             Param(
                 "offset", "integer", "Skip this many matches (pagination).", default=0, minimum=0
+            ),
+            Param(
+                "min_overlap",
+                "number",
+                "Only matches covering at least this percent of the stored image (100: whole-"
+                "image copies only; a crop of it covers less).",
+                default=0.0,
+                minimum=0,
+                maximum=100,
             ),
             COLLECTION,
             FILTER,

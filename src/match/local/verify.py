@@ -38,6 +38,7 @@ class Verified:
     query_overlap: float  # percent of the query covered by the target
     target_overlap: float  # percent of the target covered by the query
     quarter_turns: int  # 0-3: counter-clockwise quarter turns that bring the query upright
+    matrix: np.ndarray  # (2, 3) affine map of the query's frame into the target's
 
 
 def tentative_matches(query: LocalFeatures, target: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +95,7 @@ def verify(query: LocalFeatures, target: LocalFeatures) -> Verified | None:
         _covered(matrix, query.size, target.size),
         _covered(cv2.invertAffineTransform(matrix), target.size, query.size),
         _quarter_turns(matrix),
+        matrix,
     )
 
 

@@ -80,9 +80,11 @@ class Matcher:
         offset: int = 0,
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
+        min_overlap: float = 0.0,
     ) -> list[Match]:
         """Both methods' matches in one collection (and metadata filter), each stored image
-        once with its better score, best first."""
+        once with its better score, best first. A partial match counts only if the query covers
+        at least ``min_overlap`` percent of the stored image (a whole-image match covers 100)."""
         cutoff = self.settings.match_distance_cutoff
         # min_score is inclusive but the store's cutoff is strict: narrow it by a hair less, so
         # a score equal to min_score survives float rounding; is_match below is exact.
@@ -90,7 +92,7 @@ class Matcher:
         scope = methods.Scope(collection, where)
         found = methods.signature_matches(self.store, query, store_cutoff, offset + limit, scope)
         if self.settings.match_partial_matching:
-            found += methods.local_matches(self.store, query, scope)
+            found += methods.local_matches(self.store, query, scope, min_overlap)
         ranked = [m for m in methods.merge(found, cutoff) if is_match(m.score, cutoff, min_score)]
         return ranked[offset : offset + limit]
 

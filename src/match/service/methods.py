@@ -20,6 +20,7 @@ import numpy as np
 from match import local
 from match import signature as sig
 from match.local.score import local_score
+from match.service import outlines
 from match.service.analysis import Query
 from match.service.results import Comparison, Match, is_match, score_of
 from match.service.timing import timed
@@ -52,14 +53,17 @@ def signature_matches(
             where=scope.where,
         )
     return [
-        Match(hit.filepath, score_of(hit.distance), hit.metadata, sig.ORIENTATIONS[hit.orientation])
+        _whole(hit.filepath, hit.distance, hit.metadata, hit.orientation, query.size, hit.size)
         for hit in hits
     ]
 
 
-def local_matches(store: Store, query: Query, scope: Scope = Scope()) -> list[Match]:
-    """The verified local candidates, each as a local match and, when its signature was
-    readable, also as the signature match of the same record version."""
+def local_matches(
+    store: Store, query: Query, scope: Scope = Scope(), min_overlap: float = 0.0
+) -> list[Match]:
+    """The verified local candidates, each as a local match (if it covers at least
+    ``min_overlap`` percent of the stored image) and, when its signature was readable, also as
+    the signature match of the same record version."""
     if query.local is None:
         return []
     matches = []
@@ -75,9 +79,19 @@ def local_matches(store: Store, query: Query, scope: Scope = Scope()) -> list[Ma
             verified = verify(query, candidate.local)
             if verified is None:
                 continue
-            matches.append(_local_match(candidate, verified))
+            if verified.target_overlap >= min_overlap:
+                matches.append(_local_match(query, candidate, verified))
             if candidate.distance is not None:
-                matches.append(_signature_match(candidate))
+                matches.append(
+                    _whole(
+                        candidate.filepath,
+                        candidate.distance,
+                        candidate.metadata,
+                        candidate.orientation,
+                        query.size,
+                        candidate.size,
+                    )
+                )
     return matches
 
 
@@ -97,16 +111,29 @@ def compare(first: Query, second: Query) -> Comparison:
     """How well ``second`` (its first signature) matches ``first``, by the better method."""
     distances = sig.normalized_distances(first.signatures, second.signatures[:1])[:, 0]
     best = int(np.argmin(distances))
-    by_signature = Comparison(score_of(float(distances[best])), "signature", sig.ORIENTATIONS[best])
+    by_signature = Comparison(
+        score_of(float(distances[best])),
+        "signature",
+        sig.ORIENTATIONS[best],
+        query_outline=outlines.frame(second.size),
+        target_outline=outlines.frame(first.size),
+        mirrored=_mirrored(best),
+    )
     verified = verify(first, second.local) if second.local is not None else None
     if verified is None or local_score(verified.inliers) <= by_signature.score:
         return by_signature
+    assert first.local is not None and second.local is not None
+    query_outline, target_outline = outlines.local_outlines(
+        verified, first.local, first.size, second.local, second.size
+    )
     return Comparison(
         local_score(verified.inliers),
         "local",
         sig.ORIENTATIONS[verified.quarter_turns],
         verified.query_overlap,
         verified.target_overlap,
+        query_outline,
+        target_outline,
     )
 
 
@@ -121,7 +148,11 @@ def verify(query: Query, stored: local.LocalFeatures) -> local.Verified | None:
     return verified
 
 
-def _local_match(candidate: LocalCandidate, verified: local.Verified) -> Match:
+def _local_match(query: Query, candidate: LocalCandidate, verified: local.Verified) -> Match:
+    assert query.local is not None
+    query_outline, target_outline = outlines.local_outlines(
+        verified, query.local, query.size, candidate.local, candidate.size
+    )
     return Match(
         candidate.filepath,
         local_score(verified.inliers),
@@ -130,14 +161,30 @@ def _local_match(candidate: LocalCandidate, verified: local.Verified) -> Match:
         "local",
         verified.query_overlap,
         verified.target_overlap,
+        query_outline,
+        target_outline,
     )
 
 
-def _signature_match(candidate: LocalCandidate) -> Match:
-    assert candidate.distance is not None
+def _whole(
+    filepath: str,
+    distance: float,
+    metadata: dict | None,
+    orientation: int,
+    query_size: tuple[int, int] | None,
+    stored_size: tuple[int, int] | None,
+) -> Match:
+    """A signature match: whole images, the query in one of its 8 orientations."""
     return Match(
-        candidate.filepath,
-        score_of(candidate.distance),
-        candidate.metadata,
-        sig.ORIENTATIONS[candidate.orientation],
+        filepath,
+        score_of(distance),
+        metadata,
+        sig.ORIENTATIONS[orientation],
+        query_outline=outlines.frame(stored_size),
+        target_outline=outlines.frame(query_size),
+        mirrored=_mirrored(orientation),
     )
+
+
+def _mirrored(orientation: int) -> bool:
+    return sig.ORIENTATIONS[orientation].startswith("mirror")

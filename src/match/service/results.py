@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from match.service.outlines import Outline
+
 Metadata = dict[str, Any] | None
 
 SCORE_TOLERANCE = 1e-9
@@ -31,6 +33,10 @@ class Match:
     # query; a signature match covers both whole frames
     query_overlap: float = 100.0
     target_overlap: float = 100.0
+    # where each image's frame lies in the other (service/outlines.py); None: a size unknown
+    query_outline: Outline | None = None
+    target_outline: Outline | None = None
+    mirrored: bool = False  # the query matched as a mirror image
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class Comparison:
     orientation: str = "original"
     query_overlap: float = 100.0
     target_overlap: float = 100.0
+    query_outline: Outline | None = None
+    target_outline: Outline | None = None
+    mirrored: bool = False
 
 
 def score_of(distance: float) -> float:
@@ -62,9 +71,12 @@ def as_json(result: Match | Comparison) -> dict[str, Any]:
         item |= {"filepath": result.filepath, "metadata": result.metadata}
     item |= {
         "orientation": result.orientation,
+        "mirrored": result.mirrored,
         "method": result.method,
         "query_overlap_percent": result.query_overlap,
         "target_overlap_percent": result.target_overlap,
+        "query_outline": result.query_outline,
+        "target_outline": result.target_outline,
     }
     return item
 
