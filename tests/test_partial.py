@@ -83,6 +83,11 @@ class Photos:
     def crop_partner(self) -> Path:
         return self.stored[4]
 
+    @property
+    def outlined(self) -> Path:
+        """Cropped and searched for its outline; no other edit of it is stored."""
+        return self.stored[5]
+
 
 def filepath_of(path: Path) -> str:
     return f"partial/{path.stem}.jpg"
@@ -368,12 +373,12 @@ def assert_outline(outline: list[list[float]], box: tuple[float, float, float, f
 def test_a_crop_says_where_it_was_cut_and_a_copy_covers_the_whole_image(
     on: Api, photos: Photos
 ) -> None:
-    image = opened(photos.crop_partner)
+    image = opened(photos.outlined)
     width, height = image.size
     box = (round(width * 0.35), round(height * 0.2), round(width * 0.95), round(height * 0.8))
     query = jpeg(image.crop(box))
     best = on.search(query)[0]
-    assert best["filepath"] == filepath_of(photos.crop_partner)
+    assert best["filepath"] == filepath_of(photos.outlined)
     assert (best["method"], best["mirrored"], best["orientation"]) == ("local", False, "original")
     assert_outline(best["query_outline"], box)  # the crop's box in the stored image
     # the stored image's frame seen from the crop: it reaches past the crop on every side
@@ -383,11 +388,11 @@ def test_a_crop_says_where_it_was_cut_and_a_copy_covers_the_whole_image(
     expected_share = 100.0 * crop_w * crop_h / (width * height)
     assert best["target_overlap_percent"] == pytest.approx(expected_share, abs=OVERLAP_TOLERANCE)
     # min_overlap keeps whole-image copies only: the crop is gone, a resized copy stays
-    assert filepath_of(photos.crop_partner) not in [
+    assert filepath_of(photos.outlined) not in [
         r["filepath"] for r in on.search(query, min_overlap="90")
     ]
-    copy = on.search(resized(photos.crop_partner), min_overlap="90")[0]
-    assert copy["filepath"] == filepath_of(photos.crop_partner)
+    copy = on.search(resized(photos.outlined), min_overlap="90")[0]
+    assert copy["filepath"] == filepath_of(photos.outlined)
     assert copy["target_overlap_percent"] > 90  # whichever method scored it higher
     assert_outline(copy["query_outline"], (0, 0, width, height))
     assert_outline(copy["target_outline"], (0, 0, width // 2, height // 2))

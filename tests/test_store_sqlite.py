@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import match.stores.sqlite.candidates as candidates_module
-import match.stores.sqlite.rows as rows_module
+import match.stores.sqlite.indexes as indexes_module
 import match.stores.sqlite.schema as schema_module
 import match.stores.sqlite.tables as tables_module
 import match.stores.sqlite.words as words_module
@@ -476,7 +476,7 @@ def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
 ) -> None:
     monkeypatch.setattr(tables_module, "TOMBSTONES_KEPT", 20)
     monkeypatch.setattr(words_module, "TAIL_POSTINGS", 3000)
-    monkeypatch.setattr(rows_module, "COMPACT_AFTER", 30)
+    monkeypatch.setattr(indexes_module, "BUILD_AFTER", 40)  # many shared builds, in threads
     features = [synthetic_local(100 + i, 150) for i in range(300)]
     signature = photos.originals[0]
     with SQLiteStore(tmp_path) as writer, SQLiteStore(tmp_path) as reader:
@@ -495,6 +495,8 @@ def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
         assert "l210" not in found and len(found) > 200
         writer.add(ImageRecord("l5", signature, local=features[210]))  # one more, appended
         assert reader.local_candidates(features[210].words, 1)[0].filepath == "l5"
+        for store in (writer, reader):
+            store.wait_for_builds()
 
 
 def test_filters_see_what_other_processes_change(tmp_path: Path, photos: Photos) -> None:

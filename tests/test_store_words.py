@@ -1,6 +1,6 @@
 """The embedded store's inverted index of visual words (match.stores.sqlite.words) against a
-brute-force tf-idf over the same images, through appends, segment merges, deletions and
-compaction."""
+brute-force tf-idf over the same images: shared segments built from stored rows, the tail's
+appends and merges, and deletions."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 
-import match.stores.sqlite.rows as rows_module
 import match.stores.sqlite.words as words_module
 from match.local import WORDS
-from match.stores.sqlite.words import WordIndex
+from match.stores.sqlite.words import WordIndex, build
 
 
 def default(ids: np.ndarray | int) -> np.ndarray:
@@ -63,14 +62,41 @@ def assert_same_ranking(index: WordIndex, live: dict[int, np.ndarray], query: np
     assert set(exact) <= set(found)
 
 
+def append(index: WordIndex, ids: np.ndarray, images: list[np.ndarray]) -> None:
+    """Rows for images, their word-row keys equal to their ids."""
+    counts = np.array([len(w) for w in images])
+    words = np.concatenate(images) if images else np.zeros(0, np.int64)
+    index.append(ids, ids, default(ids), counts, words)
+
+
+def segment(ids: np.ndarray, images: list[np.ndarray], parts: int = 5) -> dict[str, np.ndarray]:
+    """A shared segment's arrays built from images, read in ``parts`` chunks, as the store does."""
+
+    def chunks() -> list[words_module.Chunk]:
+        split = np.array_split(np.arange(len(images)), parts)
+        return [
+            (
+                ids[p],
+                ids[p],
+                default(p),
+                np.array([len(images[i]) for i in p]),
+                np.concatenate([images[i] for i in p]),
+            )
+            for p in split
+        ]
+
+    built = build(chunks)
+    assert built is not None
+    return built
+
+
 @pytest.fixture
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Segments of a few images each, so that appends flush and merge many times."""
+    """Tail segments of a few images each, so that appends flush and merge many times."""
     monkeypatch.setattr(words_module, "TAIL_POSTINGS", 1500)
-    monkeypatch.setattr(rows_module, "COMPACT_AFTER", 40)
 
 
-def test_top_equals_brute_force_through_appends_merges_and_deletions(
+def test_the_tail_equals_brute_force_through_appends_merges_and_deletions(
     small_segments: None,
 ) -> None:
     images = random_images(700, seed=3)
@@ -82,7 +108,7 @@ def test_top_equals_brute_force_through_appends_merges_and_deletions(
         ids = np.arange(next_id, next_id + len(batch)) + rng.integers(0, 3)  # gaps in ids
         next_id = int(ids[-1]) + 1
         chosen = [images[i] for i in batch]
-        index.append(ids, default(ids), np.array([len(w) for w in chosen]), np.concatenate(chosen))
+        append(index, ids, chosen)
         live.update(zip(ids.tolist(), chosen, strict=True))
         dead = rng.choice(list(live), 8, replace=False)
         index.kill(np.append(dead, 10**9))  # an id never indexed is ignored
@@ -91,16 +117,39 @@ def test_top_equals_brute_force_through_appends_merges_and_deletions(
         assert index.live_count == len(live)
         for query in queries:
             assert_same_ranking(index, live, query)
-    assert len(index._segments) > 1  # merges happened, but not into one segment each time
+    assert index._tail_segments  # the unsorted run was flushed into segments, and merged
 
 
-def test_ties_go_to_the_older_image_and_limits_hold() -> None:
+def test_shared_segments_and_a_tail_rank_as_brute_force(small_segments: None) -> None:
+    images = [*random_images(900, seed=9), np.zeros(0, np.int64)]  # one image without words
+    ids = np.arange(3, 3 + 2 * len(images), 2)
+    # word rows out of id order, as when features are stored after their image
+    order = np.random.default_rng(1).permutation(600)
+    first = segment(ids[:600][order], [images[i] for i in order])
+    second = segment(ids[600:800], images[600:800], parts=1)
+    index = WordIndex()
+    append(index, np.array([1]), [np.array([1, 2, 3])])  # replaced by the segments
+    index.set_segments([first, second], through=int(ids[799]))
+    assert index.last_key == ids[799] and index.tail_rows == 0
+    append(index, ids[800:], images[800:])
+    live = dict(zip(ids.tolist(), images, strict=True))
+    assert index.live_count == len(live)
+    queries = [images[4], images[250][::3], images[700], images[850], *random_images(2, seed=10)]
+    for query in queries:
+        assert_same_ranking(index, live, query)
+    dead = ids[::7]  # in both segments and the tail
+    index.kill(dead)
+    live = {i: w for i, w in live.items() if i not in set(dead.tolist())}
+    assert index.live_count == len(live)
+    for query in queries:
+        assert_same_ranking(index, live, query)
+
+
+def test_ties_go_to_the_earlier_row_and_limits_hold() -> None:
     words = random_images(3, seed=8)
     index = WordIndex()
     same = [words[0], words[1], words[0], words[0]]  # ids 1, 3, 4 hold identical words
-    index.append(
-        np.array([1, 2, 3, 4]), default(4), np.array([len(w) for w in same]), np.concatenate(same)
-    )
+    append(index, np.array([1, 2, 3, 4]), same)
     assert index.top(words[0], 10).tolist()[:3] == [1, 3, 4]
     assert index.top(words[0], 2).tolist() == [1, 3]
     assert index.top(words[0], 0).tolist() == []
@@ -111,67 +160,16 @@ def test_ties_go_to_the_older_image_and_limits_hold() -> None:
 
 def test_a_word_in_every_image_still_counts() -> None:
     index = WordIndex()
-    index.append(np.array([9]), default(1), np.array([2]), np.array([5, 6]))
+    append(index, np.array([9]), [np.array([5, 6])])
     assert index.top(np.array([6, 7]), 5).tolist() == [9]
     index.kill(np.array([9]))
     assert index.top(np.array([6]), 5).tolist() == []
 
 
-def test_compaction_frees_the_dead_postings(small_segments: None) -> None:
-    images = random_images(400, seed=6)
+def test_a_build_of_nothing_is_none_and_no_segments_are_empty() -> None:
+    assert build(list) is None
     index = WordIndex()
-    index.append(
-        np.arange(1, 401), default(400), np.array([len(w) for w in images]), np.concatenate(images)
-    )
-    full = index.nbytes()
-    index.kill(np.arange(1, 301))
-    assert index.live_count == 100
-    assert index.nbytes() < full / 2
-    live = {i + 1: images[i] for i in range(300, 400)}
-    for query in (images[350], images[10]):
-        assert_same_ranking(index, live, query)
-
-
-def test_a_load_in_two_passes_ranks_as_brute_force(small_segments: None) -> None:
-    images = [*random_images(500, seed=9), np.zeros(0, np.int64)]  # one image without words
-    ids = np.arange(3, 3 + 2 * len(images), 2)
-
-    def chunks() -> list[words_module.Chunk]:
-        parts = np.array_split(np.arange(len(images)), 7)
-        return [
-            (
-                ids[p],
-                default(p),
-                np.array([len(images[i]) for i in p]),
-                np.concatenate([images[i] for i in p]),
-            )
-            for p in parts
-        ]
-
-    index = WordIndex()
-    index.append(
-        np.array([1]), default(1), np.array([3]), np.array([1, 2, 3])
-    )  # replaced by the load
-    index.load(chunks)
-    live = dict(zip(ids.tolist(), images, strict=True))
-    assert index.live_count == len(live) and index.last_id == ids[-1]
-    assert len(index._segments) == 1
-    queries = [images[4], images[250][::3], *random_images(2, seed=10)]
-    for query in queries:
-        assert_same_ranking(index, live, query)
-    more = random_images(60, seed=11)
-    new_ids = np.arange(2000, 2060)
-    index.append(new_ids, default(new_ids), np.array([len(w) for w in more]), np.concatenate(more))
-    index.kill(ids[:100])
-    live = {i: w for i, w in live.items() if i not in set(ids[:100].tolist())}
-    live.update(zip(new_ids.tolist(), more, strict=True))
-    for query in [*queries, more[7]]:
-        assert_same_ranking(index, live, query)
-
-
-def test_a_load_of_nothing_is_empty() -> None:
-    index = WordIndex()
-    index.load(list)
+    index.set_segments([], through=0)
     assert index.live_count == 0 and index.top(np.array([1, 2]), 5).tolist() == []
 
 
@@ -180,9 +178,8 @@ def test_past_the_budget_the_most_frequent_query_words_are_left_out(
 ) -> None:
     images = random_images(300, seed=12)
     index = WordIndex()
-    index.append(
-        np.arange(1, 301), default(300), np.array([len(w) for w in images]), np.concatenate(images)
-    )
+    index.set_segments([segment(np.arange(1, 201), images[:200])], through=200)
+    append(index, np.arange(201, 301), images[200:])
     live = dict(zip(range(1, 301), images, strict=True))
     query = images[20]
     df = np.array([sum(int(w in set(words.tolist())) for words in images) for w in query])
@@ -195,3 +192,15 @@ def test_past_the_budget_the_most_frequent_query_words_are_left_out(
     assert index.top(query, 25).tolist() == index.top(kept, 25).tolist()
     monkeypatch.setattr(words_module, "POSTINGS_BUDGET", 1)  # still reads the rarest word
     assert index.top(query, 300).tolist() == index.top(query[rarest[:1]], 300).tolist() != []
+
+
+def test_killing_an_absent_id_beside_a_present_one_counts_one_death() -> None:
+    # an absent id's search position is its successor's: 764 lands on 765, which must still be
+    # found once (it was found twice, and live_count fell by 2)
+    images = random_images(3, seed=13)
+    index = WordIndex()
+    index.set_segments([segment(np.array([700, 765, 800]), images, parts=1)], through=800)
+    append(index, np.array([900]), [images[0]])
+    index.kill(np.array([764, 765, 899, 900]))
+    assert index.live_count == 2
+    assert sorted(index.live_ids().tolist()) == [700, 800]

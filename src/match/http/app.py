@@ -86,10 +86,10 @@ def _description_routes(spec: dict) -> list[BaseRoute]:
 def _lifespan(context: AppContext):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Open the store at startup so problems show in the log at once; a failure is not fatal
-        # (requests answer 503 and retry opening).
+        # Open the store at startup, its indexes ready, so problems show in the log at once
+        # and no search waits for them; a failure is not fatal (requests answer 503 and retry).
         try:
-            await anyio.to_thread.run_sync(lambda: context.matcher)
+            await anyio.to_thread.run_sync(lambda: context.matcher.store.prepare())
         except MatchError as error:
             log.error("The store is not available yet: %s", error.message)
         yield

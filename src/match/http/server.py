@@ -10,17 +10,23 @@ connections and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 from typing import Any
 
 import uvicorn
 
+from match.errors import MatchError
 from match.http.auth import load_keys
 from match.http.connections import HeaderDeadlineProtocol
 from match.http.logs import json_log_config
 from match.http.metrics import prepare_multiprocess
 from match.settings import SETTINGS, Settings, SettingsError
+from match.stores import open_store
+
+log = logging.getLogger("match.http")
 
 APP = "match.http.app:create_app"
 
@@ -37,7 +43,19 @@ def serve(settings: Settings) -> None:
     load_keys(settings)  # a bad key setting stops the server here, not in each worker
     export_settings(settings)
     prepare_multiprocess(settings.worker_count)  # metrics shared by the workers
+    prepare_store(settings)
     uvicorn.run(APP, factory=True, **uvicorn_options(settings))
+
+
+def prepare_store(settings: Settings) -> None:
+    """Bring the store's indexes up to date once, before the workers start, so they do not
+    all build them at once (the embedded store's shared indexes); a store that cannot be opened
+    yet is not fatal here: the workers report it and retry."""
+    try:
+        with contextlib.closing(open_store(settings)) as store:
+            store.prepare()
+    except MatchError as error:
+        log.warning("The store is not available yet: %s", error.message)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

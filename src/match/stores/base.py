@@ -144,6 +144,9 @@ class Store(Protocol):
         """Delete every record of a collection; how many were deleted (NotFound if it holds
         none: a collection exists while it holds records; ``default`` always exists)."""
 
+    def prepare(self) -> None:
+        """Make the store ready to serve: its indexes built and loaded (run at start)."""
+
     def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""
 

@@ -177,6 +177,10 @@ class ElasticStore:
         counts[DEFAULT_COLLECTION] = counts.get(DEFAULT_COLLECTION, 0) + unnamed
         return sorted(counts.items())
 
+    def prepare(self) -> None:
+        """The index created (or given Match's fields) now rather than on the first request."""
+        self._index.call(lambda: None)
+
     def ping(self) -> None:
         self._index.call(lambda: self._index.request("GET", "/_count"))
 

@@ -38,69 +38,103 @@ def _scan_pool() -> ThreadPoolExecutor:
 
 
 class CandidateIndex(RowIndex):
-    """The code of every stored image, ``words`` uint64 columns of it, one row per image."""
+    """The code of every stored image, ``words`` uint64 columns of it, one row per image, in id
+    order: the shared segments' codes (mapped), then the tail's (in memory)."""
 
     def __init__(self, words: int) -> None:
         self.words = words
         super().__init__()
 
+    @property
+    def last_key(self) -> int:
+        """The last id indexed (the index's key is the image id)."""
+        return self._last_key
+
+    def set_segments(self, segments: list[dict[str, np.ndarray]], through: int) -> None:
+        """Rows of the shared segments (arrays ``ids``, ``collections``, ``codes``), no tail;
+        every id up to ``through`` is in them."""
+        self._set_parts([(s["ids"], s["collections"], None) for s in segments])
+        self._segment_codes = [s["codes"] for s in segments]
+        self._last_key = through
+
     def append(self, ids: np.ndarray, collections: np.ndarray, codes: np.ndarray) -> None:
-        """Add rows with ids above ``last_id``; ``codes`` is (n, words) uint64."""
+        """Add rows with ids above ``last_key``; ``codes`` is (n, words) uint64."""
         if len(ids) == 0:
             return
-        first = self._append_rows(ids, collections)
-        self._codes[:, first : self._size] = codes.T
+        self._append_rows(ids, collections)
+        used = self.tail_rows - len(ids)
+        if used + len(ids) > self._tail_codes.shape[1]:
+            room = max(used + len(ids), self._tail_codes.shape[1] * 3 // 2, 1024)
+            bigger = np.zeros((self.words, room), dtype=np.uint64)
+            bigger[:, :used] = self._tail_codes[:, :used]
+            self._tail_codes = bigger
+        self._tail_codes[:, used : used + len(ids)] = codes.T
+        self._last_key = int(ids[-1])
 
     def candidates(
         self, queries: np.ndarray, stages: Sequence[tuple[int, int]], rows: np.ndarray
     ) -> np.ndarray:
         """Ids of the chosen ``rows`` (a mask, see ``selection``) within reach of any query code
-        ((k, words) uint64), ascending.
+        ((k, words) uint64), in row order.
 
         ``stages`` is a cascade of (words, threshold): a row must be within ``threshold`` bits
         of some query on its first ``words`` words at every stage. The first stage scans every
         row; the later (longer, more selective) ones only the survivors. Chunks of rows are
         scanned in parallel threads (numpy releases the GIL in its loops)."""
-        starts = range(0, self._size, _CHUNK)
-        if len(starts) > 1 and SCAN_THREADS > 1:
-            found = list(
-                _scan_pool().map(lambda start: self._scan(queries, stages, rows, start), starts)
-            )
+        blocks = [
+            (codes, part.base, start)
+            for part, codes in zip(self._parts, self._segment_codes, strict=True)
+            for start in range(0, len(part.ids), _CHUNK)
+        ]
+        blocks += [
+            (self._tail_codes, self._tail_start, start)
+            for start in range(0, self.tail_rows, _CHUNK)
+        ]
+
+        def scan(block: tuple[np.ndarray, int, int]) -> np.ndarray:
+            codes, base, start = block
+            return self._scan(queries, stages, rows, codes, base, start)
+
+        if len(blocks) > 1 and SCAN_THREADS > 1:
+            found = list(_scan_pool().map(scan, blocks))
         else:
-            found = [self._scan(queries, stages, rows, start) for start in starts]
+            found = [scan(block) for block in blocks]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def _scan(
-        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], rows: np.ndarray, start: int
+        self,
+        queries: np.ndarray,
+        stages: Sequence[tuple[int, int]],
+        rows: np.ndarray,
+        codes: np.ndarray,
+        base: int,
+        start: int,
     ) -> np.ndarray:
-        stop = min(start + _CHUNK, self._size)
-        chosen = rows[start:stop]
+        """The chosen rows of one chunk of a part (``codes`` its columns, ``base`` its first
+        row) that pass every stage."""
+        part_rows = self._size - base if codes is self._tail_codes else codes.shape[1]
+        stop = min(start + _CHUNK, part_rows)
+        chosen = rows[base + start : base + stop]
         if chosen.mean() < _SPARSE:  # few chosen rows: gather them, every stage on them only
             found = np.flatnonzero(chosen) + start
             remaining = stages
         else:  # most rows: the first stage scans the contiguous columns
             words, threshold = stages[0]
-            near = _within(self._codes[:words, start:stop], queries, threshold)
+            near = _within(codes[:words, start:stop], queries, threshold)
             found = np.flatnonzero(near & chosen) + start
             remaining = stages[1:]
         for words, threshold in remaining:
-            found = found[_within(self._codes[:words, found], queries, threshold)]
-        return self._ids[found]
+            found = found[_within(codes[:words, found], queries, threshold)]
+        return self._ids[base + found]
 
     def nbytes(self) -> int:
-        return self._codes.nbytes + self._ids.nbytes + self._alive.nbytes
+        """Memory of this process's own part of the index (the segments are shared)."""
+        return self._tail_codes.nbytes + self._ids.nbytes + self._alive.nbytes
 
     def _clear_columns(self) -> None:
-        self._codes = np.zeros((self.words, 0), dtype=np.uint64)
-
-    def _grow_columns(self, capacity: int) -> None:
-        # word-major: one contiguous column per 64 bits, for the scan
-        codes = np.zeros((self.words, capacity), dtype=np.uint64)
-        codes[:, : self._size] = self._codes[:, : self._size]
-        self._codes = codes
-
-    def _compact_columns(self, keep: np.ndarray) -> None:
-        self._codes = np.ascontiguousarray(self._codes[:, : self._size][:, keep])
+        self._segment_codes: list[np.ndarray] = []
+        self._tail_codes = np.zeros((self.words, 0), dtype=np.uint64)
+        self._last_key = 0
 
 
 def _within(columns: np.ndarray, queries: np.ndarray, threshold: int) -> np.ndarray:

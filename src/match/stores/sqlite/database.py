@@ -30,7 +30,7 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], busy_timeout: float) -> None:
         self.path = database_path(Path(path))
-        self._busy = busy_timeout
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
@@ -63,7 +63,7 @@ class Database:
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        with self._lock, translated(str(self.path), self._busy):
+        with self._lock, translated(str(self.path), self.busy_timeout):
             yield
 
     def _connection(self) -> sqlite3.Connection:
@@ -72,7 +72,7 @@ class Database:
         if self._conn is None or self._pid != os.getpid():
             # a connection inherited through fork() must not be used: open our own
             self._conn = sqlite3.connect(
-                self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             self._pid = os.getpid()
             self._conn.execute("PRAGMA journal_mode = WAL")

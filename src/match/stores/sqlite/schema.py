@@ -11,7 +11,8 @@ change itself, so no crash can leave it out of step.
   index without reading the signatures.
 - ``local``: the packed local features (match.local.pack) of images that have them, for partial
   matching; ``words``: their distinct visual words (sorted little-endian uint16), in a narrow
-  table so that a worker loads its inverted index (words.py) without reading the features.
+  table so that the word index (words.py) is built without reading the features; ``seq`` is the
+  order the word index keeps (features may be stored after their image).
 - ``fields``: the metadata values filters match (stores/filters.py), one row per record and key;
   ``field_updates``: the ids whose metadata changed in place, in commit order, so that other
   workers re-read their values (pruned as tombstones are).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 
 from match.errors import StoreUnavailable
 from match.stores.filters import DEFAULT_COLLECTION, indexed_fields
@@ -54,6 +56,12 @@ IMAGES = """CREATE TABLE IF NOT EXISTS {name} (
     UNIQUE (collection, filepath)
 )"""
 
+WORDS = """CREATE TABLE IF NOT EXISTS {name} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER NOT NULL UNIQUE,
+    words BLOB NOT NULL
+)"""
+
 STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     IMAGES.format(name="images"),
@@ -64,7 +72,7 @@ STATEMENTS = (
     )""",
     "CREATE TABLE IF NOT EXISTS codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS local (id INTEGER PRIMARY KEY, features BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS words (id INTEGER PRIMARY KEY, words BLOB NOT NULL)",
+    WORDS.format(name="words"),
     """CREATE TABLE IF NOT EXISTS fields (
         id INTEGER NOT NULL,
         key TEXT NOT NULL,
@@ -123,6 +131,7 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
         for statement in STATEMENTS:
             conn.execute(statement)
         defaults = {
+            "store_id": uuid.uuid4().hex,  # names the file's derived index segments
             "schema": SCHEMA_VERSION,
             "code_bits": str(CODE_BITS),
             "code_seed": str(CODE_SEED),
@@ -156,6 +165,11 @@ def _upgrade_to_3(conn: sqlite3.Connection) -> None:
     )
     sequence = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
     conn.execute("DROP TABLE images")  # and its triggers: STATEMENTS makes today's
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'words'").fetchone():  # schema 2
+        conn.execute(WORDS.format(name="words_upgraded"))  # word rows in the images' order
+        conn.execute("INSERT INTO words_upgraded (seq, id, words) SELECT id, id, words FROM words")
+        conn.execute("DROP TABLE words")
+        conn.execute("ALTER TABLE words_upgraded RENAME TO words")
     conn.execute("ALTER TABLE images_upgraded RENAME TO images")
     if sequence is not None:
         conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'images'", sequence)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.database import Database
 from match.stores.sqlite.fields import FieldIndex
+from match.stores.sqlite.indexes import WORDS_FAMILY, SharedIndex, codes_family
 from match.stores.sqlite.schema import DEFAULT_COLLECTION_ID
 from match.stores.sqlite.sync import IndexSync
 from match.stores.sqlite.words import WordIndex
@@ -68,17 +70,14 @@ class SQLiteStore:
         self.path = self._db.path
         meta = self._db.meta
         self._coder = HyperplaneCoder(int(meta["code_bits"]), int(meta["code_seed"]))
-        codes = self._codes = CandidateIndex(self._coder.words)
-        self._codes_sync = IndexSync(
-            codes,
-            reload=lambda conn: codes.clear(),
-            added_after=lambda conn, after: tables.code_chunks(conn, after, codes.words),
+        shared = Path(f"{self.path}.index")
+        self._codes = CandidateIndex(self._coder.words)
+        self._codes_shared = SharedIndex(
+            shared, codes_family(self._coder.words), self._codes, meta["store_id"], self._connect
         )
-        words = self._words = WordIndex()
-        self._words_sync = IndexSync(
-            words,
-            reload=lambda conn: words.load(lambda: tables.word_chunks(conn, 0)),
-            added_after=tables.word_chunks,
+        self._words = WordIndex()
+        self._words_shared = SharedIndex(
+            shared, WORDS_FAMILY, self._words, meta["store_id"], self._connect
         )
         fields = self._fields = FieldIndex()
         self._fields_sync = IndexSync(
@@ -175,7 +174,7 @@ class SQLiteStore:
             if where is None:
                 found = tables.collection_id(conn, collection)
                 return 0 if found is None else tables.count(conn, found)
-            self._codes_sync.refresh(conn)
+            self._codes_shared.refresh(conn)
             rows = self._chosen(conn, self._codes, collection, where)
             return 0 if rows is None else int(np.count_nonzero(rows))
 
@@ -191,7 +190,7 @@ class SQLiteStore:
         limit = checks.non_negative(limit, "limit")
         collection = check_collection(collection)
         with self._db.read() as conn:
-            self._codes_sync.refresh(conn)
+            self._codes_shared.refresh(conn)
             rows = self._chosen(conn, self._codes, collection, where)
             if rows is None:
                 return []
@@ -221,7 +220,7 @@ class SQLiteStore:
         stages = self._coder.stages(cutoff, self.miss_rate)
         with self._db.read() as conn, _one_blas_thread():
             tables.check_algorithms(conn, self.algorithm)
-            self._codes_sync.refresh(conn)
+            self._codes_shared.refresh(conn)
             rows = self._chosen(conn, self._codes, collection, where)
             if rows is None:
                 return []
@@ -243,7 +242,7 @@ class SQLiteStore:
         limit = checks.non_negative(limit, "limit")
         collection = check_collection(collection)
         with self._db.read() as conn:
-            self._words_sync.refresh(conn)
+            self._words_shared.refresh(conn)
             rows = self._chosen(conn, self._words, collection, where)
             if rows is None:
                 return []
@@ -290,6 +289,24 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def prepare(self) -> None:
+        """Build the shared indexes up to what is stored and map them: run before a server's
+        workers start (and by each at its start), so no search waits for it."""
+        for shared in (self._codes_shared, self._words_shared):
+            shared.build(wait=True)
+        with self._db.read() as conn:
+            self._codes_shared.refresh(conn)
+            self._words_shared.refresh(conn)
+
+    def wait_for_builds(self) -> None:
+        """Wait for this process's index builds in progress (tests, shutdown)."""
+        self._codes_shared.wait_for_build()
+        self._words_shared.wait_for_build()
+
+    def shared_index_bytes(self) -> int:
+        """Bytes of the shared index segments on disk (mapped, one copy per machine)."""
+        return sum(s.directory.nbytes() for s in (self._codes_shared, self._words_shared))
 
     def index_bytes(self) -> int:
         """Memory held by this process's candidate index."""
@@ -352,6 +369,12 @@ class SQLiteStore:
             # ids above ``before`` were just read with their current values
             known = np.unique(changed[changed <= before])
             self._fields.update(known, tables.fields_of(conn, known), seq)
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection of its own, for an index build in a thread."""
+        conn = sqlite3.connect(self.path, timeout=self._db.busy_timeout, isolation_level=None)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
 
     @staticmethod
     def _id_of(conn: sqlite3.Connection, filepath: str, collection: str) -> int | None:

@@ -25,6 +25,7 @@ WORD_FETCH = 10_000
 """Images' words per chunk of a word index load (~5 M postings)."""
 
 Chunk = tuple[np.ndarray, ...]
+_NO_END = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def prune_tombstones(conn: sqlite3.Connection) -> None:
     reloads its indexes)."""
     for table, key in (("tombstones", "tombstones_pruned"), ("field_updates", "updates_pruned")):
         newest = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table}").fetchone()[0]
-        pruned = _pruned_through(conn, key)
+        pruned = pruned_through(conn, key)
         if newest - pruned > 2 * TOMBSTONES_KEPT:
             through = newest - TOMBSTONES_KEPT
             conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (through,))
@@ -182,7 +183,7 @@ def deleted_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.nd
     """(newest tombstone, ids deleted after tombstone ``seq``) for an index that has seen the
     tombstones through ``seq``; ids are None when that index must be reloaded: it never was
     loaded (seq None), or tombstones it has not seen were pruned."""
-    if seq is None or seq < _pruned_through(conn):
+    if seq is None or seq < pruned_through(conn):
         return conn.execute("SELECT coalesce(max(seq), 0) FROM tombstones").fetchone()[0], None
     dead = conn.execute(
         "SELECT seq, id FROM tombstones WHERE seq > ? ORDER BY seq", (seq,)
@@ -192,12 +193,15 @@ def deleted_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.nd
     return dead[-1][0], np.array([row[1] for row in dead], dtype=np.int64)
 
 
-def code_chunks(conn: sqlite3.Connection, after: int, words: int) -> Iterator[Chunk]:
-    """(ids, collections, (n, words) uint64 codes) of the images with ids above ``after``, in
-    id order."""
+def code_chunks(
+    conn: sqlite3.Connection, after: int, words: int, through: int | None = None
+) -> Iterator[Chunk]:
+    """(ids, collections, (n, words) uint64 codes) of the images with ids above ``after`` (and
+    up to ``through``), in id order."""
     cursor = conn.execute(
-        "SELECT id, collection, code FROM codes JOIN images USING (id) WHERE id > ? ORDER BY id",
-        (after,),
+        "SELECT id, collection, code FROM codes JOIN images USING (id) "
+        "WHERE id > ? AND id <= ? ORDER BY id",
+        (after, _NO_END if through is None else through),
     )
     while rows := cursor.fetchmany(FETCH):
         ids, collections = _ids_and_collections(rows)
@@ -205,17 +209,23 @@ def code_chunks(conn: sqlite3.Connection, after: int, words: int) -> Iterator[Ch
         yield ids, collections, codes.reshape(len(rows), words)
 
 
-def word_chunks(conn: sqlite3.Connection, after: int) -> Iterator[Chunk]:
-    """The stored words of the images with ids above ``after``, in id order, a chunk at a
-    time (ids, collections, numbers of distinct words, the words concatenated)."""
+def word_chunks(
+    conn: sqlite3.Connection, after: int, through: int | None = None
+) -> Iterator[Chunk]:
+    """The stored words of the images with word rows (``seq``) above ``after`` (and up to
+    ``through``), in that order, a chunk at a time (word rows, ids, collections, numbers of
+    distinct words, the words concatenated)."""
     cursor = conn.execute(
-        "SELECT id, collection, words FROM words JOIN images USING (id) WHERE id > ? ORDER BY id",
-        (after,),
+        "SELECT id, collection, words, seq FROM words JOIN images USING (id) "
+        "WHERE seq > ? AND seq <= ? ORDER BY seq",
+        (after, _NO_END if through is None else through),
     )
     while rows := cursor.fetchmany(WORD_FETCH):
         ids, collections = _ids_and_collections(rows)
+        keys = np.fromiter((row[3] for row in rows), dtype=np.int64, count=len(rows))
         counts = np.fromiter((len(row[2]) // 2 for row in rows), np.int64, len(rows))
-        yield ids, collections, counts, np.frombuffer(b"".join(row[2] for row in rows), "<u2")
+        words = np.frombuffer(b"".join(row[2] for row in rows), "<u2")
+        yield keys, ids, collections, counts, words
 
 
 def field_chunks(conn: sqlite3.Connection, after: int) -> Iterator[tuple[list[tuple]]]:
@@ -247,7 +257,7 @@ def unpacked(features: bytes | None) -> LocalFeatures | None:
 def updated_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.ndarray | None]:
     """(newest field update, ids whose metadata changed after update ``seq``), as
     deleted_since does for tombstones: None when the caller must reload instead."""
-    if seq is None or seq < _pruned_through(conn, "updates_pruned"):
+    if seq is None or seq < pruned_through(conn, "updates_pruned"):
         return conn.execute("SELECT coalesce(max(seq), 0) FROM field_updates").fetchone()[0], None
     changed = conn.execute(
         "SELECT seq, id FROM field_updates WHERE seq > ? ORDER BY seq", (seq,)
@@ -267,6 +277,6 @@ def fields_of(conn: sqlite3.Connection, ids: np.ndarray) -> list[tuple]:
     ).fetchall()
 
 
-def _pruned_through(conn: sqlite3.Connection, key: str = "tombstones_pruned") -> int:
+def pruned_through(conn: sqlite3.Connection, key: str = "tombstones_pruned") -> int:
     found = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return int(found[0]) if found else 0

@@ -1,14 +1,16 @@
-"""The per-process inverted index over visual words: which stored images hold each word.
+"""The inverted index over visual words: which stored images hold each word.
 
-Images are rows in id order, kept as rows.py keeps them for both indexes; a row also keeps its
-number of distinct words. Postings (int32 row positions) are grouped by word in
-segments, each a CSR (per-word offsets into one array of rows, ascending within a word). A load
-builds one segment at its final size. New rows go to a small unsorted tail; when the tail fills
-it becomes a segment, and a segment is merged into the one before it when that one is not much
-bigger (LSM-style), so adding images never rebuilds the whole index and a query visits O(log n)
-segments. Deleted rows are marked dead and dropped from every segment when they pile up.
-A query scores every image sharing one of its words (``score``: binary tf-idf) with a few
-vectorised passes over its words' postings, at most POSTINGS_BUDGET of them.
+Images are rows in the order of their word row (the ``words`` table's ``seq``: features may be
+stored after the image itself), kept as rows.py keeps them for both indexes; a row also keeps
+its number of distinct words. Postings (int32 rows, local to their segment) are grouped by word
+in segments, each a CSR (per-word offsets into one array of rows, ascending within a word).
+
+The shared segments (segments.py) hold nearly everything, mapped from disk by every process;
+``build`` makes one from the stored words. This process's tail (rows added since the last build)
+goes first to a small unsorted run, which becomes an in-memory segment when it fills, merged
+LSM-style with the one before it while that one is not much bigger. A query scores every image
+sharing one of its words (``score``: binary tf-idf) with a few vectorised passes over its words'
+postings, at most POSTINGS_BUDGET of them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from match.local import WORDS
 from match.stores.sqlite.rows import RowIndex, grown
 
 TAIL_POSTINGS = 1 << 16
-"""Postings kept unsorted before they become a segment (a query scans all of them)."""
+"""Postings of the tail kept unsorted before they become a segment (a query scans them all)."""
 MERGE_RATIO = 4
 """A segment is merged into the previous one while that one is at most this many times bigger."""
 POSTINGS_BUDGET = 4_000_000
@@ -30,9 +32,9 @@ POSTINGS_BUDGET = 4_000_000
 adding nearly the same to every image) are left out: a query reads about 3 M postings at 100k
 images of photos' words, exact, but 30 M (~200 ms) at 1M."""
 
-Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-"""Images in id order: ids, collections, their numbers of distinct words, and those words
-concatenated."""
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Images in word-row order: word-row keys, ids, collections, their numbers of distinct words,
+and those words concatenated."""
 
 
 def score(
@@ -55,13 +57,61 @@ def score(
     return hit, totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
 
 
+def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None:
+    """A shared segment's arrays from the images that ``chunks()`` yields, built at its final
+    size: a first pass counts each word's postings, a second (which must yield the same) puts
+    every row in place, so a build needs no more memory than the segment plus a chunk. None
+    when there are no images."""
+    df = np.zeros(WORDS, dtype=np.int64)
+    keys, ids, collections, counts = [], [], [], []
+    for chunk_keys, chunk_ids, chunk_collections, chunk_counts, words in chunks():
+        keys.append(chunk_keys)
+        ids.append(chunk_ids)
+        collections.append(chunk_collections)
+        counts.append(chunk_counts)
+        df += np.bincount(words, minlength=WORDS)
+    if not ids:
+        return None
+    offsets = np.zeros(WORDS + 1, dtype=np.int64)
+    np.cumsum(df, out=offsets[1:])
+    rows = np.empty(int(offsets[-1]), dtype=np.int32)
+    cursor = offsets[:-1].copy()  # where each word's next row goes
+    first = 0
+    for _, chunk_ids, _, chunk_counts, words in chunks():
+        chunk_rows = np.repeat(
+            np.arange(first, first + len(chunk_ids), dtype=np.int32), chunk_counts
+        )
+        order = np.argsort(words.astype(np.uint16), kind="stable")
+        sorted_words = words[order]
+        per_word = np.bincount(words, minlength=WORDS)
+        rank = np.arange(len(words)) - (np.cumsum(per_word) - per_word)[sorted_words]
+        rows[cursor[sorted_words] + rank] = chunk_rows[order]
+        cursor += per_word
+        first += len(chunk_ids)
+    if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
+        raise RuntimeError("the images changed between the two passes of a build")
+    all_ids = np.concatenate(ids)
+    return {
+        "keys": np.concatenate(keys),
+        "ids": all_ids,
+        "order": np.argsort(all_ids, kind="stable"),
+        "collections": np.concatenate(collections).astype(np.int32),
+        "distinct": np.concatenate(counts).astype(np.uint16),
+        "offsets": offsets,
+        "rows": rows,
+    }
+
+
 @dataclass(frozen=True)
 class _Segment:
-    offsets: np.ndarray  # (WORDS + 1,) int64: word w's rows are rows[offsets[w]:offsets[w + 1]]
-    rows: np.ndarray  # int32 row positions
+    """Postings in CSR form: word w's rows are ``rows[offsets[w]:offsets[w + 1]]``, local to the
+    segment (add its first row)."""
+
+    offsets: np.ndarray  # (WORDS + 1,) int64
+    rows: np.ndarray  # int32
 
     @classmethod
-    def build(cls, rows: np.ndarray, words: np.ndarray) -> _Segment:
+    def of_postings(cls, rows: np.ndarray, words: np.ndarray) -> _Segment:
         """From postings in row order; a stable sort by word keeps rows ascending per word."""
         order = np.argsort(words.astype(np.uint16), kind="stable")  # radix sort for 16 bits
         counts = np.bincount(words, minlength=WORDS)
@@ -69,11 +119,11 @@ class _Segment:
         np.cumsum(counts, out=offsets[1:])
         return cls(offsets, rows[order].astype(np.int32))
 
-    def slices(self, query: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """The postings of each query word, and how many each has."""
+    def slices(self, query: np.ndarray, base: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """The postings of each query word as rows of the whole index, and how many each has."""
         starts, ends = self.offsets[query], self.offsets[query + 1]
         rows = self.rows
-        pieces = [rows[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        pieces = [rows[s:e] + base for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
         return pieces, ends - starts
 
     def merged(self, newer: _Segment) -> _Segment:
@@ -85,12 +135,8 @@ class _Segment:
             pieces.append(newer.rows[b[w] : b[w + 1]])
         return _Segment(self.offsets + newer.offsets, np.concatenate(pieces))
 
-    def kept(self, keep: np.ndarray, renumber: np.ndarray) -> _Segment:
-        """Without the postings of rows not in ``keep``, rows renumbered."""
-        alive = keep[self.rows]
-        before = np.zeros(len(self.rows) + 1, dtype=np.int64)
-        np.cumsum(alive, out=before[1:])
-        return _Segment(before[self.offsets], renumber[self.rows[alive]].astype(np.int32))
+    def counts(self, query: np.ndarray) -> np.ndarray:
+        return self.offsets[query + 1] - self.offsets[query]
 
     @property
     def size(self) -> int:
@@ -103,61 +149,47 @@ class _Segment:
 class WordIndex(RowIndex):
     """Which live images hold each visual word, and how many distinct words each has."""
 
-    def load(self, chunks: Callable[[], Iterable[Chunk]]) -> None:
-        """Replace the index by the images that ``chunks()`` yields, in one segment built at its
-        final size: a first pass counts each word's postings, a second (which must yield the
-        same) puts every row in place. A load needs no more memory than the index itself plus a
-        chunk, where appending everything would merge segments of twice that size."""
-        self.clear()
-        df = np.zeros(WORDS, dtype=np.int64)
-        ids, collections, counts = [], [], []
-        for chunk_ids, chunk_collections, chunk_counts, words in chunks():
-            ids.append(chunk_ids)
-            collections.append(chunk_collections)
-            counts.append(chunk_counts)
-            df += np.bincount(words, minlength=WORDS)
-        if not ids:
-            return
-        offsets = np.zeros(WORDS + 1, dtype=np.int64)
-        np.cumsum(df, out=offsets[1:])
-        rows = np.empty(int(offsets[-1]), dtype=np.int32)
-        cursor = offsets[:-1].copy()  # where each word's next row goes
-        first = 0
-        for chunk_ids, _, chunk_counts, words in chunks():
-            chunk_rows = np.repeat(
-                np.arange(first, first + len(chunk_ids), dtype=np.int32), chunk_counts
-            )
-            order = np.argsort(words.astype(np.uint16), kind="stable")
-            sorted_words = words[order]
-            per_word = np.bincount(words, minlength=WORDS)
-            rank = np.arange(len(words)) - (np.cumsum(per_word) - per_word)[sorted_words]
-            rows[cursor[sorted_words] + rank] = chunk_rows[order]
-            cursor += per_word
-            first += len(chunk_ids)
-        if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
-            raise RuntimeError("the images changed between the two passes of a load")
-        self._append_rows(np.concatenate(ids), np.concatenate(collections))
-        self._distinct[: self._size] = np.concatenate(counts)
-        self._segments = [_Segment(offsets, rows)]
+    @property
+    def last_key(self) -> int:
+        """The last word row indexed (the index's key is the ``words`` table's ``seq``)."""
+        return self._last_key
+
+    def set_segments(self, segments: list[dict[str, np.ndarray]], through: int) -> None:
+        """Rows of the shared segments (arrays of ``build``), no tail; every word row up to
+        ``through`` is in them."""
+        self._set_parts([(s["ids"], s["collections"], s["order"]) for s in segments])
+        self._shared = [
+            (_Segment(s["offsets"], s["rows"]), p.base)
+            for s, p in zip(segments, self._parts, strict=True)
+        ]
+        if self._size:
+            self._distinct[: self._size] = np.concatenate([s["distinct"] for s in segments])
+        self._last_key = through
 
     def append(
-        self, ids: np.ndarray, collections: np.ndarray, counts: np.ndarray, words: np.ndarray
+        self,
+        keys: np.ndarray,
+        ids: np.ndarray,
+        collections: np.ndarray,
+        counts: np.ndarray,
+        words: np.ndarray,
     ) -> None:
-        """Add images with ids above ``last_id``: image i has the ``counts[i]`` distinct words
+        """Add images with keys above ``last_key``: image i has the ``counts[i]`` distinct words
         that follow in ``words`` (concatenated, each image's distinct)."""
         if len(ids) == 0:
             return
         first = self._append_rows(ids, collections)
-        rows = np.arange(first, self._size, dtype=np.int32)
+        local = np.arange(first - self._tail_start, self._size - self._tail_start, dtype=np.int32)
         self._distinct[first : self._size] = counts
-        self._tail_rows = np.concatenate([self._tail_rows, np.repeat(rows, counts)])
+        self._tail_rows = np.concatenate([self._tail_rows, np.repeat(local, counts)])
         self._tail_words = np.concatenate([self._tail_words, words.astype(np.uint16)])
+        self._last_key = int(keys[-1])
         if len(self._tail_rows) >= TAIL_POSTINGS:
             self._flush_tail()
 
     def top(self, query: np.ndarray, limit: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Ids of the ``limit`` live images (among the chosen ``rows``, a mask, see
-        ``selection``) scoring highest for the query's words, best first, ties by id; images
+        ``selection``) scoring highest for the query's words, best first, ties by row; images
         sharing no word are never returned. A word's rarity counts every live image."""
         query = np.unique(query)
         if limit == 0 or len(query) == 0 or self.live_count == 0:
@@ -172,20 +204,25 @@ class WordIndex(RowIndex):
             threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
             keep = scores >= threshold
             hit, scores = hit[keep], scores[keep]
-        best = np.lexsort((hit, -scores))[:limit]  # rows ascend with ids: ties by id
+        best = np.lexsort((hit, -scores))[:limit]
         return self._ids[hit[best]]
 
     def nbytes(self) -> int:
+        """Memory of this process's own part of the index (the shared segments are mapped)."""
         rows = self._ids.nbytes + self._alive.nbytes + self._distinct.nbytes
         tail = self._tail_rows.nbytes + self._tail_words.nbytes
-        return rows + tail + sum(segment.nbytes() for segment in self._segments)
+        return rows + tail + sum(segment.nbytes() for segment in self._tail_segments)
+
+    def _segments(self) -> list[tuple[_Segment, int]]:
+        """Every segment with its first row: the shared ones, then the tail's."""
+        return self._shared + [(segment, self._tail_start) for segment in self._tail_segments]
 
     def _postings(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every posting of the query's words, as rows and blocks for ``score``: one block per
-        segment and one for the tail, each grouped by query word."""
+        segment and one for the unsorted tail, each grouped by query word."""
         pieces, blocks = [], []
-        for segment in self._segments:
-            slices, counts = segment.slices(query)
+        for segment, base in self._segments():
+            slices, counts = segment.slices(query, base)
             pieces += slices
             blocks.append(counts)
         if len(self._tail_words):
@@ -194,7 +231,7 @@ class WordIndex(RowIndex):
             owner = index[self._tail_words]
             shared = np.flatnonzero(owner >= 0)
             order = shared[np.argsort(owner[shared], kind="stable")]
-            pieces.append(self._tail_rows[order])
+            pieces.append(self._tail_rows[order].astype(np.int64) + self._tail_start)
             blocks.append(np.bincount(owner[order], minlength=len(query)))
         if not pieces:
             return np.zeros(0, np.intp), np.zeros((0, len(query)), np.int64)
@@ -204,8 +241,8 @@ class WordIndex(RowIndex):
         """The query's words, less its most frequent ones if all would read more than
         POSTINGS_BUDGET postings (dead ones included)."""
         counts = np.zeros(len(query), dtype=np.int64)
-        for segment in self._segments:
-            counts += segment.offsets[query + 1] - segment.offsets[query]
+        for segment, _ in self._segments():
+            counts += segment.counts(query)
         counts += np.bincount(self._tail_words, minlength=WORDS)[query]
         if counts.sum() <= POSTINGS_BUDGET:
             return query
@@ -226,27 +263,21 @@ class WordIndex(RowIndex):
         return live.reshape(blocks.shape).sum(axis=0)
 
     def _flush_tail(self) -> None:
-        self._segments.append(_Segment.build(self._tail_rows, self._tail_words))
+        segments = self._tail_segments
+        segments.append(_Segment.of_postings(self._tail_rows, self._tail_words))
         self._tail_rows = np.zeros(0, dtype=np.int32)
         self._tail_words = np.zeros(0, dtype=np.uint16)
-        segments = self._segments
         while len(segments) > 1 and segments[-2].size <= MERGE_RATIO * segments[-1].size:
             newer = segments.pop()
             segments[-1] = segments[-1].merged(newer)
 
     def _clear_columns(self) -> None:
         self._distinct = np.zeros(0, dtype=np.uint16)
-        self._segments: list[_Segment] = []
+        self._shared: list[tuple[_Segment, int]] = []
+        self._tail_segments: list[_Segment] = []
         self._tail_rows = np.zeros(0, dtype=np.int32)
         self._tail_words = np.zeros(0, dtype=np.uint16)
+        self._last_key = 0
 
     def _grow_columns(self, capacity: int) -> None:
         self._distinct = grown(self._distinct, self._size, capacity)
-
-    def _compact_columns(self, keep: np.ndarray) -> None:
-        renumber = (np.cumsum(keep) - 1).astype(np.int32)
-        self._segments = [segment.kept(keep, renumber) for segment in self._segments]
-        alive = keep[self._tail_rows]
-        self._tail_rows = renumber[self._tail_rows[alive]]
-        self._tail_words = self._tail_words[alive]
-        self._distinct = self._distinct[: self._size][keep]
