@@ -33,10 +33,6 @@ class Extraction:
     coarse_octave: int = 1
     octave_layers: int = 3
 
-    @property
-    def scale(self) -> float:
-        return FRAME / self.detect_side
-
 
 # SIFT on the FRAME frame itself, which OpenCV doubles to 1280 px before its first octave (about
 # three quarters of the time goes into that octave). The default: the candidates below do not
