@@ -8,7 +8,7 @@ inlier count becomes a score (score.py) and whose map gives the overlap of the t
 """
 
 from match.local.codec import pack, unpack
-from match.local.features import FRAME, grey_frame, keypoints
+from match.local.features import EXTRACTION, FRAME, Extraction, grey_frame, keypoints
 from match.local.verify import LocalFeatures, Verified, verify
 from match.local.vocabulary import WORDS, vocabulary
 
@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 
-def local_features(pixels) -> LocalFeatures:
+def local_features(pixels, extraction: Extraction = EXTRACTION) -> LocalFeatures:
     """The local features of decoded (H, W, 3) RGB or (H, W) grey uint8 pixels."""
-    found = keypoints(pixels)
+    found = keypoints(pixels, extraction)
     words, bits = vocabulary().quantise(found.descriptors)
     return LocalFeatures(found.points, words, bits, found.size)

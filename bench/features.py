@@ -1,0 +1,95 @@
+"""CPU time of local features per image: the legacy extractor and a candidate, side by side.
+
+    .venv/bin/python bench/features.py                # every dev photo (originals and distractors)
+    .venv/bin/python bench/features.py --limit 60     # the first 60 originals, quick
+    .venv/bin/python bench/features.py --threads 2    # OpenCV's own threads (default 1, as served)
+
+Each photo is decoded once (not timed), then each extractor runs on it in turn, alternating which
+goes first, so both see the same load. Timed is ``match.local.local_features``: grey conversion,
+resizing, SIFT, the keypoint selection and the quantisation on the vocabulary. CPU time is the
+thread's (``time.thread_time``); with ``--threads`` above 1 OpenCV works in threads of its own,
+so the wall clock is printed too. The first call of each extractor (which loads the vocabulary)
+is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from match.local import features, local_features
+from match.signature import decode_image
+
+PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
+EXTRACTORS = {"legacy": features.LEGACY, "half_frame": features.HALF_FRAME}
+
+
+def photo_files(photos: Path, limit: int | None) -> list[Path]:
+    originals = sorted((photos / "originals").glob("*.jpg"))
+    if limit:
+        return originals[:limit]
+    files = originals + sorted((photos / "distractors").glob("*.jpg"))
+    if not files:
+        raise SystemExit(f"no photos under {photos}")
+    return files
+
+
+def timed(pixels: np.ndarray, extraction: features.Extraction) -> tuple[float, float, int]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    found = local_features(pixels, extraction)
+    return time.thread_time() - cpu, time.perf_counter() - wall, len(found.words)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--limit", type=int, help="only the first N originals")
+    parser.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (default 1)")
+    args = parser.parse_args()
+    cv2.setNumThreads(args.threads)
+    files = photo_files(args.photos, args.limit)
+    results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in EXTRACTORS}
+    names = list(EXTRACTORS)
+    warm = decode_image(files[0])
+    for extraction in EXTRACTORS.values():
+        local_features(warm, extraction)
+    for index, path in enumerate(files):
+        pixels = decode_image(path)
+        order = names if index % 2 == 0 else names[::-1]
+        for name in order:
+            results[name].append(timed(pixels, EXTRACTORS[name]))
+    print(
+        f"local_features per image, {len(files)} photos, cv2.setNumThreads({args.threads}), "
+        f"load average {' '.join(f'{x:.1f}' for x in _load())}"
+    )
+    header = f"{'extractor':<9} {'detect side':>11} {'CPU p50':>8} {'CPU p90':>8} "
+    print(header + f"{'wall p50':>9} {'wall p90':>9} {'keypoints mean':>15}")
+    for name, rows in results.items():
+        cpu, wall, count = (np.array(column, float) for column in zip(*rows, strict=True))
+        print(
+            f"{name:<9} {EXTRACTORS[name].detect_side:>8} px {_ms(cpu, 0.5):>8} {_ms(cpu, 0.9):>8} "
+            f"{_ms(wall, 0.5):>9} {_ms(wall, 0.9):>9} {count.mean():>15.0f}"
+        )
+    legacy, candidate = (np.median([r[0] for r in results[n]]) for n in names)
+    print(f"half_frame / legacy, CPU p50: {candidate / legacy:.2f}")
+
+
+def _ms(values: np.ndarray, q: float) -> str:
+    return f"{1000 * float(np.quantile(values, q)):.1f} ms"
+
+
+def _load() -> tuple[float, ...]:
+    try:
+        import os
+
+        return os.getloadavg()
+    except OSError:
+        return ()
+
+
+if __name__ == "__main__":
+    main()
