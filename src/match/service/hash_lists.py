@@ -41,9 +41,7 @@ def read_hash_list(
     first = next(lines, None)
     if first is None:
         return
-    fmt = fmt or detect_format(first)
-    if fmt not in FORMATS:
-        raise BadParameter(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    fmt = check_format(fmt or detect_format(first))
     restored = _chain(first, lines)
     yield from (_jsonl(restored, collection) if fmt == "jsonl" else _csv(restored, collection))
 
@@ -110,11 +108,19 @@ def _quality(value: object) -> int | None:
     return number
 
 
-def write_hash_list(records: Iterable[HashRecord], fmt: str = "jsonl") -> Iterator[str]:
-    """The records as lines of the format (a CSV header first)."""
+def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise BadParameter(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if fmt == "csv":
+    return fmt
+
+
+def write_hash_list(
+    records: Iterable[HashRecord], fmt: str = "jsonl", *, header: bool = True
+) -> Iterator[str]:
+    """The records as lines of the format (a CSV header first, unless ``header`` is off: a
+    later page of the same file)."""
+    check_format(fmt)
+    if fmt == "csv" and header:
         yield ",".join(COLUMNS) + "\r\n"
     for record in records:
         metadata = None if record.metadata is None else json.dumps(record.metadata)

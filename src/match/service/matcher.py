@@ -66,8 +66,11 @@ class Matcher:
         metadata: Metadata = None,
         *,
         collection: str = DEFAULT_COLLECTION,
-    ) -> None:
-        self.store.add(self.record(filepath, image, metadata, collection=collection))
+    ) -> ImageRecord:
+        """Store the image's record; returns it (its PDQ hash included)."""
+        record = self.record(filepath, image, metadata, collection=collection)
+        self.store.add(record)
+        return record
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         return self.store.add_many(records)
