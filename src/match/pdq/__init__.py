@@ -11,7 +11,7 @@ from match.pdq.codec import (
     to_hex,
 )
 from match.pdq.hashing import DIHEDRAL, PdqHash, dihedral_hashes, pdq_hash
-from match.pdq.terms import TERM_BITS, TERMS, candidate_terms, terms_of
+from match.pdq.terms import PROBE_FLIPS, TERM_BITS, TERMS, candidate_terms, terms_of
 
 MATCH_DISTANCE = 31
 """PDQ's recommended match threshold: Hamming distance at most 31 of 256 bits."""
@@ -24,6 +24,7 @@ __all__ = [
     "DIHEDRAL",
     "HEX_DIGITS",
     "MATCH_DISTANCE",
+    "PROBE_FLIPS",
     "QUALITY_THRESHOLD",
     "TERMS",
     "TERM_BITS",

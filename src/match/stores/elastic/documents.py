@@ -100,7 +100,11 @@ def pdq_fields() -> dict[str, Any]:
 
 def pdq_terms(packed: bytes) -> list[str]:
     """The keyword terms of a 32-byte hash: ``position:value``, both in hex."""
-    return [f"{term >> 16:x}:{term & 0xFFFF:04x}" for term in pdq.terms_of(packed)]
+    return [term_keyword(term) for term in pdq.terms_of(packed)]
+
+
+def term_keyword(term: int) -> str:
+    return f"{term >> 16:x}:{term & 0xFFFF:04x}"
 
 
 def pdq_source(packed: bytes | None, quality: int | None) -> dict[str, Any]:

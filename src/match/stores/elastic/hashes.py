@@ -3,9 +3,10 @@ created on first write, so an index that never held one costs nothing), and look
 and the images' index by multi-index term (documents.pdq_terms) with an exact Hamming re-rank.
 
 A lookup is one _search on both indexes: a ``bool`` of one constant-score ``term`` clause per
-query term, so a document scores the number of terms it shares with the query; the best
-PDQ_CANDIDATES are re-ranked here. Near copies share many terms, unrelated hashes at most one or
-two, so the cut keeps the real matches first.
+query term (2 points each) and one ``terms`` clause of their one-bit neighbours (1 point), so a
+document scores by the terms it shares with the query; the best PDQ_CANDIDATES are re-ranked
+here. Near copies share many terms, unrelated hashes at most one or two, so the cut keeps the
+real matches first.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def hash_mapping() -> dict[str, Any]:
 class HashStore:
     """The hash-only records beside one images index."""
 
-    def __init__(self, images: Index) -> None:
+    def __init__(self, images: Index, flips: int = pdq.PROBE_FLIPS) -> None:
         self.images = images
+        self.flips = flips  # the probing radius (match.pdq.terms)
         self.name = f"{images.name}-hashes"
         self._ready = False
         self._seq = docs.SeqClock()
@@ -158,17 +160,22 @@ class HashStore:
         names = ([self.images.ready()] if images else []) + ([self.name] if hash_only else [])
         if not names:
             return []
-        terms = sorted({t for packed in queries for t in docs.pdq_terms(packed)})
+        exact = sorted({t for packed in queries for t in docs.pdq_terms(packed)})
+        should: list[dict[str, Any]] = [
+            {"constant_score": {"filter": {"term": {docs.PDQ_TERMS_FIELD: term}}, "boost": 2}}
+            for term in exact
+        ]
+        if self.flips:  # the one-bit neighbours, in one terms clause (no clause limit)
+            probes = [docs.term_keyword(t) for t in pdq.candidate_terms(list(queries), 1)]
+            field_terms = {docs.PDQ_TERMS_FIELD: sorted(set(probes) - set(exact))}
+            should.append({"constant_score": {"filter": {"terms": field_terms}, "boost": 1}})
         body = {
             "size": PDQ_CANDIDATES,
             "_source": _SOURCE,
             "track_total_hits": False,
             "query": {
                 "bool": {
-                    "should": [
-                        {"constant_score": {"filter": {"term": {docs.PDQ_TERMS_FIELD: term}}}}
-                        for term in terms
-                    ],
+                    "should": should,
                     "minimum_should_match": 1,
                     "filter": bodies.scope(collection, where),
                 }

@@ -71,10 +71,11 @@ def lookup(
     *,
     images: bool,
     hash_only: bool,
+    flips: int = pdq.PROBE_FLIPS,
 ) -> list[PdqHit]:
     """Every record in the collection (and filter) sharing a term with a query hash and within
     ``max_distance`` of one, nearest first then by filepath."""
-    terms = json.dumps(pdq.candidate_terms(list(queries)))
+    terms = json.dumps(pdq.candidate_terms(list(queries), flips))
     query_words = as_words(list(queries))
     hits: list[PdqHit] = []
     sources = []

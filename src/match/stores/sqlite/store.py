@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from match.errors import MatchError
+from match.pdq import terms as pdq_terms
 from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
@@ -73,8 +74,10 @@ class SQLiteStore:
         algorithm: str = ALGORITHM,
         busy_timeout: float = 15.0,
         miss_rate: float = MISS_RATE,
+        pdq_flips: int = pdq_terms.PROBE_FLIPS,
     ) -> None:
         self.algorithm = algorithm
+        self.pdq_flips = pdq_flips  # PDQ probing radius (match.pdq.terms)
         self.miss_rate = miss_rate
         self._db = Database(path, busy_timeout)
         self.path = self._db.path
@@ -359,7 +362,14 @@ class SQLiteStore:
             if found is None:
                 return []
             hits = pdq.lookup(
-                conn, queries, max_distance, found, where, images=images, hash_only=hash_only
+                conn,
+                queries,
+                max_distance,
+                found,
+                where,
+                images=images,
+                hash_only=hash_only,
+                flips=self.pdq_flips,
             )
         return hits[:limit]
 
