@@ -83,22 +83,25 @@ def lookup(
         sources.append(
             (
                 False,
-                "SELECT filepath, pdq, pdq_quality, metadata, width, height FROM images "
-                "WHERE collection = ? AND id IN (SELECT id FROM pdq_terms WHERE term IN "
-                "(SELECT value FROM json_each(?)))",
+                # candidates first, by the terms' primary key; CROSS JOIN keeps that order
+                "SELECT filepath, pdq, pdq_quality, metadata, width, height FROM "
+                "(SELECT DISTINCT id FROM pdq_terms WHERE term IN "
+                "(SELECT value FROM json_each(?))) AS found CROSS JOIN images USING (id) "
+                "WHERE collection = ?",
             )
         )
     if hash_only:
         sources.append(
             (
                 True,
-                "SELECT filepath, pdq, quality, metadata, NULL, NULL FROM hashes "
-                "WHERE collection = ? AND id IN (SELECT id FROM hash_terms WHERE term IN "
-                "(SELECT value FROM json_each(?)))",
+                "SELECT filepath, pdq, quality, metadata, NULL, NULL FROM "
+                "(SELECT DISTINCT id FROM hash_terms WHERE term IN "
+                "(SELECT value FROM json_each(?))) AS found CROSS JOIN hashes USING (id) "
+                "WHERE collection = ?",
             )
         )
     for is_hash, sql in sources:
-        rows = conn.execute(sql, (collection, terms)).fetchall()
+        rows = conn.execute(sql, (terms, collection)).fetchall()
         if not rows:
             continue
         distances = pdq.distances(query_words, as_words([r[1] for r in rows]))
