@@ -174,8 +174,8 @@ def cmd_hashes(args: argparse.Namespace, settings: Settings) -> int:
     """Import or export a hash list: hash-only records (a PDQ hash and metadata, no image) from
     or to a CSV or JSON lines file with pdq, filepath and optional quality and metadata.
 
-    Examples: match hashes import ncmec.csv --collection ncmec
-              match hashes export --format csv > hashes.csv
+    Example: match hashes import ncmec.csv --collection ncmec
+    (and back: match hashes export --format csv --collection ncmec > ncmec.csv)
     """
     from match import cli_hashes
 
