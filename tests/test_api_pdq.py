@@ -148,3 +148,5 @@ def test_bad_pdq_input_is_a_400_naming_it(api: Api, photo_paths: list[Path]) -> 
     assert "pdq and filepath" in body["result"][0]["errors"][0]["error"]
     status, body = api.call("GET", "/hashes", params={"format": "xml"})
     assert status == 400 and "format" in body["error"][0]
+    status, body = api.call("PUT", "/hashes")
+    assert status == 405 and body["method"] == "hashes"

@@ -99,6 +99,8 @@ class Endpoint:
     # Builds the request handler; None: the dsys/match envelope with HTTP error statuses below.
     # (The TinEye-style routes answer 200 with the failure inside the envelope.)
     responder: Responder | None = None
+    # Media types of a 200 answer that is not the envelope (an export's file); None: the envelope.
+    media: tuple[str, ...] | None = None
 
 
 Responder = Callable[[Endpoint, AppContext], Callable[[Request], Awaitable[Response]]]

@@ -137,6 +137,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (FORMAT, COLLECTION),
         errors=(400, 403, 503),
         responder=_export_responder,
+        media=("application/x-ndjson", "text/csv"),
     ),
     Endpoint(
         "/hashes",
