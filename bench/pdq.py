@@ -69,11 +69,9 @@ def queries(stored: np.ndarray, count: int, seed: int) -> list[bytes]:
 def open_store(args: argparse.Namespace):
     if args.url:
         from match.stores.elastic import ElasticStore, EngineClient
-        from match.stores.elastic.hashes import HashStore
 
-        store = ElasticStore(EngineClient(args.url, timeout=120), args.index, bulk_refresh=True)
-        store._hashes = HashStore(store._index, args.flips)
-        return store
+        client = EngineClient(args.url, timeout=120)
+        return ElasticStore(client, args.index, bulk_refresh=True, pdq_flips=args.flips)
     from match.stores.sqlite import SQLiteStore
 
     return SQLiteStore(args.data, pdq_flips=args.flips)

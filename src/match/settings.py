@@ -60,6 +60,13 @@ def _quality(text: str) -> int:
     return value
 
 
+def _probe_radius(text: str) -> int:
+    value = int(text)
+    if value not in (0, 1):
+        raise ValueError(f"{value} is not 0 or 1")
+    return value
+
+
 def _mode(text: str) -> str:
     value = text.strip().lower()
     if value not in {"exact", "fast"}:
@@ -190,6 +197,13 @@ SETTINGS: tuple[Setting, ...] = (
         "evidence of a match unless a search sets `pdq_low_quality=true`.",
     ),
     Setting(
+        "MATCH_PDQ_PROBE_RADIUS",
+        "1",
+        _probe_radius,
+        "PDQ lookups probe each 16-bit term and, at 1, its one-bit neighbours: every hash within "
+        "31 bits is found; 0: exact terms, ~15 times faster, finds ~99% (docs/pdq.md).",
+    ),
+    Setting(
         "MATCH_MAX_UPLOAD_BYTES",
         "26214400",
         _positive_int,
@@ -256,6 +270,7 @@ class Settings:
     match_partial_matching: bool
     match_pdq: bool
     match_pdq_min_quality: int
+    match_pdq_probe_radius: int
     match_max_upload_bytes: int
     match_max_image_pixels: int
     match_url_timeout: float

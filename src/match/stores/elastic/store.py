@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from match.errors import BadParameter
+from match.pdq import PROBE_FLIPS
 from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
@@ -55,6 +56,7 @@ class ElasticStore:
         candidates: int = CANDIDATES,
         min_words: int = MIN_WORDS,
         algorithm: str = ALGORITHM,
+        pdq_flips: int = PROBE_FLIPS,
     ) -> None:
         self.client = client
         self.index = index
@@ -64,7 +66,7 @@ class ElasticStore:
         self._index = Index(client, index, settings)
         self._writer = Writer(self._index, algorithm)
         self._searcher = Searcher(self._index, candidates, min_words)
-        self._hashes = HashStore(self._index)
+        self._hashes = HashStore(self._index, pdq_flips)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ElasticStore:
@@ -85,6 +87,7 @@ class ElasticStore:
             replicas=settings.elasticsearch_replicas,
             bulk_refresh=settings.elasticsearch_bulk_refresh,
             refresh_interval=settings.elasticsearch_refresh_interval,
+            pdq_flips=settings.match_pdq_probe_radius,
         )
 
     # -- writes -----------------------------------------------------------------------------

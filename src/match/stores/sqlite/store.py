@@ -100,7 +100,7 @@ class SQLiteStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SQLiteStore:
-        return cls(settings.match_data_dir)
+        return cls(settings.match_data_dir, pdq_flips=settings.match_pdq_probe_radius)
 
     def __enter__(self) -> SQLiteStore:
         return self
