@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # Match as a container: `make build`, then `make run` (or `make dev` for Match + Elasticsearch).
-# Two stages: the first installs Match and its dependencies into a virtualenv (binary wheels only:
-# there is no compiler in either stage), the second copies that virtualenv onto a clean slim base.
+# Two stages: the first installs Match and its dependencies into a virtualenv (binary wheels,
+# except pdqhash, which publishes no wheel for this Python and is compiled with g++ in that stage
+# only), the second copies that virtualenv onto a clean slim base (no compiler there).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -13,7 +14,12 @@ RUN python -m venv /opt/match
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-# --only-binary for the dependencies: a missing wheel fails the build instead of compiling.
+# pdqhash (PDQ, docs/pdq.md) builds from its sdist: a C++ compiler in this stage only
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+# --only-binary for the other dependencies: a missing wheel fails the build instead of compiling.
 RUN /opt/match/bin/pip install --only-binary=numpy,pillow,opencv-python-headless . \
     && /opt/match/bin/python -m compileall -q /opt/match/lib
 

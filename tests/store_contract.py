@@ -36,6 +36,7 @@ from match.local import FRAME, WORDS, LocalFeatures, local_features
 from match.signature import image_signature, normalized_distances, orientation_signatures
 from match.signature.decode import decode_pixels
 from match.stores.base import BulkResult, ImageRecord, Store
+from pdq_contract import PdqContract
 
 PHOTO_COUNT = 16
 CUTOFF = 0.45
@@ -100,7 +101,7 @@ def expected_hits(
     return sorted(found, key=lambda hit: (hit[1], hit[0]))
 
 
-class StoreContract(CollectionsContract):
+class StoreContract(CollectionsContract, PdqContract):
     """Behaviour every Store must show (collections and filters: collections_contract.py).
     Subclasses provide the ``store`` fixture."""
 

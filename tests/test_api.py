@@ -28,19 +28,30 @@ from api_server import (
     serving_worker,
     worker_pids,
 )
-from match.signature import ORIENTATIONS
+from match import pdq
+from match.signature import ORIENTATIONS, decode_image
 
 # -- images ------------------------------------------------------------------------------------
 # An image against itself: distance 0, up to float rounding in the store.
 IDENTICAL = pytest.approx(100.0, abs=1e-4)
 
 
-def whole_image(image: bytes | Path) -> dict[str, Any]:
+def whole_image(image: bytes | Path, *, stored: bool = True) -> dict[str, Any]:
     """What a whole-image (signature) match of an image with itself says besides its score
-    and filepath: both outlines are its own frame."""
+    and filepath: both outlines are its own frame; a search result also carries the stored
+    image's PDQ hash (docs/pdq.md), that of the image's own pixels."""
     width, height = Image.open(image if isinstance(image, Path) else io.BytesIO(image)).size
     outline = [[0.0, 0.0], [float(width), 0.0], [float(width), float(height)], [0.0, float(height)]]
+    found = pdq.pdq_hash(decode_image(image))
+    stored_pdq = {
+        "pdq": pdq.to_hex(found.hash),
+        "pdq_quality": found.quality,
+        "pdq_distance": None,
+        "pdq_low_quality": False,
+        "hash_only": False,
+    }
     return {
+        **(stored_pdq if stored else {}),
         "orientation": "original",
         "mirrored": False,
         "method": "signature",
@@ -224,7 +235,7 @@ def test_min_score_limit_and_offset(api: Api, photo_paths: list[Path]) -> None:
 def test_compare(api: Api, photo_paths: list[Path]) -> None:
     a, b = jpeg(photo_paths[14]), jpeg(photo_paths[15])
     same = api.ok("POST", "/compare", files={"image1": ("a.jpg", a), "image2": ("b.jpg", a)})
-    assert same == [{"score": IDENTICAL, **whole_image(a)}]
+    assert same == [{"score": IDENTICAL, **whole_image(a, stored=False)}]
     different = api.ok("POST", "/compare", files={"image1": ("a.jpg", a), "image2": ("b.jpg", b)})
     assert different[0]["score"] < 70.0
 
@@ -240,7 +251,7 @@ def test_compare(api: Api, photo_paths: list[Path]) -> None:
     stored = api.ok(
         "POST", "/compare", data={"filepath1": filepath}, files={"image2": ("a.jpg", a)}
     )
-    assert stored == [{"score": IDENTICAL, **whole_image(a)}]
+    assert stored == [{"score": IDENTICAL, **whole_image(a, stored=False)}]
 
 
 def test_list_defaults_and_bounds(api: Api) -> None:
@@ -264,7 +275,7 @@ def test_add_search_and_compare_by_url(
     compared = api.ok(
         "POST", "/compare", data={"url1": images.url(photo.name), "filepath2": filepath}
     )
-    assert compared == [{"score": IDENTICAL, **whole_image(photo)}]
+    assert compared == [{"score": IDENTICAL, **whole_image(photo, stored=False)}]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,8 @@ import pytest
 from PIL import Image
 
 from api_server import Api, ImageServer
+from match import pdq
+from match.signature import decode_image
 
 IDENTICAL = pytest.approx(100.0, abs=0.01)
 MISSING = "This file does not exist in the image collection"
@@ -186,6 +188,7 @@ def test_add_images_then_list_count_and_search_them(
         assert found["query_image"] == {"filepath": "my-query.jpg"}
         width, height = Image.open(io.BytesIO(data)).size
         frame = [[0.0, 0.0], [float(width), 0.0], [float(width), float(height)], [0, height]]
+        stored_pdq = pdq.pdq_hash(decode_image(data))
         assert {
             "filepath": filepath,
             "score": IDENTICAL,
@@ -198,6 +201,12 @@ def test_add_images_then_list_count_and_search_them(
             "method": "signature",
             "query_outline": frame,
             "target_outline": frame,
+            # the stored image's PDQ hash (docs/pdq.md), that of its own pixels
+            "pdq": pdq.to_hex(stored_pdq.hash),
+            "pdq_quality": stored_pdq.quality,
+            "pdq_distance": None,
+            "pdq_low_quality": False,
+            "hash_only": False,
         } in found["result"]
         assert set(found["stats"]) == {"time_search", "time_total"}
 

@@ -157,3 +157,43 @@ def test_collections_and_filters_from_the_command_line(
     assert run("count", "--collection", "shop-1", data_dir=data).stdout.split() == ["0"]
     bad = run("list", "--filter", '{"shop": {"near": 1}}', data_dir=data)
     assert bad.returncode == 1 and "unknown operator 'near'" in bad.stderr
+
+
+def test_signature_prints_the_pdq_hash(photo_paths: list[Path]) -> None:
+    from match import pdq
+    from match.signature import decode_image
+
+    done = run("signature", str(photo_paths[0]), "--json")
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)["result"]
+    expected = pdq.pdq_hash(decode_image(photo_paths[0]))
+    assert (result["pdq"], result["pdq_quality"]) == (pdq.to_hex(expected.hash), expected.quality)
+    assert f"pdq {result['pdq']}" in run("signature", str(photo_paths[0])).stdout
+
+
+def test_hash_lists_import_and_export_from_the_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    hashes = [bytes([n]) * 32 for n in (1, 2)]
+    listed = tmp_path / "list.jsonl"
+    listed.write_text(
+        json.dumps({"pdq": hashes[0].hex(), "filepath": "a", "metadata": {"k": 1}})
+        + "\n{broken\n"
+        + json.dumps({"pdq": hashes[1].hex(), "filepath": "b", "quality": 60})
+        + "\n"
+    )
+    done = run("hashes", "import", str(listed), "--collection", "lists", data_dir=data)
+    assert done.returncode == 1  # one bad line, reported with its number
+    assert "list.jsonl:2: not JSON" in done.stderr and "imported 2 hashes, 1 failed" in done.stderr
+    exported = run("hashes", "export", "--collection", "lists", "--format", "csv", data_dir=data)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.splitlines() == [
+        "pdq,filepath,quality,metadata",
+        f'{hashes[0].hex()},a,,"{{""k"": 1}}"',
+        f"{hashes[1].hex()},b,60,",
+    ]
+    again = tmp_path / "again.csv"
+    again.write_text(exported.stdout)
+    assert run("hashes", "import", str(again), "--silent", data_dir=data).returncode == 0
+    assert run("hashes", "export", data_dir=data).stdout.count("\n") == 2
+    missing = run("hashes", "import", str(tmp_path / "nope.csv"), data_dir=data)
+    assert missing.returncode == 1 and "nope.csv" in missing.stderr

@@ -19,7 +19,7 @@ from match.errors import BadParameter, IncompatibleRecord, StoreUnavailable
 from match.local import WORDS, LocalFeatures
 from match.settings import Settings
 from match.signature import ALGORITHM, normalized_distances
-from match.stores.base import ImageRecord
+from match.stores.base import HashRecord, ImageRecord
 from match.stores.filters import parse_filter
 from match.stores.sqlite import SQLiteStore
 from match.stores.sqlite.codes import HyperplaneCoder, pack_signature
@@ -421,7 +421,7 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
         assert reopened.get(photos.names[3]).local is not None
         assert reopened.count() == 5
     connection = sqlite3.connect(path)
-    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     connection.close()
 
 
@@ -517,3 +517,34 @@ def test_filters_see_what_other_processes_change(tmp_path: Path, photos: Photos)
         assert first.list(where=shop[1]) == ["1.jpg", "3.jpg", "5.jpg"]
         assert first.count(where=shop[7]) == 0
         assert first.list() == [f"{n}.jpg" for n in range(6)]  # updates keep insertion order
+
+
+def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) -> None:
+    """A file as schema 3 wrote it (no PDQ columns or tables) keeps its records, gains PDQ,
+    and its new records are found by their hashes."""
+    with SQLiteStore(tmp_path) as store:
+        store.add(ImageRecord("old.jpg", photos.originals[0], {"n": 1}))
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    with connection:  # back to schema 3: what the PDQ upgrade added, removed
+        for name in ("image_pdq_added", "image_pdq_deleted", "hash_added", "hash_deleted"):
+            connection.execute(f"DROP TRIGGER {name}")
+        for table in ("hashes", "pdq_terms", "hash_terms"):
+            connection.execute(f"DROP TABLE {table}")
+        connection.execute("ALTER TABLE images DROP COLUMN pdq")
+        connection.execute("ALTER TABLE images DROP COLUMN pdq_quality")
+        connection.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    connection.close()
+    packed = bytes(range(32))
+    with SQLiteStore(tmp_path) as store:
+        old = store.get("old.jpg")
+        assert (old.metadata, old.pdq, old.pdq_quality) == ({"n": 1}, None, None)
+        store.add(ImageRecord("new.jpg", photos.originals[1], pdq=packed, pdq_quality=88))
+        store.add_hashes([HashRecord("listed", packed, 70)])
+        found = store.pdq_search([packed], 31, 10)
+        assert [(h.filepath, h.hash_only) for h in found] == [("listed", True), ("new.jpg", False)]
+        assert [h.filepath for h in store.search(photos.originals[0][None, :], 0.45, 1)] == [
+            "old.jpg"
+        ]
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    connection.close()

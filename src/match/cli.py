@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from match import pdq
 from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
 from match.service import Matcher, as_json, envelope
@@ -142,17 +143,20 @@ def cmd_signature(args: argparse.Namespace, settings: Settings) -> int:
     results, failed = [], []
     for name in args.files:
         try:
-            signature = Matcher(settings).signature(_read(name), name=name)
+            query = Matcher(settings).analyser.query(_read(name), False, name=name, features=False)
         except MatchError as error:
             failed.append(f"{name}: {error.message}")
             _fail(failed[-1], EXIT_FAILED)
             continue
+        signature = query.signatures[0]
         results.append(
             {
                 "file": name,
                 "algorithm": sig.ALGORITHM,
                 "signature": signature.tolist(),
                 "words": sig.words(signature).tolist(),
+                "pdq": pdq.to_hex(query.pdq[0]) if query.pdq else None,
+                "pdq_quality": query.pdq_quality,
             }
         )
     if args.json:
@@ -161,7 +165,26 @@ def cmd_signature(args: argparse.Namespace, settings: Settings) -> int:
         for item in results:
             print(f"{item['file']}\n  signature {' '.join(map(str, item['signature']))}")
             print(f"  words {' '.join(map(str, item['words']))}")
+            if item["pdq"] is not None:
+                print(f"  pdq {item['pdq']} quality {item['pdq_quality']}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_hashes(args: argparse.Namespace, settings: Settings) -> int:
+    """Import or export a hash list: hash-only records (a PDQ hash and metadata, no image) from
+    or to a CSV or JSON lines file with pdq, filepath and optional quality and metadata.
+
+    Example: match hashes import ncmec.csv --collection ncmec
+    (and back: match hashes export --format csv --collection ncmec > ncmec.csv)
+    """
+    from match import cli_hashes
+
+    collection = check_collection(args.collection)
+    if args.action == "import":
+        failed = cli_hashes.import_file(args.file, settings, collection, args.format, args.silent)
+        return EXIT_FAILED if failed else EXIT_OK
+    cli_hashes.export(settings, collection, args.format or "jsonl", args.output)
+    return EXIT_OK
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -285,6 +308,14 @@ def _parser() -> argparse.ArgumentParser:
     signature = command("signature", cmd_signature)
     signature.add_argument("files", nargs="+", metavar="FILE")
     signature.add_argument("--json", action="store_true")
+
+    hashes = command("hashes", cmd_hashes)
+    hashes.add_argument("action", choices=("import", "export"))
+    hashes.add_argument("file", nargs="?", help="import: the CSV or JSON lines file")
+    hashes.add_argument("--format", choices=("csv", "jsonl"), help="default: detected / jsonl")
+    hashes.add_argument("--output", "-o", help="export: write here instead of stdout")
+    hashes.add_argument("--silent", action="store_true", help="no progress bar or summary")
+    scoped(hashes)
 
     delete = command("delete", cmd_delete)
     delete.add_argument("filepath")

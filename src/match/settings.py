@@ -53,6 +53,20 @@ def _distance(text: str) -> float:
     return value
 
 
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise ValueError(f"{value} is not a PDQ quality 0-100")
+    return value
+
+
+def _probe_radius(text: str) -> int:
+    value = int(text)
+    if value not in (0, 1):
+        raise ValueError(f"{value} is not 0 or 1")
+    return value
+
+
 def _mode(text: str) -> str:
     value = text.strip().lower()
     if value not in {"exact", "fast"}:
@@ -169,6 +183,27 @@ SETTINGS: tuple[Setting, ...] = (
         "(docs/partial-matching.md); `false`: the global signature only, faster and smaller.",
     ),
     Setting(
+        "MATCH_PDQ",
+        "true",
+        parse_bool,
+        "Compute every image's PDQ hash and match hash-only records by it (docs/pdq.md); "
+        "`false`: no PDQ hashes computed or searched.",
+    ),
+    Setting(
+        "MATCH_PDQ_MIN_QUALITY",
+        "50",
+        _quality,
+        "PDQ hashes of lower quality (0-100) are flagged in results and never the only "
+        "evidence of a match unless a search sets `pdq_low_quality=true`.",
+    ),
+    Setting(
+        "MATCH_PDQ_PROBE_RADIUS",
+        "1",
+        _probe_radius,
+        "PDQ lookups probe each 16-bit term and, at 1, its one-bit neighbours: every hash within "
+        "31 bits is found; 0: exact terms, ~15 times faster, finds ~99% (docs/pdq.md).",
+    ),
+    Setting(
         "MATCH_MAX_UPLOAD_BYTES",
         "26214400",
         _positive_int,
@@ -233,6 +268,9 @@ class Settings:
     match_distance_cutoff: float
     match_signature_mode: str
     match_partial_matching: bool
+    match_pdq: bool
+    match_pdq_min_quality: int
+    match_pdq_probe_radius: int
     match_max_upload_bytes: int
     match_max_image_pixels: int
     match_url_timeout: float

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from match.http.endpoints import AppContext, Endpoint
+from match import pdq
+from match.errors import BadParameter
+from match.http.endpoints import Answer, AppContext, Endpoint
 from match.http.params import Param, Params
 from match.http.scoping import COLLECTION, FILTER, collection_of, filter_of
 from match.http.sources import choose_source, image_bytes, naming, query
 from match.service import as_json
+from match.service.methods import PdqRule
 
 MAX_LIMIT = 10_000
 
@@ -60,14 +63,16 @@ def _all_orientations(context: AppContext, params: Params) -> bool:
 
 
 # -- handlers ----------------------------------------------------------------------------------
-def add(context: AppContext, params: Params) -> list[Any]:
+def add(context: AppContext, params: Params) -> Answer:
     filepath, collection = params["filepath"], collection_of(params)
     metadata = params["metadata"]
     source = choose_source(params)
     data = image_bytes(source, context.fetch_limits)
     with naming(source.name):
-        context.matcher.add(filepath, data, metadata, collection=collection)
-    return []
+        record = context.matcher.add(filepath, data, metadata, collection=collection)
+    # dsys/match's result stays []; the computed PDQ hash comes beside it (docs/pdq.md)
+    packed = None if record.pdq is None else pdq.to_hex(record.pdq)
+    return Answer([], {"pdq": packed, "pdq_quality": record.pdq_quality})
 
 
 def delete(context: AppContext, params: Params) -> list[Any]:
@@ -77,6 +82,9 @@ def delete(context: AppContext, params: Params) -> list[Any]:
 
 def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
     collection, where = collection_of(params), filter_of(params)
+    rule = context.matcher.pdq_rule(params["max_distance"], bool(params["pdq_low_quality"]))
+    if params.given("pdq"):
+        return pdq_search(context, params, rule)
     source = choose_source(params, filepath="filepath")
     all_orientations = _all_orientations(context, params)
     search_query = query(
@@ -90,6 +98,24 @@ def search(context: AppContext, params: Params) -> list[dict[str, Any]]:
         collection=collection,
         where=where,
         min_overlap=params["min_overlap"],
+        pdq_rule=rule,
+    )
+    return [as_json(match) for match in matches]
+
+
+def pdq_search(context: AppContext, params: Params, rule: PdqRule) -> list[dict[str, Any]]:
+    """/search by a PDQ hash: every stored record within max_distance, nearest first."""
+    others = [name for name in ("url", "image", "filepath") if params.given(name)]
+    if others:
+        raise BadParameter(f"Give either 'pdq' or '{others[0]}', not both")
+    matches = context.matcher.search_pdq(
+        [pdq.from_hex(params["pdq"], "Parameter 'pdq'")],
+        rule=rule,
+        min_score=params["min_score"],
+        limit=params["limit"],
+        offset=params["offset"],
+        collection=collection_of(params),
+        where=filter_of(params),
     )
     return [as_json(match) for match in matches]
 
@@ -153,9 +179,10 @@ HOW_IT_MATCHED = {
     },
     "method": {
         "type": "string",
-        "enum": ["signature", "local"],
+        "enum": ["signature", "local", "pdq"],
         "description": "signature: the whole image; local: a partial match (crop, screenshot, "
-        "caption, small turn) found by local features.",
+        "caption, small turn) found by local features; pdq: a PDQ hash within max_distance "
+        "(hash-only records, or any record in a search by pdq).",
     },
     "mirrored": {
         "type": "boolean",
@@ -185,6 +212,57 @@ HOW_IT_MATCHED = {
         "type": "number",
         "description": "Percent of the stored image lying inside the query (100 for a "
         "signature match).",
+    },
+}
+
+PDQ_SEARCH_PARAMS = (
+    Param(
+        "pdq",
+        "string",
+        "Search by a PDQ hash (64 hex digits) instead of an image: every stored record (images "
+        "and hash-only records) within max_distance.",
+    ),
+    Param(
+        "max_distance",
+        "integer",
+        "Largest PDQ Hamming distance that matches (of 256 bits; PDQ recommends 31).",
+        default=31,
+        minimum=0,
+        maximum=256,
+    ),
+    Param(
+        "pdq_low_quality",
+        "boolean",
+        "Also match PDQ hashes of quality below MATCH_PDQ_MIN_QUALITY (flagged "
+        "pdq_low_quality); off, such a hash is never the evidence of a match.",
+        default=False,
+    ),
+)
+PDQ_RESULT = {
+    "pdq": {
+        "type": "string",
+        "nullable": True,
+        "description": "The stored record's PDQ hash (64 hex digits), null if it has none.",
+    },
+    "pdq_quality": {
+        "type": "integer",
+        "nullable": True,
+        "description": "Its PDQ quality (0-100), null if not known.",
+    },
+    "pdq_distance": {
+        "type": "integer",
+        "nullable": True,
+        "description": "method pdq: the Hamming distance to the query's hash; score is "
+        "100 - 45 * distance / 32 (31 scores 56.4).",
+    },
+    "pdq_low_quality": {
+        "type": "boolean",
+        "description": "method pdq: the query's or the stored hash's quality is below "
+        "MATCH_PDQ_MIN_QUALITY.",
+    },
+    "hash_only": {
+        "type": "boolean",
+        "description": "The record is a hash-only record (POST /hashes): no image.",
     },
 }
 
@@ -247,6 +325,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             ),
             COLLECTION,
             FILTER,
+            *PDQ_SEARCH_PARAMS,
         ),
         {
             "type": "object",
@@ -255,6 +334,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 "filepath": {"type": "string"},
                 "metadata": _METADATA,
                 **HOW_IT_MATCHED,
+                **PDQ_RESULT,
             },
         },
         errors=(400, 403, 404, 413, 415, 502, 503),

@@ -144,6 +144,8 @@ class AccessControl:
 
 
 def _writes(method: str, scope: Scope) -> bool:
+    if method == "hashes":  # http/hashes.py: GET exports, POST imports, DELETE deletes
+        return scope["method"] != "GET"
     return method in WRITE_METHODS or (method == "collections" and scope["method"] == "DELETE")
 
 

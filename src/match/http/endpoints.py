@@ -70,8 +70,18 @@ class AppContext:
                 self._matcher = None
 
 
-# Returns the envelope's result list; or, for an endpoint with its own responder, what it renders.
+# Returns the envelope's result list (or an Answer); or, for an endpoint with its own responder,
+# what it renders.
 Handler = Callable[[AppContext, Params], Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A handler's result list with extra top-level keys of the envelope (after the four), for
+    answers that say more than dsys/match's result did without changing it."""
+
+    result: list[Any]
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,8 @@ class Endpoint:
     # Builds the request handler; None: the dsys/match envelope with HTTP error statuses below.
     # (The TinEye-style routes answer 200 with the failure inside the envelope.)
     responder: Responder | None = None
+    # Media types of a 200 answer that is not the envelope (an export's file); None: the envelope.
+    media: tuple[str, ...] | None = None
 
 
 Responder = Callable[[Endpoint, AppContext], Callable[[Request], Awaitable[Response]]]
@@ -124,6 +136,8 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
             # Never a stack trace to the client; the log has it.
             log.exception("%s %s failed", request.method, request.url.path)
             return fail(endpoint.name, 500, "Internal server error (logged on the server)")
+        if isinstance(result, Answer):
+            return ok(endpoint.name, result.result, **result.extra)
         return ok(endpoint.name, result)
 
     respond.__name__ = f"{endpoint.name}_endpoint"

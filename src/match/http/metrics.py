@@ -89,6 +89,19 @@ LOCAL_SEARCH = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+PDQ_HASH = Histogram(
+    "match_pdq_seconds",
+    "Time to compute an image's PDQ hash: orientations=1 upright, 8 the dihedral hashes.",
+    ["orientations"],
+    buckets=_LATENCY_BUCKETS,
+)
+PDQ_SEARCH = Histogram(
+    "match_pdq_search_seconds",
+    "Time the store takes to look up 1 or 8 PDQ hashes (docs/pdq.md).",
+    ["orientations"],
+    buckets=_LATENCY_BUCKETS,
+)
+
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
@@ -199,6 +212,8 @@ def _observe_timing(operation: str, signatures: int, seconds: float) -> None:
         LOCAL_FEATURES.observe(seconds)
     elif operation == "local_search":
         LOCAL_SEARCH.observe(seconds)
+    elif operation in ("pdq", "pdq_search"):
+        (PDQ_HASH if operation == "pdq" else PDQ_SEARCH).labels(str(signatures)).observe(seconds)
     else:
         histogram = SIGNATURE if operation == "signature" else SEARCH
         histogram.labels(str(signatures)).observe(seconds)

@@ -129,6 +129,8 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": "ok", "content": {"application/json": {"schema": ok_schema}}},
     }
+    if endpoint.media is not None:  # a file of lines, not the envelope
+        responses["200"] = {"description": "ok", "content": {m: {} for m in endpoint.media}}
     for status in sorted({*endpoint.errors, 405, 500}):
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),

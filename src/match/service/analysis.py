@@ -1,6 +1,6 @@
 """What the service matches with: an image decoded once, its signatures in 1 or 8 orientations,
-and its local features when partial matching is on. The one place that turns image bytes (or
-a stored record) into a Query."""
+its PDQ hashes in as many, and its local features when partial matching is on. The one place
+that turns image bytes (or a stored record) into a Query."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from match import local
+from match import local, pdq
 from match import signature as sig
 from match.errors import BlankImage
 from match.service.timing import timed
@@ -26,10 +26,12 @@ class Query:
     signatures: np.ndarray
     local: local.LocalFeatures | None = None
     size: tuple[int, int] | None = None  # (width, height) of the image as given
+    pdq: tuple[bytes, ...] = ()  # PDQ hashes in ORIENTATIONS order (as many as signatures)
+    pdq_quality: int | None = None  # None: no PDQ hash (a stored record without one)
 
     def orientations(self, count: int) -> Query:
         """The same query with only its first ``count`` signatures."""
-        return dataclasses.replace(self, signatures=self.signatures[:count])
+        return dataclasses.replace(self, signatures=self.signatures[:count], pdq=self.pdq[:count])
 
 
 class Analyser:
@@ -59,11 +61,26 @@ class Analyser:
             signatures = sig.pixels_orientation_signatures(pixels, range(count))
         if sig.is_blank(signatures[0]):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
+        query = Query(signatures, size=size)
+        if self.settings.match_pdq:
+            query = self._with_pdq(query, pixels, count)
         if not (features and self.partial_matching):
-            return Query(signatures, size=size)
+            return query
         with timed("local", 1):
             found = local.local_features(pixels)
-        return Query(signatures, found if len(found.words) else None, size)
+        return dataclasses.replace(query, local=found if len(found.words) else None)
+
+    @staticmethod
+    def _with_pdq(query: Query, pixels: np.ndarray, count: int) -> Query:
+        """The query with its PDQ hashes in its orientations (8 come from one pass)."""
+        with timed("pdq", count):
+            if count == 1:
+                found_pdq = pdq.pdq_hash(pixels)
+                hashes, quality = (found_pdq.hash,), found_pdq.quality
+            else:
+                dihedral, quality = pdq.dihedral_hashes(pixels)
+                hashes = tuple(dihedral)
+        return dataclasses.replace(query, pdq=hashes, pdq_quality=quality)
 
     def record(
         self,
@@ -82,6 +99,8 @@ class Analyser:
             local=query.local,
             collection=collection,
             size=query.size,
+            pdq=query.pdq[0] if query.pdq else None,
+            pdq_quality=query.pdq_quality,
         )
 
     def stored_query(self, record: ImageRecord, all_orientations: bool) -> Query:
@@ -92,4 +111,13 @@ class Analyser:
             if all_orientations
             else record.signature[None, :]
         )
-        return Query(signatures, record.local if self.partial_matching else None, record.size)
+        hashes: tuple[bytes, ...] = ()
+        if record.pdq is not None:  # orienting a hash needs the pixels: the stored one, upright
+            hashes = (record.pdq,)
+        return Query(
+            signatures,
+            record.local if self.partial_matching else None,
+            record.size,
+            hashes,
+            record.pdq_quality,
+        )

@@ -3,15 +3,16 @@ store; images become queries in analysis.py, the methods and their merge live in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from match import pdq
 from match.service import methods
 from match.service.analysis import Analyser, Query
-from match.service.results import Comparison, Match, Metadata, is_match
+from match.service.results import SCORE_TOLERANCE, Comparison, Match, Metadata, is_match
 from match.settings import Settings
-from match.stores import BulkResult, ImageRecord, Store, open_store
+from match.stores import BulkResult, HashRecord, ImageRecord, Store, open_store
 from match.stores.checks import check_new_filepath
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 
@@ -65,8 +66,11 @@ class Matcher:
         metadata: Metadata = None,
         *,
         collection: str = DEFAULT_COLLECTION,
-    ) -> None:
-        self.store.add(self.record(filepath, image, metadata, collection=collection))
+    ) -> ImageRecord:
+        """Store the image's record; returns it (its PDQ hash included)."""
+        record = self.record(filepath, image, metadata, collection=collection)
+        self.store.add(record)
+        return record
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         return self.store.add_many(records)
@@ -81,10 +85,13 @@ class Matcher:
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
         min_overlap: float = 0.0,
+        pdq_rule: methods.PdqRule | None = None,
     ) -> list[Match]:
-        """Both methods' matches in one collection (and metadata filter), each stored image
-        once with its better score, best first. A partial match counts only if the query covers
-        at least ``min_overlap`` percent of the stored image (a whole-image match covers 100)."""
+        """Every method's matches in one collection (and metadata filter), each stored record
+        once with its best score, best first. A partial match counts only if the query covers
+        at least ``min_overlap`` percent of the stored image (a whole-image match covers 100).
+        With PDQ on, hash-only records match by the query's PDQ hashes (``pdq_rule``, the
+        settings' by default)."""
         cutoff = self.settings.match_distance_cutoff
         # min_score is inclusive but the store's cutoff is strict: narrow it by a hair less, so
         # a score equal to min_score survives float rounding; is_match below is exact.
@@ -93,8 +100,55 @@ class Matcher:
         found = methods.signature_matches(self.store, query, store_cutoff, offset + limit, scope)
         if self.settings.match_partial_matching:
             found += methods.local_matches(self.store, query, scope, min_overlap)
+        if self.settings.match_pdq and query.pdq:
+            rule = pdq_rule or self.pdq_rule()
+            found += methods.pdq_matches(
+                self.store, query.pdq, query.pdq_quality, offset + limit, rule, scope, images=False
+            )
         ranked = [m for m in methods.merge(found, cutoff) if is_match(m.score, cutoff, min_score)]
         return ranked[offset : offset + limit]
+
+    # -- PDQ hashes and hash-only records ---------------------------------------------------
+    def pdq_rule(
+        self, max_distance: int | None = None, allow_low_quality: bool = False
+    ) -> methods.PdqRule:
+        """The PDQ match rule of the settings, with a search's own distance and choice."""
+        return methods.PdqRule(
+            pdq.MATCH_DISTANCE if max_distance is None else max_distance,
+            self.settings.match_pdq_min_quality,
+            allow_low_quality,
+        )
+
+    def search_pdq(
+        self,
+        hashes: Sequence[bytes],
+        *,
+        rule: methods.PdqRule | None = None,
+        min_score: float = 0.0,
+        limit: int = 100,
+        offset: int = 0,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[Match]:
+        """Every stored record (images and hash-only records) whose PDQ hash lies within the
+        rule's distance of one of ``hashes``, nearest first. The rule's distance, not the
+        score floor, decides (a distance above 31 scores under the default floor)."""
+        rule = rule or self.pdq_rule()
+        scope = methods.Scope(collection, where)
+        found = methods.pdq_matches(self.store, hashes, None, offset + limit, rule, scope)
+        kept = [m for m in found if m.score >= min_score - SCORE_TOLERANCE]
+        return kept[offset : offset + limit]
+
+    def add_hashes(self, records: Iterable[HashRecord]) -> BulkResult:
+        return self.store.add_hashes(records)
+
+    def hashes(
+        self, offset: int = 0, limit: int = 1000, *, collection: str = DEFAULT_COLLECTION
+    ) -> list[HashRecord]:
+        return self.store.hashes(offset, limit, collection=collection)
+
+    def delete_hash(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        self.store.delete_hash(filepath, collection=collection)
 
     def compare(self, first: Query, second: Query) -> Comparison:
         """How well ``second`` (its first signature) matches ``first`` by either method."""

@@ -1,4 +1,4 @@
-"""The two matching methods, each on its own, and the one step that merges them.
+"""The matching methods, each on its own, and the one step that merges them.
 
 - The signature (match.signature): the store finds the stored images whose signature lies under
   the distance cutoff of any of the query's orientations; scored 100 * (1 - distance).
@@ -7,20 +7,25 @@
   inliers (match.local.score). Each candidate arrives with its signature's distance to the
   query, read from the same version of the record, so its signature match is known too.
 
-``merge`` keeps each stored image once, with its best score.
+- PDQ (match.pdq): the store finds the stored hashes within a Hamming distance of the query's
+  (in its orientations), by multi-index terms; scored by pdq_scores. Image searches match
+  hash-only records this way; a search by hash matches every record.
+
+``merge`` keeps each stored record once, with its best score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from match import local
+from match import local, pdq
 from match import signature as sig
 from match.local.score import local_score
-from match.service import outlines
+from match.service import outlines, pdq_scores
 from match.service.analysis import Query
 from match.service.results import Comparison, Match, is_match, score_of
 from match.service.timing import timed
@@ -53,9 +58,73 @@ def signature_matches(
             where=scope.where,
         )
     return [
-        _whole(hit.filepath, hit.distance, hit.metadata, hit.orientation, query.size, hit.size)
+        _with_pdq(
+            _whole(hit.filepath, hit.distance, hit.metadata, hit.orientation, query.size, hit.size),
+            hit.pdq,
+            hit.pdq_quality,
+        )
         for hit in hits
     ]
+
+
+@dataclass(frozen=True)
+class PdqRule:
+    """How PDQ matches: the largest Hamming distance, the quality below which a hash is low,
+    and whether a low-quality hash may be the evidence of a match."""
+
+    max_distance: int = pdq.MATCH_DISTANCE
+    min_quality: int = pdq.QUALITY_THRESHOLD
+    allow_low_quality: bool = False
+
+
+def pdq_matches(
+    store: Store,
+    hashes: Sequence[bytes],
+    query_quality: int | None,
+    limit: int,
+    rule: PdqRule = PdqRule(),
+    scope: Scope = Scope(),
+    *,
+    images: bool = True,
+) -> list[Match]:
+    """Stored records whose PDQ hash lies within the rule's distance of any of ``hashes`` (in
+    ORIENTATIONS order): hash-only records and, with ``images``, images. A match on a
+    low-quality hash (the query's or the stored one) is flagged, and dropped unless the rule
+    allows it: a PDQ match is each such record's only evidence here."""
+    if not hashes:
+        return []
+    with timed("pdq_search", len(hashes)):
+        hits = store.pdq_search(
+            list(hashes),
+            rule.max_distance,
+            limit,
+            images=images,
+            collection=scope.collection,
+            where=scope.where,
+        )
+    query_low = pdq_scores.is_low_quality(query_quality, rule.min_quality)
+    matches = []
+    for hit in hits:
+        low = query_low or pdq_scores.is_low_quality(hit.quality, rule.min_quality)
+        if low and not rule.allow_low_quality:
+            continue
+        matches.append(
+            Match(
+                hit.filepath,
+                pdq_scores.score_of_distance(hit.distance),
+                hit.metadata,
+                sig.ORIENTATIONS[hit.orientation],
+                "pdq",
+                query_outline=outlines.frame(hit.size),
+                mirrored=_mirrored(hit.orientation),
+                pdq=pdq.to_hex(hit.pdq),
+                pdq_quality=hit.quality,
+                pdq_distance=hit.distance,
+                pdq_low_quality=low,
+                hash_only=hit.hash_only,
+            )
+        )
+    return matches
 
 
 def local_matches(
@@ -80,18 +149,18 @@ def local_matches(
             if verified is None:
                 continue
             if verified.target_overlap >= min_overlap:
-                matches.append(_local_match(query, candidate, verified))
+                local_match = _local_match(query, candidate, verified)
+                matches.append(_with_pdq(local_match, candidate.pdq, candidate.pdq_quality))
             if candidate.distance is not None:
-                matches.append(
-                    _whole(
-                        candidate.filepath,
-                        candidate.distance,
-                        candidate.metadata,
-                        candidate.orientation,
-                        query.size,
-                        candidate.size,
-                    )
+                whole = _whole(
+                    candidate.filepath,
+                    candidate.distance,
+                    candidate.metadata,
+                    candidate.orientation,
+                    query.size,
+                    candidate.size,
                 )
+                matches.append(_with_pdq(whole, candidate.pdq, candidate.pdq_quality))
     return matches
 
 
@@ -99,12 +168,13 @@ def merge(matches: Iterable[Match], cutoff: float) -> list[Match]:
     """Each stored image once, with its best score among the matches under the cutoff (on a
     tie the later match wins: a partial-matching candidate's fresher version of the record),
     best first, then by filepath."""
-    best: dict[str, Match] = {}
+    best: dict[tuple[bool, str], Match] = {}  # hash-only records are a key space apart
     for match in matches:
-        kept = best.get(match.filepath)
+        key = (match.hash_only, match.filepath)
+        kept = best.get(key)
         if is_match(match.score, cutoff) and (kept is None or match.score > kept.score - 1e-9):
-            best[match.filepath] = match
-    return sorted(best.values(), key=lambda match: (-match.score, match.filepath))
+            best[key] = match
+    return sorted(best.values(), key=lambda m: (-m.score, m.filepath, m.hash_only))
 
 
 def compare(first: Query, second: Query) -> Comparison:
@@ -184,6 +254,13 @@ def _whole(
         target_outline=outlines.frame(query_size),
         mirrored=_mirrored(orientation),
     )
+
+
+def _with_pdq(match: Match, packed: bytes | None, quality: int | None) -> Match:
+    """A match carrying its stored record's PDQ hash, when it has one."""
+    if packed is None:
+        return match
+    return dataclasses.replace(match, pdq=pdq.to_hex(packed), pdq_quality=quality)
 
 
 def _mirrored(orientation: int) -> bool:

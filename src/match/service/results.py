@@ -22,7 +22,8 @@ SCORE_TOLERANCE = 1e-9
 @dataclass(frozen=True)
 class Match:
     """One stored image that matches a query, by one method: ``signature`` (the whole frame,
-    scored 100 * (1 - distance)) or ``local`` (partial matching, at most 99)."""
+    scored 100 * (1 - distance)), ``local`` (partial matching, at most 99) or ``pdq`` (a PDQ
+    hash within the Hamming distance, scored by pdq_scores.score_of_distance)."""
 
     filepath: str
     score: float
@@ -37,6 +38,12 @@ class Match:
     query_outline: Outline | None = None
     target_outline: Outline | None = None
     mirrored: bool = False  # the query matched as a mirror image
+    # the stored record's PDQ hash (hex) and quality, when it has one (service/pdq_scores.py)
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    pdq_distance: int | None = None  # method pdq: the Hamming distance to the query's hash
+    pdq_low_quality: bool = False  # method pdq: a hash of quality below MATCH_PDQ_MIN_QUALITY
+    hash_only: bool = False  # the stored record is a hash-only record (no image)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,14 @@ def as_json(result: Match | Comparison) -> dict[str, Any]:
         "query_outline": result.query_outline,
         "target_outline": result.target_outline,
     }
+    if isinstance(result, Match):
+        item |= {
+            "pdq": result.pdq,
+            "pdq_quality": result.pdq_quality,
+            "pdq_distance": result.pdq_distance,
+            "pdq_low_quality": result.pdq_low_quality,
+            "hash_only": result.hash_only,
+        }
     return item
 
 

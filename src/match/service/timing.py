@@ -4,7 +4,9 @@ Callbacks (operation, signatures, seconds) in TIMING_OBSERVERS run after each:
 - "signature": decoding and 1 or 8 orientations' signatures (signatures: how many);
 - "local": local feature extraction (1);
 - "search": a store search by signature (signatures: the query's rows);
-- "local_search": partial matching's candidate retrieval and verification (1).
+- "local_search": partial matching's candidate retrieval and verification (1);
+- "pdq": an image's PDQ hash (1, or 8 dihedral hashes);
+- "pdq_search": a store lookup of 1 or 8 PDQ hashes.
 With none registered, nothing is timed.
 """
 

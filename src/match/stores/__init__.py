@@ -6,7 +6,16 @@ engine: ``sqlite/`` (the embedded store) and ``elastic/`` (Elasticsearch and Ope
 from __future__ import annotations
 
 from match.settings import Settings
-from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata, Store
+from match.stores.base import (
+    BulkResult,
+    HashRecord,
+    Hit,
+    ImageRecord,
+    LocalCandidate,
+    Metadata,
+    PdqHit,
+    Store,
+)
 
 
 def open_store(settings: Settings) -> Store:
@@ -23,10 +32,12 @@ def open_store(settings: Settings) -> Store:
 
 __all__ = [
     "BulkResult",
+    "HashRecord",
     "Hit",
     "ImageRecord",
     "LocalCandidate",
     "Metadata",
+    "PdqHit",
     "Store",
     "open_store",
 ]

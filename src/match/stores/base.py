@@ -36,6 +36,37 @@ class ImageRecord:
     collection: str = DEFAULT_COLLECTION
     size: Size | None = None  # None: not known (records of image-match or of older versions)
     added: float | None = None  # when it was stored (Unix seconds), as the store reads it back
+    pdq: bytes | None = None  # the image's PDQ hash (32 bytes, match.pdq); None: not computed
+    pdq_quality: int | None = None  # its quality, 0-100
+
+
+@dataclass(frozen=True)
+class HashRecord:
+    """A hash-only record: a PDQ hash from a hash list, with no image, under its filepath in
+    one collection (a key space of its own, apart from the images')."""
+
+    filepath: str
+    pdq: bytes  # 32 bytes, PDQ's hex order (match.pdq)
+    quality: int | None = None  # None: the list did not say
+    metadata: Metadata = None
+    collection: str = DEFAULT_COLLECTION
+    added: float | None = None
+
+
+@dataclass(frozen=True)
+class PdqHit:
+    """A stored PDQ hash near a query's: an image's (``hash_only`` False) or a hash-only
+    record's, its Hamming distance to the closest query hash and which one that is
+    (orientation index)."""
+
+    filepath: str
+    distance: int
+    quality: int | None
+    metadata: Metadata = None
+    hash_only: bool = False
+    orientation: int = 0
+    size: Size | None = None
+    pdq: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -48,6 +79,8 @@ class Hit:
     metadata: Metadata = None
     orientation: int = 0
     size: Size | None = None
+    pdq: bytes | None = None  # the stored image's PDQ hash and quality, when it has one
+    pdq_quality: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +95,8 @@ class LocalCandidate:
     distance: float | None = None  # to the closest query signature; None: not asked, unreadable
     orientation: int = 0  # which query signature (orientation index) that is
     size: Size | None = None
+    pdq: bytes | None = None
+    pdq_quality: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +178,35 @@ class Store(Protocol):
     def drop_collection(self, collection: str) -> int:
         """Delete every record of a collection; how many were deleted (NotFound if it holds
         none: a collection exists while it holds records; ``default`` always exists)."""
+
+    def add_hashes(self, records: Iterable[HashRecord]) -> BulkResult:
+        """Store hash-only records (replacing any under the same filepath and collection) in
+        batches; reports each failure, never drops one silently."""
+
+    def hashes(
+        self, offset: int = 0, limit: int = 1000, *, collection: str = DEFAULT_COLLECTION
+    ) -> list[HashRecord]:
+        """Hash-only records in insertion order, paginated."""
+
+    def delete_hash(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        """Delete a hash-only record; NotFound naming it if it is not stored."""
+
+    def pdq_search(
+        self,
+        hashes: Sequence[bytes],
+        max_distance: int,
+        limit: int,
+        *,
+        images: bool = True,
+        hash_only: bool = True,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> Sequence[PdqHit]:
+        """Stored PDQ hashes (of images, of hash-only records, or both) within
+        ``max_distance`` bits of any of ``hashes`` (32 bytes each, in ORIENTATIONS order), each
+        record once with its closest query hash, nearest first then filepath. Candidates are
+        the records sharing a multi-index term with a query hash (match.pdq.terms), re-ranked
+        exactly."""
 
     def prepare(self) -> None:
         """Make the store ready to serve: its indexes built and loaded (run at start)."""

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from match import pdq
 from match.errors import BadParameter, IncompatibleRecord, NotFound
 from match.local import WORDS, LocalFeatures
 from match.signature import SIGNATURE_LENGTH
-from match.stores.base import ImageRecord, Metadata
+from match.stores.base import HashRecord, ImageRecord, Metadata
 from match.stores.filters import DEFAULT_COLLECTION, check_collection
 
 MAX_KEYPOINTS = 65535  # the packed form of local features (match.local.codec) counts in a u16
@@ -35,6 +36,8 @@ class CheckedRecord:
     local: LocalFeatures | None
     collection: str
     size: tuple[int, int] | None
+    pdq: bytes | None = None
+    pdq_quality: int | None = None
 
 
 def check_record(record: object, algorithm: str) -> CheckedRecord:
@@ -56,7 +59,54 @@ def check_record(record: object, algorithm: str) -> CheckedRecord:
         check_local(record.local, filepath),
         check_collection(record.collection),
         check_size(record.size, filepath),
+        *check_pdq(record.pdq, record.pdq_quality, filepath, required=False),
     )
+
+
+def check_hash_record(record: object) -> HashRecord:
+    """A hash-only record to store, every part checked."""
+    if not isinstance(record, HashRecord):
+        raise BadParameter(f"Expected a HashRecord, got {type(record).__name__}")
+    filepath = check_new_filepath(record.filepath)
+    packed, quality = check_pdq(record.pdq, record.quality, filepath, required=True)
+    assert packed is not None
+    metadata_json(record.metadata, filepath)
+    return HashRecord(
+        filepath, packed, quality, record.metadata, check_collection(record.collection)
+    )
+
+
+def check_pdq(
+    packed: object, quality: object, filepath: str, *, required: bool
+) -> tuple[bytes | None, int | None]:
+    """A PDQ hash (32 bytes) and its quality (an integer 0-100, or None when not known)."""
+    if packed is None and not required:
+        return None, None
+    if not isinstance(packed, bytes) or len(packed) != pdq.BYTES:
+        raise BadParameter(f"The PDQ hash of {filepath!r} must be {pdq.BYTES} bytes")
+    if quality is not None and (
+        isinstance(quality, bool)
+        or not isinstance(quality, int | np.integer)
+        or not 0 <= quality <= 100
+    ):
+        raise BadParameter(f"The PDQ quality of {filepath!r} must be an integer 0-100")
+    return packed, None if quality is None else int(quality)
+
+
+def check_pdq_queries(hashes: object) -> list[bytes]:
+    """Query PDQ hashes: 1 to 8 of 32 bytes."""
+    listed = list(hashes) if isinstance(hashes, list | tuple) else []
+    if not 1 <= len(listed) <= 8 or not all(
+        isinstance(h, bytes) and len(h) == pdq.BYTES for h in listed
+    ):
+        raise BadParameter(f"PDQ queries must be 1 to 8 hashes of {pdq.BYTES} bytes")
+    return listed
+
+
+def check_max_distance(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= 256:
+        raise BadParameter(f"max_distance must be an integer 0-256, not {value!r}")
+    return int(value)
 
 
 def record_name(record: Any) -> str:
@@ -68,6 +118,11 @@ def record_name(record: Any) -> str:
 def not_found(filepath: str, collection: str = DEFAULT_COLLECTION) -> NotFound:
     where = "" if collection == DEFAULT_COLLECTION else f" in the collection {collection!r}"
     return NotFound(f"No image is stored under the filepath {filepath!r}{where}")
+
+
+def hash_not_found(filepath: str, collection: str = DEFAULT_COLLECTION) -> NotFound:
+    where = "" if collection == DEFAULT_COLLECTION else f" in the collection {collection!r}"
+    return NotFound(f"No hash is stored under the filepath {filepath!r}{where}")
 
 
 def no_collection(collection: str) -> NotFound:

@@ -17,6 +17,7 @@ from match.stores.elastic.documents import (
     WORD_FIELDS,
     filter_term,
     local_of,
+    pdq_of,
     size_of,
     sortable_number,
     unpack,
@@ -107,7 +108,15 @@ def local_hits(hits: list[dict[str, Any]]) -> list[tuple[LocalCandidate, np.ndar
         local = local_of(source)
         if local is not None and isinstance(source.get("path"), str):
             size = size_of(source)
-            candidate = LocalCandidate(source["path"], local, source.get("metadata"), size=size)
+            packed, quality = pdq_of(source)
+            candidate = LocalCandidate(
+                source["path"],
+                local,
+                source.get("metadata"),
+                size=size,
+                pdq=packed,
+                pdq_quality=quality,
+            )
             found.append((candidate, _packed_signature(hit)))
     return found
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from match import pdq
+from match.errors import MatchError
 from match.local import LocalFeatures
 from match.local import pack as pack_local
 from match.local import unpack as unpack_local
@@ -37,8 +39,10 @@ PACKED_FIELD = "signature_packed"
 PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
 LOCAL_WORDS_FIELD = "local_words"
 LOCAL_FIELD = "local_features"
-LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD, "width", "height"]
+LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD, "width", "height", "pdq", "pdq_quality"]
 COLLECTION_FIELD = "collection"
+PDQ_FIELD = "pdq"
+PDQ_TERMS_FIELD = "pdq_terms"
 FILTER_FIELD = "filter_terms"
 _TRIPLET = np.array([25, 5, 1], dtype=np.int64)
 _SEVEN_BITS = 1 << np.arange(6, -1, -1)
@@ -61,6 +65,7 @@ def mapping() -> dict[str, Any]:
     for field in WORD_FIELDS:
         properties[field] = {"type": "keyword", "doc_values": False}
     properties.update(local_fields())
+    properties.update(pdq_fields())
     # the packed copy stays in _source too: excluding it makes Elasticsearch keep a second,
     # full copy of every document (_recovery_source) for hours, which costs more than it saves
     return {"dynamic": "strict", "properties": properties}
@@ -81,6 +86,45 @@ def local_fields() -> dict[str, Any]:
         },
         LOCAL_FIELD: {"type": "binary"},
     }
+
+
+def pdq_fields() -> dict[str, Any]:
+    """The fields of PDQ (match.pdq): the hash's hex and quality, only read back, and its 16
+    multi-index terms as keywords (``p:vvvv``, position and value in hex) for lookups."""
+    return {
+        PDQ_FIELD: {"type": "keyword", "index": False, "doc_values": False},
+        "pdq_quality": {"type": "integer", "index": False},
+        PDQ_TERMS_FIELD: {"type": "keyword", "doc_values": False},
+    }
+
+
+def pdq_terms(packed: bytes) -> list[str]:
+    """The keyword terms of a 32-byte hash: ``position:value``, both in hex."""
+    return [term_keyword(term) for term in pdq.terms_of(packed)]
+
+
+def term_keyword(term: int) -> str:
+    return f"{term >> 16:x}:{term & 0xFFFF:04x}"
+
+
+def pdq_source(packed: bytes | None, quality: int | None) -> dict[str, Any]:
+    if packed is None:
+        return {}
+    source: dict[str, Any] = {PDQ_FIELD: pdq.to_hex(packed), PDQ_TERMS_FIELD: pdq_terms(packed)}
+    if quality is not None:
+        source["pdq_quality"] = quality
+    return source
+
+
+def pdq_of(source: dict[str, Any]) -> tuple[bytes | None, int | None]:
+    """A document's PDQ hash and quality (None, None when it has none or it is unreadable)."""
+    text = source.get(PDQ_FIELD)
+    try:
+        packed = pdq.from_hex(text) if isinstance(text, str) else None
+    except MatchError:
+        packed = None
+    quality = source.get("pdq_quality")
+    return packed, quality if isinstance(quality, int) and packed is not None else None
 
 
 def collection_fields() -> dict[str, Any]:
@@ -128,7 +172,14 @@ def added_fields(index_mapping: dict[str, Any]) -> dict[str, Any] | None:
     for the packed signature) or of an earlier Match (without the local features fields)."""
     fields = mapping()["properties"]
     present = index_mapping.get("properties", {})
-    ours = ("algorithm", "seq", PACKED_FIELD, *local_fields(), *collection_fields())
+    ours = (
+        "algorithm",
+        "seq",
+        PACKED_FIELD,
+        *local_fields(),
+        *collection_fields(),
+        *pdq_fields(),
+    )
     missing = {name: fields[name] for name in ours if name not in present}
     return {"properties": missing} if missing else None
 
@@ -256,6 +307,7 @@ def document(
         doc["width"], doc["height"] = record.size
     if record.local is not None:
         doc.update(local_source(record.local))
+    doc.update(pdq_source(record.pdq, record.pdq_quality))
     return doc
 
 
@@ -271,6 +323,8 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
         collection=source.get(COLLECTION_FIELD) or DEFAULT_COLLECTION,
         size=size_of(source),
         added=_seconds(source.get("timestamp")),
+        pdq=pdq_of(source)[0],
+        pdq_quality=pdq_of(source)[1],
     )
 
 

@@ -148,7 +148,7 @@ class Searcher:
             "POST",
             "/_mget",
             body={"ids": list(by_id)},
-            params={"_source_includes": "metadata,seq,signature,width,height"},
+            params={"_source_includes": "metadata,seq,signature,width,height,pdq,pdq_quality"},
         )
         hits = []
         for doc in body["docs"]:
@@ -167,7 +167,8 @@ class Searcher:
                 if distance >= cutoff:
                     continue
             size = docs.size_of(source)
-            hits.append(Hit(path, distance, source.get("metadata"), row, size))
+            packed, quality = docs.pdq_of(source)
+            hits.append(Hit(path, distance, source.get("metadata"), row, size, packed, quality))
         return hits
 
     def candidate_signatures(

@@ -19,13 +19,23 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from match.errors import BadParameter
+from match.pdq import PROBE_FLIPS
 from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
-from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
+from match.stores.base import (
+    BulkResult,
+    HashRecord,
+    Hit,
+    ImageRecord,
+    LocalCandidate,
+    Metadata,
+    PdqHit,
+)
 from match.stores.elastic import bodies, listing, lookup
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import EngineClient
+from match.stores.elastic.hashes import HashStore
 from match.stores.elastic.index import Index, IndexSettings
 from match.stores.elastic.search import CANDIDATES, MIN_WORDS, Searcher
 from match.stores.elastic.writes import Writer
@@ -46,6 +56,7 @@ class ElasticStore:
         candidates: int = CANDIDATES,
         min_words: int = MIN_WORDS,
         algorithm: str = ALGORITHM,
+        pdq_flips: int = PROBE_FLIPS,
     ) -> None:
         self.client = client
         self.index = index
@@ -55,6 +66,7 @@ class ElasticStore:
         self._index = Index(client, index, settings)
         self._writer = Writer(self._index, algorithm)
         self._searcher = Searcher(self._index, candidates, min_words)
+        self._hashes = HashStore(self._index, pdq_flips)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ElasticStore:
@@ -75,6 +87,7 @@ class ElasticStore:
             replicas=settings.elasticsearch_replicas,
             bulk_refresh=settings.elasticsearch_bulk_refresh,
             refresh_interval=settings.elasticsearch_refresh_interval,
+            pdq_flips=settings.match_pdq_probe_radius,
         )
 
     # -- writes -----------------------------------------------------------------------------
@@ -95,6 +108,7 @@ class ElasticStore:
     def drop_collection(self, collection: str) -> int:
         collection = check_collection(collection)
         dropped = self._writer.delete_all(bodies.scope(collection))
+        dropped += self._hashes.delete_all(bodies.scope(collection))
         if dropped == 0 and collection != DEFAULT_COLLECTION:
             raise checks.no_collection(collection)
         return dropped
@@ -176,6 +190,43 @@ class ElasticStore:
         unnamed = int(aggregations["unnamed"]["doc_count"])
         counts[DEFAULT_COLLECTION] = counts.get(DEFAULT_COLLECTION, 0) + unnamed
         return sorted(counts.items())
+
+    # -- hash-only records and PDQ lookups (hashes.py) ---------------------------------------
+    def add_hashes(self, records: Iterable[HashRecord]) -> BulkResult:
+        return self._hashes.add(list(records))
+
+    def hashes(
+        self, offset: int = 0, limit: int = 1000, *, collection: str = DEFAULT_COLLECTION
+    ) -> list[HashRecord]:
+        offset = checks.non_negative(offset, "offset")
+        limit = checks.non_negative(limit, "limit")
+        return self._hashes.page(offset, limit, check_collection(collection)) if limit else []
+
+    def delete_hash(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        filepath = checks.check_filepath(filepath)
+        self._hashes.delete(filepath, check_collection(collection))
+
+    def pdq_search(
+        self,
+        hashes: Sequence[bytes],
+        max_distance: int,
+        limit: int,
+        *,
+        images: bool = True,
+        hash_only: bool = True,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[PdqHit]:
+        queries = checks.check_pdq_queries(hashes)
+        max_distance = checks.check_max_distance(max_distance)
+        limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
+        found = self._index.call(
+            lambda: self._hashes.lookup(
+                queries, max_distance, collection, where, images=images, hash_only=hash_only
+            )
+        )
+        return found[:limit]
 
     def prepare(self) -> None:
         """The index created (or given Match's fields) now rather than on the first request."""

@@ -22,10 +22,17 @@ change itself, so no crash can leave it out of step.
   and detection of records that cannot be compared with the current algorithm.
 - ``meta``: schema version, code size and seed, and how far tombstones were pruned.
 
+- ``images.pdq``, ``images.pdq_quality``: the image's PDQ hash (32 bytes) and quality, NULL when
+  not computed; ``hashes``: hash-only records (a PDQ hash and metadata, no image), a key space of
+  their own; ``pdq_terms`` and ``hash_terms``: the 16 multi-index terms (match.pdq.terms) of
+  every stored hash, one row per term and record, kept by triggers (computed in SQL from the
+  hash's hex form, so no writer can forget them).
+
 Schema 2 added ``local``, ``words`` and their trigger (a schema 1 file gains them in place).
 Schema 3 added collections, filters and the image size: a schema 1 or 2 file is upgraded when
 opened, in one transaction: its images are copied into the new ``images`` table (ids and their
 sequence kept, all in the default collection) and their metadata indexed into ``fields``.
+Schema 4 added PDQ: a schema 3 file gains the two columns, the tables and triggers in place.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ import uuid
 from match.errors import StoreUnavailable
 from match.stores.filters import DEFAULT_COLLECTION, indexed_fields
 
-SCHEMA_VERSION = "3"
-UPGRADABLE = ("1", "2")
+SCHEMA_VERSION = "4"
+UPGRADABLE = ("1", "2")  # to 3, then to 4
+UPGRADABLE_IN_PLACE = ("3",)
 CODE_BITS = 1024
 CODE_SEED = 20021  # any fixed value; kept in the database so every process agrees
 DEFAULT_COLLECTION_ID = 1
@@ -53,6 +61,8 @@ IMAGES = """CREATE TABLE IF NOT EXISTS {name} (
     width INTEGER,
     height INTEGER,
     added REAL NOT NULL DEFAULT 0,
+    pdq BLOB,
+    pdq_quality INTEGER,
     UNIQUE (collection, filepath)
 )"""
 
@@ -110,6 +120,60 @@ STATEMENTS = (
     f"({DEFAULT_COLLECTION_ID}, '{DEFAULT_COLLECTION}')",
 )
 
+
+def _term_sql(row: str, position: int) -> str:
+    """SQL for the multi-index term ``position`` of ``row``'s hash: position * 65536 + the
+    16-bit value of its bytes 2p and 2p + 1, read from their hex digits (SQLite has no function
+    that reads a blob's bytes as numbers)."""
+    digits = f"hex(substr({row}.pdq, {2 * position + 1}, 2))"
+    value = " + ".join(
+        f"(instr('0123456789ABCDEF', substr({digits}, {i + 1}, 1)) - 1) * {16 ** (3 - i)}"
+        for i in range(4)
+    )
+    return f"{position * 65536} + {value}"
+
+
+def _terms_select(row: str) -> str:
+    return " UNION ALL ".join(f"SELECT {_term_sql(row, p)}, {row}.id" for p in range(16))
+
+
+def _terms_delete(table: str) -> str:
+    return " ".join(
+        f"DELETE FROM {table} WHERE term = {_term_sql('old', p)} AND id = old.id;"
+        for p in range(16)
+    )
+
+
+PDQ_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS hashes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection INTEGER NOT NULL,
+        filepath TEXT NOT NULL,
+        pdq BLOB NOT NULL,
+        quality INTEGER,
+        metadata TEXT,
+        added REAL NOT NULL DEFAULT 0,
+        UNIQUE (collection, filepath)
+    )""",
+    "CREATE TABLE IF NOT EXISTS pdq_terms (term INTEGER NOT NULL, id INTEGER NOT NULL, "
+    "PRIMARY KEY (term, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS hash_terms (term INTEGER NOT NULL, id INTEGER NOT NULL, "
+    "PRIMARY KEY (term, id)) WITHOUT ROWID",
+    f"""CREATE TRIGGER IF NOT EXISTS image_pdq_added AFTER INSERT ON images
+        WHEN new.pdq IS NOT NULL BEGIN
+        INSERT INTO pdq_terms (term, id) {_terms_select("new")};
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS image_pdq_deleted AFTER DELETE ON images
+        WHEN old.pdq IS NOT NULL BEGIN {_terms_delete("pdq_terms")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS hash_added AFTER INSERT ON hashes BEGIN
+        INSERT INTO hash_terms (term, id) {_terms_select("new")};
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS hash_deleted AFTER DELETE ON hashes BEGIN
+        {_terms_delete("hash_terms")}
+    END""",
+)
+
 TOMBSTONES_KEPT = 100_000
 """Tombstones kept after pruning; a worker more than this many deletions behind reloads."""
 
@@ -121,14 +185,20 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
     try:
         conn.execute(STATEMENTS[0])  # meta: its schema says whether the rest may be created
         found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if found is not None and found[0] not in (SCHEMA_VERSION, *UPGRADABLE):
+        if found is not None and found[0] not in (
+            SCHEMA_VERSION,
+            *UPGRADABLE,
+            *UPGRADABLE_IN_PLACE,
+        ):
             raise StoreUnavailable(
                 f"The embedded store at {path} has schema "
                 f"{found[0]}, this Match reads schema {SCHEMA_VERSION}"
             )
         if found is not None and found[0] in UPGRADABLE:
-            _upgrade_to_3(conn)
-        for statement in STATEMENTS:
+            _upgrade_to_3(conn)  # its new images table has today's columns
+        elif found is not None and found[0] in UPGRADABLE_IN_PLACE:
+            _upgrade_to_4(conn)
+        for statement in (*STATEMENTS, *PDQ_STATEMENTS):
             conn.execute(statement)
         defaults = {
             "store_id": uuid.uuid4().hex,  # names the file's derived index segments
@@ -183,3 +253,10 @@ def _upgrade_to_3(conn: sqlite3.Connection) -> None:
     while rows := cursor.fetchmany(10_000):
         fields = [row for image_id, text in rows for row in field_rows(image_id, json.loads(text))]
         conn.executemany("INSERT INTO fields (id, key, kind, value) VALUES (?, ?, ?, ?)", fields)
+
+
+def _upgrade_to_4(conn: sqlite3.Connection) -> None:
+    """Schema 3 to 4: the images gain their (NULL) PDQ columns; the PDQ tables and triggers
+    are created with the rest."""
+    conn.execute("ALTER TABLE images ADD COLUMN pdq BLOB")
+    conn.execute("ALTER TABLE images ADD COLUMN pdq_quality INTEGER")

@@ -19,13 +19,22 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from match.errors import MatchError
+from match.pdq import terms as pdq_terms
 from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
-from match.stores.base import BulkResult, Hit, ImageRecord, LocalCandidate, Metadata
+from match.stores.base import (
+    BulkResult,
+    HashRecord,
+    Hit,
+    ImageRecord,
+    LocalCandidate,
+    Metadata,
+    PdqHit,
+)
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 from match.stores.ranking import closest, with_distances
-from match.stores.sqlite import tables
+from match.stores.sqlite import pdq, tables
 from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.database import Database
@@ -39,6 +48,8 @@ MISS_RATE = 1e-4
 """Largest chance that the candidate index drops an image lying exactly at the cutoff."""
 BATCH = 2000
 """Records per add_many transaction."""
+HASH_BATCH = 20_000
+"""Hash-only records per add_hashes transaction."""
 _THREADPOOLS = ThreadpoolController()
 
 Ranked = tuple[float, str, int, int]  # (distance, filepath, id, orientation)
@@ -63,8 +74,10 @@ class SQLiteStore:
         algorithm: str = ALGORITHM,
         busy_timeout: float = 15.0,
         miss_rate: float = MISS_RATE,
+        pdq_flips: int = pdq_terms.PROBE_FLIPS,
     ) -> None:
         self.algorithm = algorithm
+        self.pdq_flips = pdq_flips  # PDQ probing radius (match.pdq.terms)
         self.miss_rate = miss_rate
         self._db = Database(path, busy_timeout)
         self.path = self._db.path
@@ -87,7 +100,7 @@ class SQLiteStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SQLiteStore:
-        return cls(settings.match_data_dir)
+        return cls(settings.match_data_dir, pdq_flips=settings.match_pdq_probe_radius)
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -143,6 +156,7 @@ class SQLiteStore:
             if found is None:
                 raise checks.no_collection(collection)
             dropped = conn.execute("DELETE FROM images WHERE collection = ?", (found,)).rowcount
+            dropped += conn.execute("DELETE FROM hashes WHERE collection = ?", (found,)).rowcount
             if found != DEFAULT_COLLECTION_ID:
                 conn.execute("DELETE FROM collections WHERE id = ?", (found,))
             tables.prune_tombstones(conn)
@@ -155,8 +169,9 @@ class SQLiteStore:
         filepath, collection = _key(filepath, collection)
         with self._db.read() as conn:
             row = conn.execute(
-                "SELECT filepath, algorithm, signature, metadata, features, width, height, added "
-                "FROM images LEFT JOIN local USING (id) WHERE filepath = ? AND collection = "
+                "SELECT filepath, algorithm, signature, metadata, features, width, height, added, "
+                "pdq, pdq_quality FROM images LEFT JOIN local USING (id) "
+                "WHERE filepath = ? AND collection = "
                 "(SELECT id FROM collections WHERE name = ?)",
                 (filepath, collection),
             ).fetchone()
@@ -166,7 +181,9 @@ class SQLiteStore:
         metadata = checks.metadata_of(row[3])
         local = tables.unpacked(row[4])
         size = _size(row[5], row[6])
-        return ImageRecord(row[0], signature, metadata, row[1], local, collection, size, row[7])
+        return ImageRecord(
+            row[0], signature, metadata, row[1], local, collection, size, row[7], row[8], row[9]
+        )
 
     def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
         collection = check_collection(collection)
@@ -249,7 +266,7 @@ class SQLiteStore:
             ids = self._words.top(query, limit, rows).tolist()
             found = tables.rows_by_id(
                 conn,
-                "filepath, features, metadata, signature, width, height",
+                "filepath, features, metadata, signature, width, height, pdq, pdq_quality",
                 ids,
                 join="JOIN local USING (id)",
             )
@@ -257,7 +274,14 @@ class SQLiteStore:
         # a row whose features cannot be read is skipped, not an error for the query
         readable = [(r, local) for r in ordered if (local := tables.unpacked(r[1])) is not None]
         candidates = [
-            LocalCandidate(r[0], local, checks.metadata_of(r[2]), size=_size(r[4], r[5]))
+            LocalCandidate(
+                r[0],
+                local,
+                checks.metadata_of(r[2]),
+                size=_size(r[4], r[5]),
+                pdq=r[6],
+                pdq_quality=r[7],
+            )
             for r, local in readable
         ]
         if queries is None or not candidates:
@@ -282,6 +306,72 @@ class SQLiteStore:
                 ranked += _rank(queries, chunk, cutoff)
             ranked.sort()
             return self._hits(conn, ranked[offset : offset + limit])
+
+    # -- hash-only records and PDQ lookups (pdq.py) -----------------------------------------
+    def add_hashes(self, records: Iterable[HashRecord]) -> BulkResult:
+        added, failed, batch = 0, [], []
+        for record in records:
+            try:
+                batch.append(checks.check_hash_record(record))
+            except MatchError as error:
+                failed.append((checks.record_name(record), error.message))
+            if len(batch) >= HASH_BATCH:
+                added += self._insert_hashes(batch)
+                batch = []
+        added += self._insert_hashes(batch)
+        return BulkResult(added=added, failed=failed)
+
+    def hashes(
+        self, offset: int = 0, limit: int = 1000, *, collection: str = DEFAULT_COLLECTION
+    ) -> list[HashRecord]:
+        offset = checks.non_negative(offset, "offset")
+        limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
+        with self._db.read() as conn:
+            found = tables.collection_id(conn, collection)
+            return [] if found is None else pdq.hash_page(conn, found, offset, limit, collection)
+
+    def delete_hash(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> None:
+        filepath, collection = _key(filepath, collection)
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM hashes WHERE filepath = ? AND collection = "
+                "(SELECT id FROM collections WHERE name = ?)",
+                (filepath, collection),
+            )
+            if cursor.rowcount == 0:
+                raise checks.hash_not_found(filepath, collection)
+
+    def pdq_search(
+        self,
+        hashes: Sequence[bytes],
+        max_distance: int,
+        limit: int,
+        *,
+        images: bool = True,
+        hash_only: bool = True,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[PdqHit]:
+        queries = checks.check_pdq_queries(hashes)
+        max_distance = checks.check_max_distance(max_distance)
+        limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
+        with self._db.read() as conn:
+            found = tables.collection_id(conn, collection)
+            if found is None:
+                return []
+            hits = pdq.lookup(
+                conn,
+                queries,
+                max_distance,
+                found,
+                where,
+                images=images,
+                hash_only=hash_only,
+                flips=self.pdq_flips,
+            )
+        return hits[:limit]
 
     def ping(self) -> None:
         with self._db.read() as conn:
@@ -330,13 +420,23 @@ class SQLiteStore:
             tables.prune_tombstones(conn)
         return len(batch)
 
+    def _insert_hashes(self, batch: list[HashRecord]) -> int:
+        if not batch:
+            return 0
+        with self._db.write() as conn:
+            pdq.insert_hashes(conn, batch)
+        return len(batch)
+
     def _hits(self, conn: sqlite3.Connection, ranked: list[Ranked]) -> list[Hit]:
-        found = tables.rows_by_id(conn, "metadata, width, height", [item[2] for item in ranked])
+        found = tables.rows_by_id(
+            conn, "metadata, width, height, pdq, pdq_quality", [item[2] for item in ranked]
+        )
         hits = []
         for distance, filepath, image_id, orientation in ranked:
-            metadata, width, height, _ = found[image_id]
+            metadata, width, height, packed, quality, _ = found[image_id]
             metadata = checks.metadata_of(metadata)
-            hits.append(Hit(filepath, distance, metadata, orientation, _size(width, height)))
+            size = _size(width, height)
+            hits.append(Hit(filepath, distance, metadata, orientation, size, packed, quality))
         return hits
 
     def _chosen(

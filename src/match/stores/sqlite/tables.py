@@ -64,7 +64,7 @@ def insert(conn: sqlite3.Connection, rows: list[Row], codes: np.ndarray) -> None
     now = time.time()
     conn.executemany(
         "INSERT INTO images (id, collection, filepath, algorithm, signature, metadata, width, "
-        "height, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "height, added, pdq, pdq_quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 i,
@@ -75,6 +75,8 @@ def insert(conn: sqlite3.Connection, rows: list[Row], codes: np.ndarray) -> None
                 r.record.metadata_json,
                 *(r.record.size or (None, None)),
                 now,
+                r.record.pdq,
+                r.record.pdq_quality,
             )
             for i, r in numbered
         ],

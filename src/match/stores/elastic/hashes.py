@@ -1,0 +1,264 @@
+"""PDQ on Elasticsearch/OpenSearch: hash-only records in an index of their own (``<index>-hashes``,
+created on first write, so an index that never held one costs nothing), and lookups across it
+and the images' index by multi-index term (documents.pdq_terms) with an exact Hamming re-rank.
+
+A lookup is one _search on both indexes: a ``bool`` of one constant-score ``term`` clause per
+query term (2 points each) and one ``terms`` clause of their one-bit neighbours (1 point), so a
+document scores by the terms it shares with the query; the best PDQ_CANDIDATES are re-ranked
+here. Near copies share many terms, unrelated hashes at most one or two, so the cut keeps the
+real matches first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from match import pdq
+from match.errors import MatchError
+from match.pdq.codec import as_words
+from match.stores import checks
+from match.stores.base import BulkResult, HashRecord, PdqHit
+from match.stores.elastic import bodies
+from match.stores.elastic import documents as docs
+from match.stores.elastic.client import EngineError
+from match.stores.elastic.index import Index
+from match.stores.filters import Filter
+
+PDQ_CANDIDATES = 2000
+"""Documents re-ranked per lookup (the ones sharing the most terms with the query)."""
+BULK = 5000
+"""Hash-only records per _bulk request."""
+MAX_WINDOW = 10_000
+_SOURCE = ["path", "metadata", "pdq", "pdq_quality", "width", "height"]
+
+
+def hash_mapping() -> dict[str, Any]:
+    return {
+        "dynamic": "strict",
+        "properties": {
+            "path": {"type": "keyword"},
+            "metadata": {"type": "object", "enabled": False},
+            "timestamp": {"type": "date"},
+            "seq": {"type": "long"},
+            **docs.collection_fields(),
+            **docs.pdq_fields(),
+        },
+    }
+
+
+class HashStore:
+    """The hash-only records beside one images index."""
+
+    def __init__(self, images: Index, flips: int = pdq.PROBE_FLIPS) -> None:
+        self.images = images
+        self.flips = flips  # the probing radius (match.pdq.terms)
+        self.name = f"{images.name}-hashes"
+        self._ready = False
+        self._seq = docs.SeqClock()
+
+    def add(self, records: list[HashRecord]) -> BulkResult:
+        added, failed = 0, []
+        checked = []
+        for record in records:
+            try:
+                checked.append(checks.check_hash_record(record))
+            except MatchError as error:
+                failed.append((checks.record_name(record), error.message))
+        self._create()
+        for start in range(0, len(checked), BULK):
+            chunk = checked[start : start + BULK]
+            final = start + BULK >= len(checked)
+            first = self._seq.take(len(chunk))
+            lines: list[Any] = []
+            for n, record in enumerate(chunk):
+                lines.append({"index": {"_id": docs.doc_id(record.filepath, record.collection)}})
+                lines.append(self._document(record, first + n))
+            _, body = self._request(
+                "POST",
+                "/_bulk",
+                lines=lines,
+                params={"refresh": self.images.refresh_param(final)},
+            )
+            for record, item in zip(chunk, body["items"], strict=True):
+                result = item["index"]
+                if result.get("status", 500) < 300:
+                    added += 1
+                else:
+                    reason = (result.get("error") or {}).get("reason", "refused")
+                    failed.append((record.filepath, f"The engine refused it: {reason}"))
+        return BulkResult(added, failed)
+
+    def page(self, offset: int, limit: int, collection: str) -> list[HashRecord]:
+        """Records in insertion order (by seq), walked by search_after past the window."""
+        query = {"bool": {"filter": bodies.scope(collection)}}
+        records: list[HashRecord] = []
+        after: list[Any] | None = None
+        skip = offset
+        while len(records) < limit:
+            size = min(MAX_WINDOW, skip if skip else limit - len(records))
+            body: dict[str, Any] = {
+                "size": size,
+                "sort": [{"seq": "asc"}],
+                "query": query,
+                "track_total_hits": False,
+            }
+            if after is not None:
+                body["search_after"] = after
+            status, found = self._request("POST", "/_search", body=body, allow=(404,))
+            hits = [] if status == 404 else found["hits"]["hits"]
+            if not hits:
+                break
+            after = hits[-1]["sort"]
+            if skip:
+                skip -= len(hits)
+                continue
+            records += [self._record(hit["_source"], collection) for hit in hits]
+        return records
+
+    def delete(self, filepath: str, collection: str) -> None:
+        status, _ = self._request(
+            "DELETE",
+            f"/_doc/{docs.doc_id(filepath, collection)}",
+            params={"refresh": self.images.refresh_param()},
+            allow=(404,),
+        )
+        if status == 404:
+            raise checks.hash_not_found(filepath, collection)
+
+    def delete_all(self, clauses: bodies.Scope) -> int:
+        """Delete every record in scope, a page of ids at a time (the engines' test
+        distributions have no _delete_by_query)."""
+        deleted = 0
+        query = {"size": MAX_WINDOW, "query": {"bool": {"filter": clauses}}, "_source": False}
+        while True:
+            status, found = self._request("POST", "/_search", body=query, allow=(404,))
+            ids = [] if status == 404 else [hit["_id"] for hit in found["hits"]["hits"]]
+            if not ids:
+                return deleted
+            _, body = self._request(
+                "POST",
+                "/_bulk",
+                lines=[{"delete": {"_id": i}} for i in ids],
+                params={"refresh": "wait_for"},
+            )
+            deleted += sum(1 for item in body["items"] if item["delete"].get("status") == 200)
+
+    def lookup(
+        self,
+        queries: Sequence[bytes],
+        max_distance: int,
+        collection: str,
+        where: Filter | None,
+        *,
+        images: bool,
+        hash_only: bool,
+    ) -> list[PdqHit]:
+        names = ([self.images.ready()] if images else []) + ([self.name] if hash_only else [])
+        if not names:
+            return []
+        exact = sorted({t for packed in queries for t in docs.pdq_terms(packed)})
+        should: list[dict[str, Any]] = [
+            {"constant_score": {"filter": {"term": {docs.PDQ_TERMS_FIELD: term}}, "boost": 2}}
+            for term in exact
+        ]
+        if self.flips:  # the one-bit neighbours, in one terms clause (no clause limit)
+            probes = [docs.term_keyword(t) for t in pdq.candidate_terms(list(queries), 1)]
+            field_terms = {docs.PDQ_TERMS_FIELD: sorted(set(probes) - set(exact))}
+            should.append({"constant_score": {"filter": {"terms": field_terms}, "boost": 1}})
+        body = {
+            "size": PDQ_CANDIDATES,
+            "_source": _SOURCE,
+            "track_total_hits": False,
+            "query": {
+                "bool": {
+                    "should": should,
+                    "minimum_should_match": 1,
+                    "filter": bodies.scope(collection, where),
+                }
+            },
+        }
+        _, found = self.images.client.request(
+            "POST",
+            f"/{','.join(names)}/_search",
+            body=body,
+            params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+        )
+        hits = [h for h in found["hits"]["hits"] if docs.pdq_of(h["_source"])[0] is not None]
+        if not hits:
+            return []
+        stored = [docs.pdq_of(h["_source"]) for h in hits]
+        distances = pdq.distances(as_words(list(queries)), as_words([s[0] for s in stored]))
+        best = distances.argmin(axis=0)
+        nearest = distances[best, np.arange(len(hits))]
+        found_hits = []
+        for i in np.flatnonzero(nearest <= max_distance):
+            source = hits[i]["_source"]
+            packed, quality = stored[i]
+            assert packed is not None
+            found_hits.append(
+                PdqHit(
+                    source["path"],
+                    int(nearest[i]),
+                    quality,
+                    source.get("metadata"),
+                    hits[i]["_index"] == self.name,
+                    int(best[i]),
+                    docs.size_of(source),
+                    packed,
+                )
+            )
+        found_hits.sort(key=lambda hit: (hit.distance, hit.filepath, hit.hash_only))
+        return found_hits
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _document(self, record: HashRecord, seq: int) -> dict[str, Any]:
+        doc: dict[str, Any] = {"path": record.filepath, "collection": record.collection}
+        if record.metadata is not None:
+            doc["metadata"] = record.metadata
+            terms = docs.filter_terms(record.metadata)
+            if terms:
+                doc[docs.FILTER_FIELD] = terms
+        doc["timestamp"] = datetime.now(UTC).isoformat()
+        doc["seq"] = seq
+        doc.update(docs.pdq_source(record.pdq, record.quality))
+        return doc
+
+    @staticmethod
+    def _record(source: dict[str, Any], collection: str) -> HashRecord:
+        packed, quality = docs.pdq_of(source)
+        assert packed is not None
+        added = source.get("timestamp")
+        seconds = datetime.fromisoformat(added).timestamp() if isinstance(added, str) else None
+        return HashRecord(
+            source["path"], packed, quality, source.get("metadata"), collection, seconds
+        )
+
+    def _create(self) -> None:
+        if self._ready:
+            return
+        status, _ = self._request("HEAD", "", allow=(404,))
+        if status == 404:
+            s = self.images.settings
+            body = {
+                "settings": {
+                    "index": {
+                        "number_of_shards": s.shards,
+                        "number_of_replicas": s.replicas,
+                        "refresh_interval": s.refresh_interval,
+                    }
+                },
+                "mappings": hash_mapping(),
+            }
+            try:
+                self._request("PUT", "", body=body)
+            except EngineError as error:
+                if error.kind != "resource_already_exists_exception":  # another worker won
+                    raise
+        self._ready = True
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        return self.images.client.request(method, f"/{self.name}{path}", **kwargs)
