@@ -1,8 +1,10 @@
 """The `match` command: a thin layer over the library, on the same store as the service.
 
 Each command reads the settings from the environment, calls one library function, and turns a
-library error into a one-line message. Exit codes: 0 success, 1 a user error or some inputs
-failed, 2 bad usage, 3 the store is unavailable.
+library error into a one-line message. Its options, defaults, validation and result fields are
+the API routes' (match.cli_options). Exit codes: 0 success, 1 a user error or some inputs
+failed, 2 bad usage, 3 the store is unavailable, 4 a search that found nothing (a line on
+stderr says so; with --json the empty envelope is printed too), as grep tells "no match" apart.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from match import cli_options as options
 from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
 from match.service import Matcher, as_json, envelope
@@ -24,7 +27,9 @@ from match.settings import Settings, SettingsError
 from match.stores import ImageRecord
 from match.stores.filters import DEFAULT_COLLECTION, check_collection, parse_filter
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOTHING_FOUND = 0, 1, 2, 3, 4
+SEARCH_OPTIONS = ("min_score", "limit", "offset", "min_overlap")
+LIST_OPTIONS = ("offset", "limit")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".mpo"}
 BULK_BATCH = 500
 
@@ -37,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         settings = Settings.from_env()
+        if _uses_store(args):  # the service creates its store; the CLI only if told to
+            options.check_store(settings, create=args.create, verbose=args.verbose)
         return args.run(args, settings)
     except SettingsError as error:
         return _fail(str(error), EXIT_USAGE)
@@ -95,39 +102,51 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    """Search the store with an image file.
+    """Search the store with an image: a file, an http(s) URL, or --filepath of a stored image.
+    Options, defaults and result fields are /search's. Nothing found: exit 4, a line on stderr.
 
     Example: match search query.jpg --limit 5 --min-score 80 --json
     """
+    values = options.route_values(args, "/search", SEARCH_OPTIONS)
+    where = parse_filter(args.filter)
     matcher = Matcher(settings)
-    all_orientations = (
-        settings.all_orientations if args.all_orientations is None else (args.all_orientations)
-    )
-    query = matcher.query(_read(args.image), all_orientations, name=args.image)
-    matches = matcher.search(
-        query,
-        min_score=args.min_score,
-        limit=args.limit,
-        collection=args.collection,
-        where=parse_filter(args.filter),
-    )
+    source = options.image_source(args.image, args.filepath, "query")
+    collection = check_collection(args.collection)
+    orientations = options.all_orientations(args, settings)
+    query = options.image_query(matcher, source, settings, orientations, collection)
+    matches = matcher.search(query, collection=collection, where=where, **values)
     result = [as_json(match) for match in matches]
     if args.json:
-        return _print_envelope("search", result)
-    for item in result:
-        print(f"{item['score']:7.3f}  {item['filepath']}  ({item['orientation']})")
+        _print_envelope("search", result)
+    else:
+        for item in result:
+            how = item["orientation"] + (", partial" if item["method"] == "local" else "")
+            print(f"{item['score']:7.3f}  {item['filepath']}  ({how})")
+    if not result:
+        print(f"match: nothing found for {source.name}", file=sys.stderr)
+        return EXIT_NOTHING_FOUND
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
-    """Score two image files on the search score scale, unrounded.
+    """Score two images as /compare does (same defaults: ALL_ORIENTATIONS), unrounded. Each is a
+    file, an http(s) URL, or --filepath1/--filepath2 of a stored image.
 
     Example: match compare original.jpg copy.jpg --json
     """
+    images = list(args.images)
+    if len(images) + (args.filepath1 is not None) + (args.filepath2 is not None) != 2:
+        raise BadParameter("give two images: FILE or URL arguments, or --filepath1/--filepath2")
+    first_argument = None if args.filepath1 is not None else images.pop(0)
+    second_argument = None if args.filepath2 is not None else images.pop(0)
     matcher = Matcher(settings)
-    first = matcher.query(_read(args.first), args.all_orientations, name=args.first)
-    second = matcher.query(_read(args.second), False, name=args.second)
-    comparison = matcher.compare(first, second)
+    collection = check_collection(args.collection)
+    first = options.image_source(first_argument, args.filepath1, "first")
+    second = options.image_source(second_argument, args.filepath2, "second")
+    orientations = options.all_orientations(args, settings)
+    queries = options.image_query(matcher, first, settings, orientations, collection)
+    target = options.image_query(matcher, second, settings, False, collection)
+    comparison = matcher.compare(queries, target)
     if args.json:
         return _print_envelope("compare", [as_json(comparison)])
     print(comparison.score)
@@ -178,10 +197,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: match list --offset 100 --limit 50
     """
+    values = options.route_values(args, "/list", LIST_OPTIONS)
     where = parse_filter(args.filter)
-    listed = Matcher(settings).list(
-        offset=args.offset, limit=args.limit, collection=args.collection, where=where
-    )
+    listed = Matcher(settings).list(collection=args.collection, where=where, **values)
     for filepath in listed:
         print(filepath)
     return EXIT_OK
@@ -220,6 +238,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from the environment (see README). Run 'match COMMAND --help'.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", "-v", action="store_true", help="say which store is used (path or engine URL)"
+    )
+    common.add_argument(
+        "--create",
+        action="store_true",
+        help="create a new embedded store in ./data when MATCH_DATA_DIR is unset",
+    )
 
     def command(name: str, function: Any) -> argparse.ArgumentParser:
         doc = (function.__doc__ or "").strip()
@@ -228,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
             help=doc.splitlines()[0],
             description=doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[] if function is cmd_serve else [common],
         )
         sub.set_defaults(run=function)
         return sub
@@ -259,28 +287,28 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--silent", action="store_true", help="no progress bar or summary")
     scoped(add)
 
+    orientations_help = "also match the 90° turns and mirror images (default: ALL_ORIENTATIONS)"
     search = command("search", cmd_search)
-    search.add_argument("image")
-    search.add_argument("--limit", type=int, default=100)
-    search.add_argument("--min-score", type=float, default=0.0)
+    search.add_argument("image", nargs="?", metavar="FILE|URL", help="the query image")
+    search.add_argument("--filepath", help="search with this stored image instead")
+    options.route_options(search, "/search", SEARCH_OPTIONS)
     search.add_argument(
-        "--all-orientations",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="default: ALL_ORIENTATIONS",
+        "--all-orientations", action=argparse.BooleanOptionalAction, help=orientations_help
     )
     search.add_argument("--json", action="store_true", help="print the API's JSON envelope")
     scoped(search, filtered=True)
 
     compare = command("compare", cmd_compare)
-    compare.add_argument("first")
-    compare.add_argument("second")
+    compare.add_argument("images", nargs="*", metavar="FILE|URL", help="the first, second image")
+    compare.add_argument("--filepath1", help="a stored image as the first image")
+    compare.add_argument("--filepath2", help="a stored image as the second image")
     compare.add_argument(
         "--all-orientations",
-        action="store_true",
-        help="best score over the 8 orientations of the first image",
+        action=argparse.BooleanOptionalAction,
+        help="best score over the 8 orientations of the first image (default: ALL_ORIENTATIONS)",
     )
     compare.add_argument("--json", action="store_true", help="print the API's JSON envelope")
+    scoped(compare)
 
     signature = command("signature", cmd_signature)
     signature.add_argument("files", nargs="+", metavar="FILE")
@@ -291,14 +319,21 @@ def _parser() -> argparse.ArgumentParser:
     scoped(delete)
 
     listing = command("list", cmd_list)
-    listing.add_argument("--offset", type=int, default=0)
-    listing.add_argument("--limit", type=int, default=20)
+    options.route_options(listing, "/list", LIST_OPTIONS)
     scoped(listing, filtered=True)
 
     scoped(command("count", cmd_count), filtered=True)
     collections = command("collections", cmd_collections)
     collections.add_argument("--drop", metavar="NAME", help="delete this collection's images")
     return parser
+
+
+def _uses_store(args: argparse.Namespace) -> bool:
+    if args.run in (cmd_serve, cmd_signature):
+        return False
+    if args.run is cmd_compare:
+        return args.filepath1 is not None or args.filepath2 is not None
+    return True
 
 
 def _read(path: str) -> bytes:
