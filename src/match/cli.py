@@ -10,28 +10,25 @@ stderr says so; with --json the empty envelope is printed too), as grep tells "n
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from match import cli_bulk as bulk
 from match import cli_options as options
 from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
 from match.service import Matcher, as_json, envelope
 from match.settings import Settings, SettingsError
-from match.stores import ImageRecord
 from match.stores.filters import DEFAULT_COLLECTION, check_collection, parse_filter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOTHING_FOUND = 0, 1, 2, 3, 4
 SEARCH_OPTIONS = ("min_score", "limit", "offset", "min_overlap")
 LIST_OPTIONS = ("offset", "limit")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".mpo"}
-BULK_BATCH = 500
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,33 +69,59 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Add image files, or folders of them, in parallel; report unreadable files and go on.
+    Each is stored under its path as given (or --relative-to a folder, after --prefix); one
+    already stored under that key is skipped unless --replace, so a second run adds only what
+    is new.
 
-    Example: match add photos/ --recursive --metadata '{"source": "archive"}'
+    Example: match add photos/ --recursive --relative-to photos --prefix archive/
     """
     metadata = _metadata(args.metadata)
     files = list(_image_files(args.paths, args.recursive))
     if not files:
         return _fail("no image files found (use --recursive for folders)", EXIT_FAILED)
-    matcher = Matcher(settings)
-    matcher.ping()
-    collection = check_collection(args.collection)
-    failed = stored = 0
-    batch: list[ImageRecord] = []
-    progress = _progress(len(files), silent=args.silent)
-    for path, result in _records_in_parallel(files, settings, args.jobs):
-        progress.update(1)
-        if isinstance(result, str):
-            failed += 1
-            progress.write(f"{path}: {result}", file=sys.stderr)
-            continue
-        batch.append(dataclasses.replace(result, metadata=metadata, collection=collection))
-        if len(batch) >= BULK_BATCH:
-            stored, failed = _flush(matcher, batch, stored, failed, progress)
-    stored, failed = _flush(matcher, batch, stored, failed, progress)
-    progress.close()
+    items = [
+        bulk.Item(path, bulk.key_of(path, args.prefix, args.relative_to), metadata)
+        for path in files
+    ]
+    return _store_items(args, settings, items)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Add the images of a .csv or .jsonl list: columns url (an http(s) URL or a file path),
+    filepath (the key; default: the url) and metadata (a JSON object). In parallel; rows
+    already stored are skipped unless --replace, so an interrupted import resumes where it
+    stopped; failed rows are written with their error to --failures (a .jsonl file that can be
+    imported again).
+
+    Example: match import images.csv --failures failed.jsonl
+    """
+    items = bulk.items_of_rows(bulk.read_rows(args.file), args.file)
+    if not items:
+        return _fail(f"{args.file}: no rows", EXIT_FAILED)
+    failures = args.failures or f"{Path(args.file).with_suffix('')}.failures.jsonl"
+    return _store_items(args, settings, items, failures)
+
+
+def _store_items(
+    args: argparse.Namespace,
+    settings: Settings,
+    items: list[bulk.Item],
+    failures: str | None = None,
+) -> int:
+    outcome = bulk.store_all(
+        items,
+        settings,
+        collection=check_collection(args.collection),
+        jobs=args.jobs,
+        replace=args.replace,
+        show_progress=not args.silent and sys.stderr.isatty(),
+    )
+    if failures is not None and outcome.failed:
+        bulk.write_failures(failures, outcome.failed)
     if not args.silent:
-        print(f"added {stored} images, {failed} failed", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+        where = f" (written to {failures})" if failures and outcome.failed else ""
+        print(outcome.summary() + where, file=sys.stderr)
+    return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
@@ -274,18 +297,39 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override HOST")
     serve.add_argument("--workers", type=int, help="override WORKER_COUNT")
 
+    def bulk_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--jobs",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="parallel signature processes (default: all cores)",
+        )
+        sub.add_argument(
+            "--replace", action="store_true", help="add again what is already stored (the key)"
+        )
+        sub.add_argument(
+            "--silent", action="store_true", help="no progress bar (shown on a terminal) or summary"
+        )
+        scoped(sub)
+
     add = command("add", cmd_add)
     add.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     add.add_argument("--recursive", "-r", action="store_true", help="descend into folders")
     add.add_argument("--metadata", help="JSON object stored with every image")
+    add.add_argument("--prefix", default="", help="put this before every key")
     add.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="parallel signature processes (default: all cores)",
+        "--relative-to", metavar="FOLDER", help="keys are the paths relative to this folder"
     )
-    add.add_argument("--silent", action="store_true", help="no progress bar or summary")
-    scoped(add)
+    bulk_options(add)
+
+    importing = command("import", cmd_import)
+    importing.add_argument("file", metavar="FILE.csv|FILE.jsonl")
+    importing.add_argument(
+        "--failures",
+        metavar="FILE.jsonl",
+        help="where the failed rows go (default: FILE.failures.jsonl beside FILE)",
+    )
+    bulk_options(importing)
 
     orientations_help = "also match the 90° turns and mirror images (default: ALL_ORIENTATIONS)"
     search = command("search", cmd_search)
@@ -367,43 +411,6 @@ def _image_files(paths: Sequence[str], recursive: bool) -> Iterator[str]:
                     yield str(child)
         else:
             yield name  # reported later if it is missing or not an image
-
-
-def _record_or_reason(job: tuple[str, Settings]) -> tuple[str, ImageRecord | str]:
-    path, settings = job
-    try:
-        return path, Matcher(settings).record(path, _read(path))
-    except MatchError as error:
-        return path, error.message
-
-
-def _records_in_parallel(
-    files: list[str], settings: Settings, jobs: int
-) -> Iterator[tuple[str, ImageRecord | str]]:
-    work = [(path, settings) for path in files]
-    if jobs <= 1 or len(files) < 8:
-        yield from map(_record_or_reason, work)
-        return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_record_or_reason, work, chunksize=8)
-
-
-def _flush(
-    matcher: Matcher, batch: list[ImageRecord], stored: int, failed: int, progress: Any
-) -> tuple[int, int]:
-    if batch:
-        result = matcher.add_many(list(batch))
-        for path, reason in result.failed:
-            progress.write(f"{path}: {reason}", file=sys.stderr)
-        stored, failed = stored + result.added, failed + len(result.failed)
-        batch.clear()
-    return stored, failed
-
-
-def _progress(total: int, silent: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", disable=silent, file=sys.stderr)
 
 
 def _print_envelope(method: str, result: list[Any], errors: Sequence[str] = ()) -> int:
