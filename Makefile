@@ -1,21 +1,32 @@
-# Match: `make serve` runs the service on the embedded store; `make test` installs and runs every test.
+# Match: `make serve` runs the service on the embedded store (installing only what serving needs);
+# `make test` installs the dev and test tools too and runs every test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8888
 export PORT
 
-.PHONY: install serve test test-deep lint format bench bench-signatures clean
+.PHONY: install install-serve serve test test-deep lint format bench bench-signatures bench-cli clean
 
+# The development install: the package and the dev/test tools (pyproject's `dev` extra).
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed-serve $@
+
+# What serving needs and nothing else: the package and its runtime dependencies.
+install-serve: $(VENV)/.installed-serve
+
+$(VENV)/.installed-serve: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-serve: install
+serve: install-serve
 	$(BIN)/match serve
 
 test: install
@@ -39,6 +50,10 @@ bench-signatures: install
 	$(BIN)/pip install --quiet --no-deps image-match==1.1.2
 	test -d bench/wallpapers/files || bench/get_wallpapers.sh
 	$(BIN)/python bench/signatures.py
+
+# `match add` throughput on the dev photos, with and without partial matching (README's figures).
+bench-cli: install
+	nice $(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -17,7 +17,7 @@ from match.http.app import create_app
 from match.settings import Settings
 
 # Routes that are not part of the API description.
-UNDESCRIBED = {"/openapi.json", "/docs", "/metrics"}
+UNDESCRIBED = {"/openapi.json", "/docs", "/metrics", "/"}  # / lists the routes
 VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 # A bad value of each declared type, and the words the server's error must contain.

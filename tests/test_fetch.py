@@ -64,7 +64,7 @@ def test_a_stalled_download_is_an_upstream_error(images: ImageServer) -> None:
 
 
 def test_declared_size_over_the_cap_is_refused(images: ImageServer) -> None:
-    with pytest.raises(TooLarge, match="larger than 5000000 bytes"):
+    with pytest.raises(TooLarge, match=r"larger than 4\.8 MiB"):
         fetch_image(f"{images.base}/declared-big", LOCAL)
 
 

@@ -8,7 +8,8 @@ from match.cli import _parser
 from match.http import api, tineye
 from match.settings import SETTINGS
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README_PATH = Path(__file__).resolve().parent.parent / "README.md"
+README = README_PATH.read_text()
 
 
 def section(title: str) -> str:
@@ -47,3 +48,20 @@ def test_every_setting_is_in_the_settings_section() -> None:
     text = section("Settings")
     for setting in SETTINGS:
         assert f"`{setting.name}`" in text, setting.name
+
+
+def test_the_cli_figures_are_the_benchmarks() -> None:
+    """The README's `match add` rates are those bench/cli.py measured and wrote."""
+    import json
+    import re
+
+    results = json.loads((README_PATH.parent / "bench" / "results" / "cli.json").read_text())
+    text = " ".join(section("Command line").split())
+    quoted = dict(
+        (mode, float(rate))
+        for rate, mode in re.findall(r"(\d+(?:\.\d+)?) img/s (with|without) partial", text)
+    )
+    assert quoted == {
+        "with": results["partial"]["img_per_s"],
+        "without": results["signature"]["img_per_s"],
+    }

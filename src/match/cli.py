@@ -1,33 +1,35 @@
 """The `match` command: a thin layer over the library, on the same store as the service.
 
 Each command reads the settings from the environment, calls one library function, and turns a
-library error into a one-line message. Exit codes: 0 success, 1 a user error or some inputs
-failed, 2 bad usage, 3 the store is unavailable.
+library error into a one-line message. Its options, defaults, validation and result fields are
+the API routes' (match.cli_options). Exit codes: 0 success, 1 a user error or some inputs
+failed, 2 bad usage, 3 the store is unavailable, 4 a search that found nothing (a line on
+stderr says so; with --json the empty envelope is printed too), as grep tells "no match" apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from match import cli_bulk as bulk
+from match import cli_options as options
 from match import pdq
 from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
 from match.service import Matcher, as_json, envelope
 from match.settings import Settings, SettingsError
-from match.stores import ImageRecord
 from match.stores.filters import DEFAULT_COLLECTION, check_collection, parse_filter
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOTHING_FOUND = 0, 1, 2, 3, 4
+SEARCH_OPTIONS = ("min_score", "limit", "offset", "min_overlap")
+LIST_OPTIONS = ("offset", "limit")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".mpo"}
-BULK_BATCH = 500
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         settings = Settings.from_env()
+        if _uses_store(args):  # the service creates its store; the CLI only if told to
+            options.check_store(settings, create=args.create, verbose=args.verbose)
         return args.run(args, settings)
     except SettingsError as error:
         return _fail(str(error), EXIT_USAGE)
@@ -66,69 +70,107 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Add image files, or folders of them, in parallel; report unreadable files and go on.
+    Each is stored under its path as given (or --relative-to a folder, after --prefix); one
+    already stored under that key is skipped unless --replace, so a second run adds only what
+    is new.
 
-    Example: match add photos/ --recursive --metadata '{"source": "archive"}'
+    Example: match add photos/ --recursive --relative-to photos --prefix archive/
     """
     metadata = _metadata(args.metadata)
     files = list(_image_files(args.paths, args.recursive))
     if not files:
         return _fail("no image files found (use --recursive for folders)", EXIT_FAILED)
-    matcher = Matcher(settings)
-    matcher.ping()
-    collection = check_collection(args.collection)
-    failed = stored = 0
-    batch: list[ImageRecord] = []
-    progress = _progress(len(files), silent=args.silent)
-    for path, result in _records_in_parallel(files, settings, args.jobs):
-        progress.update(1)
-        if isinstance(result, str):
-            failed += 1
-            progress.write(f"{path}: {result}", file=sys.stderr)
-            continue
-        batch.append(dataclasses.replace(result, metadata=metadata, collection=collection))
-        if len(batch) >= BULK_BATCH:
-            stored, failed = _flush(matcher, batch, stored, failed, progress)
-    stored, failed = _flush(matcher, batch, stored, failed, progress)
-    progress.close()
+    items = [
+        bulk.Item(path, bulk.key_of(path, args.prefix, args.relative_to), metadata)
+        for path in files
+    ]
+    return _store_items(args, settings, items)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Add the images of a .csv or .jsonl list: columns url (an http(s) URL or a file path),
+    filepath (the key; default: the url) and metadata (a JSON object). In parallel; rows
+    already stored are skipped unless --replace, so an interrupted import resumes where it
+    stopped; failed rows are written with their error to --failures (a .jsonl file that can be
+    imported again).
+
+    Example: match import images.csv --failures failed.jsonl
+    """
+    items = bulk.items_of_rows(bulk.read_rows(args.file), args.file)
+    if not items:
+        return _fail(f"{args.file}: no rows", EXIT_FAILED)
+    failures = args.failures or f"{Path(args.file).with_suffix('')}.failures.jsonl"
+    return _store_items(args, settings, items, failures)
+
+
+def _store_items(
+    args: argparse.Namespace,
+    settings: Settings,
+    items: list[bulk.Item],
+    failures: str | None = None,
+) -> int:
+    outcome = bulk.store_all(
+        items,
+        settings,
+        collection=check_collection(args.collection),
+        jobs=args.jobs,
+        replace=args.replace,
+        show_progress=not args.silent and sys.stderr.isatty(),
+    )
+    if failures is not None and outcome.failed:
+        bulk.write_failures(failures, outcome.failed)
     if not args.silent:
-        print(f"added {stored} images, {failed} failed", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+        where = f" (written to {failures})" if failures and outcome.failed else ""
+        print(outcome.summary() + where, file=sys.stderr)
+    return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    """Search the store with an image file.
+    """Search the store with an image: a file, an http(s) URL, or --filepath of a stored image.
+    Options, defaults and result fields are /search's. Nothing found: exit 4, a line on stderr.
 
     Example: match search query.jpg --limit 5 --min-score 80 --json
     """
+    values = options.route_values(args, "/search", SEARCH_OPTIONS)
+    where = parse_filter(args.filter)
     matcher = Matcher(settings)
-    all_orientations = (
-        settings.all_orientations if args.all_orientations is None else (args.all_orientations)
-    )
-    query = matcher.query(_read(args.image), all_orientations, name=args.image)
-    matches = matcher.search(
-        query,
-        min_score=args.min_score,
-        limit=args.limit,
-        collection=args.collection,
-        where=parse_filter(args.filter),
-    )
+    source = options.image_source(args.image, args.filepath, "query")
+    collection = check_collection(args.collection)
+    orientations = options.all_orientations(args, settings)
+    query = options.image_query(matcher, source, settings, orientations, collection)
+    matches = matcher.search(query, collection=collection, where=where, **values)
     result = [as_json(match) for match in matches]
     if args.json:
-        return _print_envelope("search", result)
-    for item in result:
-        print(f"{item['score']:7.3f}  {item['filepath']}  ({item['orientation']})")
+        _print_envelope("search", result)
+    else:
+        for item in result:
+            how = item["orientation"] + (", partial" if item["method"] == "local" else "")
+            print(f"{item['score']:7.3f}  {item['filepath']}  ({how})")
+    if not result:
+        print(f"match: nothing found for {source.name}", file=sys.stderr)
+        return EXIT_NOTHING_FOUND
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
-    """Score two image files on the search score scale, unrounded.
+    """Score two images as /compare does (same defaults: ALL_ORIENTATIONS), unrounded. Each is a
+    file, an http(s) URL, or --filepath1/--filepath2 of a stored image.
 
     Example: match compare original.jpg copy.jpg --json
     """
+    images = list(args.images)
+    if len(images) + (args.filepath1 is not None) + (args.filepath2 is not None) != 2:
+        raise BadParameter("give two images: FILE or URL arguments, or --filepath1/--filepath2")
+    first_argument = None if args.filepath1 is not None else images.pop(0)
+    second_argument = None if args.filepath2 is not None else images.pop(0)
     matcher = Matcher(settings)
-    first = matcher.query(_read(args.first), args.all_orientations, name=args.first)
-    second = matcher.query(_read(args.second), False, name=args.second)
-    comparison = matcher.compare(first, second)
+    collection = check_collection(args.collection)
+    first = options.image_source(first_argument, args.filepath1, "first")
+    second = options.image_source(second_argument, args.filepath2, "second")
+    orientations = options.all_orientations(args, settings)
+    queries = options.image_query(matcher, first, settings, orientations, collection)
+    target = options.image_query(matcher, second, settings, False, collection)
+    comparison = matcher.compare(queries, target)
     if args.json:
         return _print_envelope("compare", [as_json(comparison)])
     print(comparison.score)
@@ -201,10 +243,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
     Example: match list --offset 100 --limit 50
     """
+    values = options.route_values(args, "/list", LIST_OPTIONS)
     where = parse_filter(args.filter)
-    listed = Matcher(settings).list(
-        offset=args.offset, limit=args.limit, collection=args.collection, where=where
-    )
+    listed = Matcher(settings).list(collection=args.collection, where=where, **values)
     for filepath in listed:
         print(filepath)
     return EXIT_OK
@@ -243,6 +284,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from the environment (see README). Run 'match COMMAND --help'.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", "-v", action="store_true", help="say which store is used (path or engine URL)"
+    )
+    common.add_argument(
+        "--create",
+        action="store_true",
+        help="create a new embedded store in ./data when MATCH_DATA_DIR is unset",
+    )
 
     def command(name: str, function: Any) -> argparse.ArgumentParser:
         doc = (function.__doc__ or "").strip()
@@ -251,6 +301,7 @@ def _parser() -> argparse.ArgumentParser:
             help=doc.splitlines()[0],
             description=doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[] if function is cmd_serve else [common],
         )
         sub.set_defaults(run=function)
         return sub
@@ -269,41 +320,62 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override HOST")
     serve.add_argument("--workers", type=int, help="override WORKER_COUNT")
 
+    def bulk_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--jobs",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="parallel signature processes (default: all cores)",
+        )
+        sub.add_argument(
+            "--replace", action="store_true", help="add again what is already stored (the key)"
+        )
+        sub.add_argument(
+            "--silent", action="store_true", help="no progress bar (shown on a terminal) or summary"
+        )
+        scoped(sub)
+
     add = command("add", cmd_add)
     add.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     add.add_argument("--recursive", "-r", action="store_true", help="descend into folders")
     add.add_argument("--metadata", help="JSON object stored with every image")
+    add.add_argument("--prefix", default="", help="put this before every key")
     add.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="parallel signature processes (default: all cores)",
+        "--relative-to", metavar="FOLDER", help="keys are the paths relative to this folder"
     )
-    add.add_argument("--silent", action="store_true", help="no progress bar or summary")
-    scoped(add)
+    bulk_options(add)
 
+    importing = command("import", cmd_import)
+    importing.add_argument("file", metavar="FILE.csv|FILE.jsonl")
+    importing.add_argument(
+        "--failures",
+        metavar="FILE.jsonl",
+        help="where the failed rows go (default: FILE.failures.jsonl beside FILE)",
+    )
+    bulk_options(importing)
+
+    orientations_help = "also match the 90° turns and mirror images (default: ALL_ORIENTATIONS)"
     search = command("search", cmd_search)
-    search.add_argument("image")
-    search.add_argument("--limit", type=int, default=100)
-    search.add_argument("--min-score", type=float, default=0.0)
+    search.add_argument("image", nargs="?", metavar="FILE|URL", help="the query image")
+    search.add_argument("--filepath", help="search with this stored image instead")
+    options.route_options(search, "/search", SEARCH_OPTIONS)
     search.add_argument(
-        "--all-orientations",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="default: ALL_ORIENTATIONS",
+        "--all-orientations", action=argparse.BooleanOptionalAction, help=orientations_help
     )
     search.add_argument("--json", action="store_true", help="print the API's JSON envelope")
     scoped(search, filtered=True)
 
     compare = command("compare", cmd_compare)
-    compare.add_argument("first")
-    compare.add_argument("second")
+    compare.add_argument("images", nargs="*", metavar="FILE|URL", help="the first, second image")
+    compare.add_argument("--filepath1", help="a stored image as the first image")
+    compare.add_argument("--filepath2", help="a stored image as the second image")
     compare.add_argument(
         "--all-orientations",
-        action="store_true",
-        help="best score over the 8 orientations of the first image",
+        action=argparse.BooleanOptionalAction,
+        help="best score over the 8 orientations of the first image (default: ALL_ORIENTATIONS)",
     )
     compare.add_argument("--json", action="store_true", help="print the API's JSON envelope")
+    scoped(compare)
 
     signature = command("signature", cmd_signature)
     signature.add_argument("files", nargs="+", metavar="FILE")
@@ -322,14 +394,21 @@ def _parser() -> argparse.ArgumentParser:
     scoped(delete)
 
     listing = command("list", cmd_list)
-    listing.add_argument("--offset", type=int, default=0)
-    listing.add_argument("--limit", type=int, default=20)
+    options.route_options(listing, "/list", LIST_OPTIONS)
     scoped(listing, filtered=True)
 
     scoped(command("count", cmd_count), filtered=True)
     collections = command("collections", cmd_collections)
     collections.add_argument("--drop", metavar="NAME", help="delete this collection's images")
     return parser
+
+
+def _uses_store(args: argparse.Namespace) -> bool:
+    if args.run in (cmd_serve, cmd_signature):
+        return False
+    if args.run is cmd_compare:
+        return args.filepath1 is not None or args.filepath2 is not None
+    return True
 
 
 def _read(path: str) -> bytes:
@@ -363,43 +442,6 @@ def _image_files(paths: Sequence[str], recursive: bool) -> Iterator[str]:
                     yield str(child)
         else:
             yield name  # reported later if it is missing or not an image
-
-
-def _record_or_reason(job: tuple[str, Settings]) -> tuple[str, ImageRecord | str]:
-    path, settings = job
-    try:
-        return path, Matcher(settings).record(path, _read(path))
-    except MatchError as error:
-        return path, error.message
-
-
-def _records_in_parallel(
-    files: list[str], settings: Settings, jobs: int
-) -> Iterator[tuple[str, ImageRecord | str]]:
-    work = [(path, settings) for path in files]
-    if jobs <= 1 or len(files) < 8:
-        yield from map(_record_or_reason, work)
-        return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_record_or_reason, work, chunksize=8)
-
-
-def _flush(
-    matcher: Matcher, batch: list[ImageRecord], stored: int, failed: int, progress: Any
-) -> tuple[int, int]:
-    if batch:
-        result = matcher.add_many(list(batch))
-        for path, reason in result.failed:
-            progress.write(f"{path}: {reason}", file=sys.stderr)
-        stored, failed = stored + result.added, failed + len(result.failed)
-        batch.clear()
-    return stored, failed
-
-
-def _progress(total: int, silent: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", disable=silent, file=sys.stderr)
 
 
 def _print_envelope(method: str, result: list[Any], errors: Sequence[str] = ()) -> int:

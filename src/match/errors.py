@@ -8,12 +8,15 @@
     ├── TooLarge (413)              a body, image or URL download over a configured limit
     ├── FetchError (400)            a URL that is refused or cannot be fetched
     │   └── UpstreamError (502)     the remote server answered with an error or broke off
+    ├── Unauthorized (401)          a missing or unknown API key
     ├── Forbidden (403)             an API key that may not act on this collection
     ├── NotFound (404)              an unknown filepath or collection
     ├── IncompatibleRecord (409)    a stored record made by another signature algorithm/version
-    └── StoreUnavailable (503)      the embedded store or the search engine cannot be reached
+    ├── StoreUnavailable (503)      the embedded store or the search engine cannot be reached
+    └── ServiceUnreachable          (match.client) no answer from the Match server at all
 
-The HTTP layer turns each into the one error envelope; the CLI into a one-line message.
+The HTTP layer turns each into the one error envelope; the CLI into a one-line message; the
+client (match.client) turns an error envelope back into the class of its status.
 Engine-specific exceptions (sqlite3, HTTP client errors) are translated into this tree in one
 place per store implementation and never reach a client.
 """
@@ -59,6 +62,10 @@ class UpstreamError(FetchError):
     status = 502
 
 
+class Unauthorized(MatchError):
+    status = 401
+
+
 class Forbidden(MatchError):
     status = 403
 
@@ -72,4 +79,10 @@ class IncompatibleRecord(MatchError):
 
 
 class StoreUnavailable(MatchError):
+    status = 503
+
+
+class ServiceUnreachable(MatchError):
+    """The client could not reach the server (refused, timed out, broken off): no status."""
+
     status = 503

@@ -27,6 +27,7 @@ import httpx
 
 from match.errors import FetchError, TooLarge, UpstreamError
 from match.settings import Settings
+from match.sizes import human_size
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -289,7 +290,8 @@ def _took_too_long(url: httpx.URL, limits: FetchLimits, name: str) -> UpstreamEr
 
 def _too_large(url: httpx.URL, limits: FetchLimits, name: str) -> TooLarge:
     return TooLarge(
-        f"Parameter '{name}': {url} is larger than {limits.max_bytes} bytes (MATCH_URL_MAX_BYTES)"
+        f"Parameter '{name}': {url} is larger than {human_size(limits.max_bytes)} "
+        "(MATCH_URL_MAX_BYTES)"
     )
 
 

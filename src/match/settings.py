@@ -81,6 +81,20 @@ def _interval(text: str) -> str:
     return value
 
 
+def _log_level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(f"{text!r} is not debug, info, warning, error or critical")
+    return value
+
+
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"json", "text"}:
+        raise ValueError(f"{text!r} is not 'json' or 'text'")
+    return value
+
+
 def _optional(text: str) -> str | None:
     return text or None
 
@@ -210,6 +224,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body or uploaded image, in bytes (default 25 MiB).",
     ),
     Setting(
+        "MATCH_MAX_FILEPATH_BYTES",
+        "8192",
+        _positive_int,
+        "Longest filepath (the key of an image) accepted by an add, in bytes of UTF-8 (default "
+        "8 KiB: room for pre-signed object-store URLs and CDN URLs with query strings).",
+    ),
+    Setting(
         "MATCH_MAX_IMAGE_PIXELS",
         "100000000",
         _positive_int,
@@ -243,6 +264,20 @@ SETTINGS: tuple[Setting, ...] = (
         _optional,
         "File of API keys (one per line or comma-separated, `#` comments), besides MATCH_API_KEYS.",
     ),
+    Setting(
+        "MATCH_LOG_LEVEL",
+        "info",
+        _log_level,
+        "Log level of the service: debug, info, warning, error or critical (the access log is "
+        "info: `warning` keeps only problems).",
+    ),
+    Setting(
+        "MATCH_LOG_FORMAT",
+        "json",
+        _log_format,
+        "`json`: one JSON object per line (for a log collector); `text`: plain lines for a "
+        "person at a terminal.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -272,6 +307,7 @@ class Settings:
     match_pdq_min_quality: int
     match_pdq_probe_radius: int
     match_max_upload_bytes: int
+    match_max_filepath_bytes: int
     match_max_image_pixels: int
     match_url_timeout: float
     match_url_max_bytes: int
@@ -279,6 +315,8 @@ class Settings:
     match_allow_private_urls: bool
     match_api_keys: str | None
     match_api_keys_file: str | None
+    match_log_level: str
+    match_log_format: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -22,7 +22,10 @@ MAX_LIMIT = 10_000
 
 # -- parameters used by several routes --------------------------------------------------------
 FILEPATH = Param(
-    "filepath", "string", "Unique key of the image (any string up to 1024 bytes).", required=True
+    "filepath",
+    "string",
+    "Unique key of the image (any string up to MATCH_MAX_FILEPATH_BYTES, default 8 KiB).",
+    required=True,
 )
 URL = Param("url", "string", "http(s) URL of the image to download.")
 IMAGE = Param("image", "file", "The image, uploaded as a multipart/form-data file.")

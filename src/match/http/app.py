@@ -25,10 +25,11 @@ from match.http import api, hashes, tineye
 from match.http.auth import access_control
 from match.http.docs import render_docs
 from match.http.endpoints import AppContext, Endpoint, starlette_route
-from match.http.envelope import fail, method_name
+from match.http.envelope import fail, method_name, ok
 from match.http.limits import BODY_TIMEOUT_SECONDS, RequestLimits
 from match.http.metrics import instrument
 from match.http.openapi import openapi
+from match.http.slashes import TrailingSlash
 from match.service import Matcher
 from match.settings import Settings
 
@@ -52,24 +53,35 @@ def create_app(
     context = AppContext(settings, matcher)
     spec = openapi(endpoints)
     routes: list[BaseRoute] = [starlette_route(endpoint, context) for endpoint in endpoints]
-    routes += _description_routes(spec)
+    routes += _description_routes(spec, endpoints)
+    paths = {endpoint.path for endpoint in endpoints} | {"/openapi.json", "/docs", "/metrics"}
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(TrailingSlash, paths=paths),  # before keys: "/ping/" is open as "/ping"
             *access_control(settings),  # keys first: no body is read for a refused request
             Middleware(RequestLimits, max_bytes=context.max_body_bytes, body_timeout=body_timeout),
         ],
         exception_handlers={HTTPException: _http_error, MatchError: _match_error},
         lifespan=_lifespan(context),
     )
+    app.router.redirect_slashes = False  # match.http.slashes answers them instead
     instrument(app, lambda: context.matcher)  # /metrics, access log (match.http.metrics)
     app.state.context = context
     app.state.openapi = spec
     return app
 
 
-def _description_routes(spec: dict) -> list[BaseRoute]:
+def _description_routes(spec: dict, endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
     page = render_docs(spec)
+    index = [
+        {"path": endpoint.path, "methods": list(endpoint.methods), "summary": endpoint.summary}
+        for endpoint in endpoints
+    ]
+
+    async def routes(request: Request) -> Response:
+        # GET /: what a new user (or a probe) finds at the root, in the envelope like every answer
+        return ok("index", index)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(spec)
@@ -80,6 +92,7 @@ def _description_routes(spec: dict) -> list[BaseRoute]:
     return [
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        Route("/", routes, methods=["GET"], include_in_schema=False),
     ]
 
 

@@ -10,6 +10,7 @@ routes and the OpenAPI description are built from the same Endpoint values.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from match.http.envelope import fail, ok
 from match.http.params import Param, Params
 from match.service import Matcher
 from match.settings import Settings
+from match.sizes import human_size
 
 log = logging.getLogger("match.http")
 
@@ -118,6 +120,7 @@ def starlette_route(endpoint: Endpoint, context: AppContext) -> Route:
 
 def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], Awaitable[Response]]:
     async def respond(request: Request) -> Response:
+        params: Params | None = None
         try:
             params = await Params.read(
                 request, endpoint.params, context.settings.match_max_upload_bytes
@@ -127,7 +130,7 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
                 endpoint.handler, context, params, limiter=context.limiter
             )
         except MatchError as error:
-            return fail(endpoint.name, error.status, error.message)
+            return fail(endpoint.name, error.status, error.message, **_warnings(endpoint, params))
         except HTTPException as error:  # from Starlette's form parser
             return _form_error(endpoint.name, error, context.settings.match_max_upload_bytes)
         except ClientDisconnect:
@@ -137,16 +140,34 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
             log.exception("%s %s failed", request.method, request.url.path)
             return fail(endpoint.name, 500, "Internal server error (logged on the server)")
         if isinstance(result, Answer):
-            return ok(endpoint.name, result.result, **result.extra)
-        return ok(endpoint.name, result)
+            return ok(endpoint.name, result.result, **result.extra, **_warnings(endpoint, params))
+        return ok(endpoint.name, result, **_warnings(endpoint, params))
 
     respond.__name__ = f"{endpoint.name}_endpoint"
     return respond
 
 
+def _warnings(endpoint: Endpoint, params: Params | None) -> dict[str, list[str]]:
+    """``{"warning": [...]}`` naming each parameter the route does not take (nothing when all
+    are known, so dsys/match's envelope keeps its four keys)."""
+    unknown = params.unknown() if params is not None else []
+    if not unknown:
+        return {}
+    known = [param.name for param in endpoint.params]
+    messages = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        takes = ", ".join(known) or "no parameters"
+        messages.append(f"Unknown parameter '{name}' ignored ({endpoint.path} takes {takes}){hint}")
+    return {"warning": messages}
+
+
 def _form_error(method: str, error: HTTPException, max_bytes: int) -> Response:
     if "maximum size" in str(error.detail):
         return fail(
-            method, 413, f"A form field is larger than {max_bytes} bytes (MATCH_MAX_UPLOAD_BYTES)"
+            method,
+            413,
+            f"A form field is larger than {human_size(max_bytes)} (MATCH_MAX_UPLOAD_BYTES)",
         )
     return fail(method, error.status_code, f"Malformed request body: {error.detail}")

@@ -28,8 +28,8 @@ def fail(
 
 
 def method_name(path: str) -> str:
-    """The method a path names: "/add" → "add", "/rest/search/" → "search", "/" → ""."""
+    """The method a path names: "/add" → "add", "/rest/search/" → "search", "/" → "index"."""
     parts = [part for part in path.split("/") if part]
     if len(parts) >= 2 and parts[0] == "rest":
         return parts[1]
-    return "/".join(parts)
+    return "/".join(parts) or "index"

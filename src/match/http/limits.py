@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from match.errors import MatchError, TooLarge
 from match.http.envelope import fail, method_name
+from match.sizes import human_size
 
 # Seconds a client has to send its whole request body.
 BODY_TIMEOUT_SECONDS = 60.0
@@ -50,8 +51,8 @@ class RequestLimits:
 
     def _too_large(self) -> TooLarge:
         return TooLarge(
-            f"Request body is larger than {self.max_bytes} bytes "
-            "(MATCH_MAX_UPLOAD_BYTES plus form overhead)"
+            f"Request body is larger than {human_size(self.max_bytes)} "
+            "(MATCH_MAX_UPLOAD_BYTES plus 1 MiB for the form)"
         )
 
     def _limited(self, receive: Receive) -> Receive:

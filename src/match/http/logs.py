@@ -1,6 +1,7 @@
-"""Structured logs: one JSON object per line on stdout, for the service and its access log.
+"""Logs on stdout, for the service and its access log: one JSON object per line (MATCH_LOG_FORMAT
+json, the default) or plain text lines (text), at MATCH_LOG_LEVEL.
 
-``json_log_config()`` is a ``logging.config.dictConfig`` dictionary; passed as
+``log_config(level, format)`` is a ``logging.config.dictConfig`` dictionary; passed as
 ``uvicorn.run(log_config=...)``, every worker process applies it. The access log is written by
 the metrics middleware (``match.http.metrics``) to the ``match.access`` logger, because it knows
 the route and the duration; uvicorn's own access logger is silenced so that each request is
@@ -44,19 +45,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def json_log_config(level: str = "INFO") -> dict[str, Any]:
-    """JSON lines on stdout for the root, uvicorn and access loggers; uvicorn.access muted."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+class TextFormatter(logging.Formatter):
+    """``time level logger [pid] message``: the access line carries its reason in the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        time = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line = f"{time} {record.levelname.lower()} {record.name} [{record.process}] "
+        line += record.getMessage()
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
+
+
+def log_config(level: str = "INFO", format: str = "json") -> dict[str, Any]:
+    """Lines in ``format`` on stdout for the root, uvicorn and access loggers, at ``level``;
+    uvicorn.access muted."""
+    level = level.upper()
+    formatter = FORMATTERS[format]
+    handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stdout"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "formatters": {"main": {"()": f"{__name__}.{formatter.__name__}"}},
         "handlers": {"stdout": handler},
         "root": {"handlers": ["stdout"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-            ACCESS_LOGGER: {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+            ACCESS_LOGGER: {"handlers": ["stdout"], "level": level, "propagate": False},
         },
     }

@@ -17,12 +17,13 @@ scrape time, so it is right whichever worker answers.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Match as RouteMatch
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from match.errors import MatchError
@@ -138,10 +141,12 @@ def _multiprocess_values() -> bool:
 
 
 class MetricsMiddleware:
-    """Counts, times and logs each HTTP request under its route's path template."""
+    """Counts, times and logs each HTTP request under its route's path template; an error's
+    line gives the reason from its envelope."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
+        self.routes = routes  # to name the route of a request refused before routing (401/403)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,12 +154,16 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         response: dict[str, int] = {"status": 500, "bytes": 0}
+        error_body = bytearray()
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
             elif message["type"] == "http.response.body":
-                response["bytes"] += len(message.get("body", b""))
+                body = message.get("body", b"")
+                response["bytes"] += len(body)
+                if response["status"] >= 400 and len(error_body) < MAX_ERROR_BODY:
+                    error_body.extend(body[: MAX_ERROR_BODY - len(error_body)])
             await send(message)
 
         try:
@@ -162,33 +171,63 @@ class MetricsMiddleware:
         finally:
             # The router records the matched route in the scope it was given (this one).
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or UNMATCHED
+            endpoint = getattr(route, "path", None) or _route_path(self.routes, scope)
             _record(
                 scope,
                 endpoint,
                 response["status"],
                 response["bytes"],
                 time.perf_counter() - started,
+                _reason(bytes(error_body)) if response["status"] >= 400 else None,
             )
 
 
-def _record(scope: Scope, endpoint: str, status: int, size: int, seconds: float) -> None:
+MAX_ERROR_BODY = 16 * 1024  # of an error answer, read for its reason
+
+
+def _route_path(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The path template of the route a request was for, when it was answered before routing
+    (a 401 or 403 of the access control); UNMATCHED when no route has its path."""
+    for route in routes:
+        matched, _ = route.matches(scope)
+        if matched is not RouteMatch.NONE:
+            return getattr(route, "path", None) or UNMATCHED
+    return UNMATCHED
+
+
+def _reason(body: bytes) -> str:
+    """The envelope's error messages, or the start of a body that is not an envelope."""
+    try:
+        errors = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        errors = None
+    if isinstance(errors, list) and errors:
+        return "; ".join(str(error) for error in errors)[:1000]
+    return body[:200].decode("utf-8", "replace") or "(no body)"
+
+
+def _record(
+    scope: Scope, endpoint: str, status: int, size: int, seconds: float, reason: str | None
+) -> None:
     method = scope["method"]
     REQUESTS.labels(method, endpoint, str(status)).inc()
     LATENCY.labels(method, endpoint).observe(seconds)
     if status >= 400:
         ERRORS.labels(endpoint, str(status)).inc()
     client = scope.get("client")
-    access_log.info(
-        "%s %s %d",
+    access_log.log(
+        logging.ERROR if status >= 500 else logging.INFO,
+        "%s %s %d%s",
         method,
         scope["path"],
         status,
+        f": {reason}" if reason else "",
         extra={
             "method": method,
             "path": scope["path"],
             "endpoint": endpoint,
             "status": status,
+            "reason": reason,
             "duration_ms": round(seconds * 1000, 3),
             "response_bytes": size,
             "client": client[0] if client else None,
@@ -268,7 +307,7 @@ def instrument(app: Starlette, matcher: MatcherSource) -> None:
     searches. ``matcher`` returns the worker's Matcher (called at scrape time)."""
     if _observe_timing not in TIMING_OBSERVERS:
         TIMING_OBSERVERS.append(_observe_timing)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, routes=app.routes)
     app.add_route(
         "/metrics",
         metrics_endpoint(matcher),

@@ -2,11 +2,12 @@
 
 A route declares its parameters as ``Param`` entries (name, type, help, required, default,
 bounds). ``Params.read(request, params, max_upload_bytes)`` collects the query string and the
-urlencoded or multipart form (the form wins when both give a name) and ``params["limit"]`` then
-returns the value parsed by its declared type, or its default. Any bad value raises
-``BadParameter`` (400) naming the parameter; an upload over the cap raises ``TooLarge`` (413). The
-same declarations produce the OpenAPI description, so docs and parsing cannot drift: reading a
-parameter a route did not declare is a programming error (``KeyError``).
+urlencoded or multipart form, or a JSON object body (match.http.json_body; the body wins when
+both give a name), and ``params["limit"]`` then returns the value parsed by its declared type,
+or its default. Any bad value raises ``BadParameter`` (400) naming the parameter; an upload over
+the cap raises ``TooLarge`` (413). The same declarations produce the OpenAPI description, so docs
+and parsing cannot drift: reading a parameter a route did not declare is a programming error
+(``KeyError``). ``unknown()`` names the parameters sent that the route does not declare.
 
 Types: ``string``; ``integer`` and ``number`` with optional bounds; ``boolean`` (true/false/1/0
 in any case); ``json`` (a JSON object); ``file`` (a multipart upload, returned as bytes).
@@ -25,7 +26,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from match.errors import BadParameter, TooLarge
+from match.http import json_body
 from match.settings import parse_bool
+from match.sizes import human_size
 
 ParamType = Literal["string", "integer", "number", "boolean", "json", "file"]
 
@@ -65,6 +68,10 @@ class Params:
         values: dict[str, list[Raw]] = {}
         for name, value in request.query_params.multi_items():
             values.setdefault(name, []).append(value)
+        if json_body.is_json(request):  # a JSON object of parameters (match.http.json_body)
+            values.update(await json_body.json_values(request))
+            return cls(declared, values)
+        await json_body.refuse_unread_body(request)
         # Text fields are held in memory: each is capped like an upload (Starlette's error for a
         # larger one becomes a 413 in the endpoint wrapper).
         form = await request.form(max_part_size=max_upload_bytes)
@@ -103,6 +110,12 @@ class Params:
     def names(self) -> list[str]:
         return list(self.values)
 
+    def unknown(self) -> list[str]:
+        """The parameter names sent that the route does not declare (misspelled, or another
+        route's): reported as a warning in the envelope, never an error, so that clients which
+        send extra fields (as dsys/match ignored them) keep working."""
+        return [name for name in self.values if name not in self.declared]
+
     def exactly_one(self, names: Sequence[str]) -> str:
         """The one name in ``names`` the client gave; BadParameter if none or several."""
         given = [name for name in names if self.given(name)]
@@ -118,13 +131,13 @@ class Params:
 async def _read_upload(name: str, upload: UploadFile, max_bytes: int) -> Upload:
     if upload.size is not None and upload.size > max_bytes:
         raise TooLarge(
-            f"Parameter '{name}' is {upload.size} bytes, larger than the "
-            f"{max_bytes}-byte upload limit (MATCH_MAX_UPLOAD_BYTES)"
+            f"Parameter '{name}' is {human_size(upload.size)}, larger than the "
+            f"{human_size(max_bytes)} upload limit (MATCH_MAX_UPLOAD_BYTES)"
         )
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise TooLarge(
-            f"Parameter '{name}' is larger than the {max_bytes}-byte upload limit "
+            f"Parameter '{name}' is larger than the {human_size(max_bytes)} upload limit "
             "(MATCH_MAX_UPLOAD_BYTES)"
         )
     return Upload(upload.filename or "", data)

@@ -21,7 +21,7 @@ import uvicorn
 from match.errors import MatchError
 from match.http.auth import load_keys
 from match.http.connections import HeaderDeadlineProtocol
-from match.http.logs import json_log_config
+from match.http.logs import log_config
 from match.http.metrics import prepare_multiprocess
 from match.settings import SETTINGS, Settings, SettingsError
 from match.stores import open_store
@@ -70,8 +70,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
         "http": HeaderDeadlineProtocol,  # slow or silent request headers: closed (slowloris)
-        "log_level": "info",
-        "log_config": json_log_config(),  # JSON lines; access log by match.http.metrics
+        "log_level": settings.match_log_level.lower(),
+        # MATCH_LOG_FORMAT lines at MATCH_LOG_LEVEL; the access log is match.http.metrics'
+        "log_config": log_config(settings.match_log_level, settings.match_log_format),
     }
 
 

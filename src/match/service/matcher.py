@@ -40,7 +40,8 @@ class Matcher:
         collection: str = DEFAULT_COLLECTION,
     ) -> ImageRecord:
         """The record to store for encoded image bytes: signature and, if on, local features."""
-        filepath, collection = check_new_filepath(filepath), check_collection(collection)
+        filepath = check_new_filepath(filepath, self.settings.match_max_filepath_bytes)
+        collection = check_collection(collection)
         return self.analyser.record(filepath, image, metadata, collection)
 
     def query(self, image: bytes, all_orientations: bool, *, name: str = "image") -> Query:

@@ -16,12 +16,13 @@ from match import pdq
 from match.errors import BadParameter, IncompatibleRecord, NotFound
 from match.local import WORDS, LocalFeatures
 from match.signature import SIGNATURE_LENGTH
+from match.sizes import human_size
 from match.stores.base import HashRecord, ImageRecord, Metadata
 from match.stores.filters import DEFAULT_COLLECTION, check_collection
 
 MAX_KEYPOINTS = 65535  # the packed form of local features (match.local.codec) counts in a u16
 MAX_SIDE = 65535
-MAX_FILEPATH_BYTES = 1024
+MAX_FILEPATH_BYTES = 8192  # the default of the setting MATCH_MAX_FILEPATH_BYTES
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,10 @@ def check_new_filepath(filepath: object, max_bytes: int = MAX_FILEPATH_BYTES) ->
         raise BadParameter("Parameter 'filepath' must not be empty")
     filepath = check_filepath(filepath)
     if len(filepath.encode()) > max_bytes:
-        raise BadParameter(f"Parameter 'filepath' is longer than {max_bytes} bytes")
+        raise BadParameter(
+            f"Parameter 'filepath' is {len(filepath.encode())} bytes, longer than the "
+            f"{human_size(max_bytes)} limit (MATCH_MAX_FILEPATH_BYTES)"
+        )
     if "\x00" in filepath:
         raise BadParameter("Parameter 'filepath' must not contain NUL characters")
     return filepath
