@@ -117,7 +117,8 @@ def _started(
     give_up = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < give_up:
         if process.poll() is not None:
-            sys.exit(f"{command[0]} exited with {process.returncode}; see {log_path}")
+            tail = log_path.read_text(errors="replace")[-2000:]
+            sys.exit(f"{command[0]} exited with {process.returncode}:\n{tail}")
         try:
             if httpx.get(url + "/ping", timeout=5).status_code == 200:
                 return process, url

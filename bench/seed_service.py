@@ -26,8 +26,15 @@ from datetime import datetime
 import httpx
 import numpy as np
 from flask import Flask, jsonify, request
+from image_match import goldberg
 from image_match.goldberg import ImageSignature
 from image_match.signature_database_base import SignatureDatabaseBase, normalized_distance
+
+# image-match 1.1.2 ran on scikit-image 0.12, whose rgb2gray returned a grey (2-D) array as it
+# was; search_image relies on that (it greys the query once, then signs each turned copy).
+# Today's rgb2gray refuses 2-D input, so the old behaviour is put back for image-match alone.
+_rgb2gray = goldberg.rgb2gray
+goldberg.rgb2gray = lambda image: image if np.ndim(image) == 2 else _rgb2gray(image)
 
 ES_URL = os.environ.get("SEED_ES_URL", "http://127.0.0.1:9200").rstrip("/")
 ES_INDEX = os.environ.get("SEED_ES_INDEX", "images")
