@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,20 @@ def skip_or_fail(reason: str) -> None:
     if servers_required():
         pytest.fail(f"{reason} (MATCH_REQUIRE_SERVERS=1)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def environment_unchanged() -> Iterator[None]:
+    """Every test leaves os.environ as it found it: a variable left behind reaches every later
+    test's servers and CLI processes (an exported ALL_ORIENTATIONS=false once did)."""
+    before = dict(os.environ)
+    yield
+    changed = sorted(
+        name
+        for name in before.keys() | os.environ.keys()
+        if before.get(name) != os.environ.get(name) and name != "PYTEST_CURRENT_TEST"
+    )
+    assert not changed, f"the test left environment variables changed: {changed}"
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,12 @@ from match.settings import SETTINGS, Settings
 def test_exported_settings_read_back_the_same(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for setting in SETTINGS:  # restored after the test
-        monkeypatch.delenv(setting.name, raising=False)
+    for setting in SETTINGS:
+        # set first, so that the undo also removes what export_settings writes into a variable
+        # that was not set (a bare delenv of an absent one records nothing, and the exported
+        # ALL_ORIENTATIONS=false then reached every later test's server and CLI process)
+        monkeypatch.setenv(setting.name, "")
+        monkeypatch.delenv(setting.name)
     settings = Settings.from_env({}).replace(
         port=9999,
         worker_count=3,

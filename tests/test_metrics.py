@@ -192,7 +192,8 @@ def test_store_down_shows_in_the_metrics_not_as_an_error(tmp_path: Path) -> None
 
 
 def test_prepare_multiprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")  # recorded, so what the test sets is undone
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
     assert metrics.prepare_multiprocess(1) is None  # one process: in-memory values
     assert metrics.MULTIPROC_ENV not in os.environ
     folder = metrics.prepare_multiprocess(2)
