@@ -1,7 +1,13 @@
-"""Shared test fixtures: where the real test images live, and how a test asks for a server."""
+"""Shared test fixtures: where the real test images live, and how a test asks for a server.
+
+Everything the tests read is in the repository: the photos in tests/photos/ (their sources and
+licences in tests/photos/photos.json) and image-match's golden values in
+tests/fixtures/image-match/. Nothing here reads ../shared, which only the benchmarks and the
+accuracy harness use."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +22,8 @@ settings.register_profile("deep", max_examples=5000)
 settings.load_profile(os.environ.get("MATCH_HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "image-match"
-PHOTOS = SHARED / "photos"
+FIXTURES = ROOT / "tests" / "fixtures" / "image-match"
+PHOTOS = ROOT / "tests" / "photos"
 
 
 def servers_required() -> bool:
@@ -48,18 +53,35 @@ def environment_unchanged() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"image-match fixtures not found at {FIXTURES} (set MATCH_SHARED_DIR)")
+    """image-match's golden values (golden.json) and the four images they are computed from."""
     return FIXTURES
+
+
+def photo_records() -> list[dict]:
+    """tests/photos/photos.json's records (file, source, licence, how it was made, tags), in the
+    order of ``photo_paths``."""
+    return json.loads((PHOTOS / "photos.json").read_text())["photos"]
 
 
 @pytest.fixture(scope="session")
 def photo_paths() -> list[Path]:
-    """The real photographs (originals), sorted by name."""
-    paths = sorted((PHOTOS / "originals").glob("*.jpg"))
-    if not paths:
-        pytest.skip(f"photos not found under {PHOTOS} (set MATCH_SHARED_DIR)")
-    return paths
+    """The repository's test photos, in tests/photos/photos.json's order, which never changes
+    (new photos are appended): tests may pick ``photo_paths[k]`` for k < 24 as they like. The
+    first 30 are real photos of many sizes and shapes; after them come photos that one test
+    module owns or that have a property (see ``tagged_photos``)."""
+    return [PHOTOS / item["file"] for item in photo_records()]
+
+
+@pytest.fixture(scope="session")
+def tagged_photos() -> dict[str, list[Path]]:
+    """Photos by tag: ``tineye`` (stored only by test_api_tineye.py), ``white-beside-black``
+    (drawings), ``flat``, ``grey`` (a one-channel JPEG), ``wide``, ``tall``, ``exif`` (stored
+    turned, with an EXIF orientation tag)."""
+    tags: dict[str, list[Path]] = {}
+    for item in photo_records():
+        for tag in item["tags"]:
+            tags.setdefault(tag, []).append(PHOTOS / item["file"])
+    return tags
 
 
 # The API tests' servers (tests/api_server.py), shared by every tests/test_api*.py module.
@@ -89,3 +111,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if not beyond_hardening_stores(item)]
+
