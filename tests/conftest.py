@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if not beyond_hardening_stores(item)]
 
+
+# -- no silent skips: under MATCH_REQUIRE_SERVERS=1 (CI) every skip is a failure --------------
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (file, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _skip_to_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and servers_required():
+        reason = _skip_reason(report)
+        report.outcome = "failed"
+        report.longrepr = f"would skip: {reason} (MATCH_REQUIRE_SERVERS=1: every skip fails)"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None] | pytest.TestReport:
+    """Whatever skips a test (a fixture, ``pytest.skip``, ``pytest.importorskip``, a skip
+    mark), under MATCH_REQUIRE_SERVERS=1 it fails instead: CI passes only if everything ran."""
+    report: pytest.TestReport = yield
+    _skip_to_failure(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Iterator[None] | pytest.CollectReport:
+    """The same for a whole module skipped while it is collected (a module-level importorskip)."""
+    report: pytest.CollectReport = yield
+    _skip_to_failure(report)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests skipped and why (-ra then lists each one)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if not hasattr(r, "wasxfail")]
+    if not skipped:
+        return
+    reasons = Counter(_skip_reason(report) for report in skipped)
+    terminalreporter.write_sep("=", f"{len(skipped)} skipped, and why", yellow=True)
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count:5d}  {reason}")
+    terminalreporter.write_line(
+        "MATCH_REQUIRE_SERVERS=1 (as CI sets it) turns every skip into a failure."
+    )
