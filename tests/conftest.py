@@ -150,8 +150,11 @@ def pytest_make_collect_report(
     return report
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say how many tests skipped and why (-ra then lists each one)."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """Say how many tests skipped and why, grouped by reason, after -ra's list of every one and
+    just above the final counts, where it is seen."""
+    yield
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if not hasattr(r, "wasxfail")]
     if not skipped:
         return
