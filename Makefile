@@ -8,13 +8,16 @@ export PORT
 
 .PHONY: install install-serve serve test test-deep lint format bench bench-signatures bench-cli clean
 
-# The development install: the package and the dev/test tools (pyproject's `dev` extra).
+# The development install: the package, the dev/test tools (pyproject's `dev` extra) and
+# image-match 1.1.2, the oracle tests/test_signature.py compares Match's signatures with: it pins
+# 2017 versions, so it comes without its dependencies, beside scikit-image (the `bench` extra).
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --no-deps image-match==1.1.2
 	touch $(VENV)/.installed-serve $@
 
 # What serving needs and nothing else: the package and its runtime dependencies.
@@ -46,8 +49,6 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 bench-signatures: install
-	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/pip install --quiet --no-deps image-match==1.1.2
 	test -d bench/wallpapers/files || bench/get_wallpapers.sh
 	$(BIN)/python bench/signatures.py
 

@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import shared_photos
+
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "photos" / "originals"
+PHOTOS = shared_photos.PHOTOS / "originals"
 RESULTS = ROOT / "bench" / "results" / "cli.json"
 README = ROOT / "README.md"
 
@@ -46,6 +48,7 @@ def readme_figures() -> dict[str, float]:
 
 
 def main() -> None:
+    shared_photos.photos_dir("bench/cli.py")
     count = len(list(PHOTOS.glob("*.jpg")))
     quoted = readme_figures()
     results: dict[str, dict[str, float]] = {}

@@ -45,9 +45,9 @@ from match.settings import Settings
 from match.signature import SIGNATURE_LENGTH
 from match.stores.base import ImageRecord
 from match.stores.elastic import bodies
+from shared_photos import photos_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared")) / "photos"
 INDEX = "match-cluster-bench"
 HTTP_PORTS = (9481, 9482)  # clear of the single-node test engines (92xx)
 
@@ -133,10 +133,7 @@ def kill(node) -> None:
 
 # -- data -----------------------------------------------------------------------------------
 def photos() -> list[Path]:
-    found = sorted((PHOTOS / "originals").glob("*.jpg"))
-    if not found:
-        sys.exit(f"no photos under {PHOTOS} (set MATCH_SHARED_DIR)")
-    return found
+    return sorted((photos_dir("bench/cluster.py") / "originals").glob("*.jpg"))
 
 
 def edited(path: Path) -> bytes:

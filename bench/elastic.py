@@ -44,9 +44,9 @@ from match.signature import (
 )
 from match.stores.base import ImageRecord
 from match.stores.elastic import ElasticStore, EngineClient
+from shared_photos import photos_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared")) / "photos"
 CUTOFF = 0.45
 COPIES_PER_QUERY = 3
 WARMUP = 10
@@ -55,10 +55,9 @@ IMAGE_MATCH = "image-match (8 x _search)"
 
 # -- data -------------------------------------------------------------------------------------
 def photo_files() -> tuple[list[Path], list[Path]]:
-    originals = sorted((PHOTOS / "originals").glob("*.jpg"))
-    distractors = sorted((PHOTOS / "distractors").glob("*.jpg"))
-    if not originals:
-        sys.exit(f"no photos under {PHOTOS} (set MATCH_SHARED_DIR)")
+    photos = photos_dir("bench/elastic.py")
+    originals = sorted((photos / "originals").glob("*.jpg"))
+    distractors = sorted((photos / "distractors").glob("*.jpg"))
     return originals, distractors
 
 

@@ -38,8 +38,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
+import shared_photos
+
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "photos"
+PHOTOS = shared_photos.PHOTOS
 SEED_VENV = ROOT / "bench" / ".seed-venv"
 SEED_PACKAGES = ["flask>=3", "gunicorn>=22", "scikit-image>=0.22", "numpy", "pillow", "httpx"]
 STARTUP_SECONDS = 120.0
@@ -244,9 +246,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds between add and search")
     args = parser.parse_args()
-    if not PHOTOS.is_dir():
-        print(f"endtoend: skipped, needs the dev photos in {PHOTOS} (../shared/photos)")
-        return 0
+    shared_photos.photos_dir("bench/endtoend.py")
     images = photos(args.photos)
     store = "engine" if args.match_on_engine else "embedded"
     with tempfile.TemporaryDirectory(prefix="match-e2e-") as folder:

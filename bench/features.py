@@ -23,8 +23,8 @@ import numpy as np
 
 from match.local import features, local_features
 from match.signature import decode_image
+from shared_photos import PHOTOS, photos_dir
 
-PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
 EXTRACTORS = {"legacy": features.LEGACY, "half_frame": features.HALF_FRAME}
 
 
@@ -32,10 +32,7 @@ def photo_files(photos: Path, limit: int | None) -> list[Path]:
     originals = sorted((photos / "originals").glob("*.jpg"))
     if limit:
         return originals[:limit]
-    files = originals + sorted((photos / "distractors").glob("*.jpg"))
-    if not files:
-        raise SystemExit(f"no photos under {photos}")
-    return files
+    return originals + sorted((photos / "distractors").glob("*.jpg"))
 
 
 def timed(pixels: np.ndarray, extraction: features.Extraction) -> tuple[float, float, int]:
@@ -46,12 +43,12 @@ def timed(pixels: np.ndarray, extraction: features.Extraction) -> tuple[float, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="default: ../shared/photos")
     parser.add_argument("--limit", type=int, help="only the first N originals")
     parser.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (default 1)")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
-    files = photo_files(args.photos, args.limit)
+    files = photo_files(photos_dir("bench/features.py", args.photos), args.limit)
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in EXTRACTORS}
     names = list(EXTRACTORS)
     warm = decode_image(files[0])

@@ -35,7 +35,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
+import shared_photos
+
+PHOTOS = shared_photos.PHOTOS
 STARTUP_SECONDS = 120.0
 RSS_INTERVAL = 5.0
 CONNECT_STAGGER_SECONDS = 0.3
@@ -108,6 +110,11 @@ def load_images(count: int) -> list[bytes]:
     paths = sorted((PHOTOS / "originals").glob("*.jpg")) + sorted(
         (PHOTOS / "distractors").glob("*.jpg")
     )
+    if len(paths) < count:
+        print(
+            f"load: {len(paths)} photos in {PHOTOS} (../shared/photos, MATCH_SHARED_DIR), "
+            f"{count - len(paths)} synthetic images instead of the missing ones"
+        )
     images = []
     for path in paths[:count]:
         with Image.open(path) as image:

@@ -44,7 +44,8 @@ from match.service import LOCAL_CANDIDATES, Matcher
 from match.settings import Settings
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
-from store import PHOTOS, disk_bytes, latency, ms, synthetic
+from shared_photos import PHOTOS, photos_dir
+from store import disk_bytes, latency, ms, synthetic
 
 HARNESS_QUERIES = Path(__file__).resolve().parent.parent.parent / "harness" / "queries"
 FAMILIES = ("crop_center_70", "crop_side_20", "screenshot_60", "augly_meme", "pad_10")
@@ -323,6 +324,7 @@ def main() -> None:
 
 
 def bench(work: Path, args: argparse.Namespace) -> None:
+    photos_dir("bench/partial.py", args.photos)
     records, timings_on, timings_off = real_records(photo_files(args.photos))
     report_add(timings_on, timings_off)
     report_bytes(records, work)

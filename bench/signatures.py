@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 from match import signature as sig
+from shared_photos import photos_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "photos"
 WALLPAPERS = ROOT / "bench" / "wallpapers" / "files"
 LARGE_PIXELS = 8_000_000
 
@@ -146,8 +146,9 @@ def _pixels(data: bytes) -> int:
 
 
 def photo_set(count: int) -> list[bytes]:
-    paths = sorted((PHOTOS / "originals").glob("*.jpg")) + sorted(
-        (PHOTOS / "distractors").glob("*.jpg")
+    photos = photos_dir("bench/signatures.py (--photos 0 measures the large photos only)")
+    paths = sorted((photos / "originals").glob("*.jpg")) + sorted(
+        (photos / "distractors").glob("*.jpg")
     )
     return [path.read_bytes() for path in paths[:count]]
 

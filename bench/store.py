@@ -35,8 +35,8 @@ from match.signature import image_signature, normalized_distances, orientation_s
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
 from match.stores.sqlite.codes import unpack_signatures
+from shared_photos import PHOTOS, photos_dir
 
-PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "photos"
 CUTOFF = 0.45
 BASES = 150
 COPIES = 8
@@ -267,7 +267,8 @@ def main() -> None:
         worker(*args.worker)
         return
     with tempfile.TemporaryDirectory(dir=args.dir) as data_dir:
-        bench(data_dir, [int(s) for s in args.sizes.split(",")], args.photos)
+        photos = photos_dir("bench/store.py", args.photos)
+        bench(data_dir, [int(s) for s in args.sizes.split(",")], photos)
 
 
 def bench(data_dir: str, sizes: list[int], photos: Path) -> None:

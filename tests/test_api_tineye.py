@@ -118,9 +118,11 @@ def me(api: Api) -> MatchEngine:
     return MatchEngine(api.client)
 
 
-def photo(photo_paths: list[Path], name: str) -> Path:
-    """A photo by its id. This module uses photos no other API test stores."""
-    return next(path for path in photo_paths if path.stem == name)
+@pytest.fixture(scope="module")
+def mine(tagged_photos: dict[str, list[Path]]) -> list[Path]:
+    """Photos no other test stores (tag ``tineye`` in tests/photos/photos.json), so that a
+    search finds only what this module added; each test uses its own."""
+    return tagged_photos["tineye"]
 
 
 def unique(prefix: str) -> str:
@@ -169,12 +171,9 @@ def test_ping_envelope_with_timings(me: MatchEngine, api: Api) -> None:
 
 
 # -- add, list, count, search ------------------------------------------------------------------
-def test_add_images_then_list_count_and_search_them(
-    me: MatchEngine, photo_paths: list[Path]
-) -> None:
+def test_add_images_then_list_count_and_search_them(me: MatchEngine, mine: list[Path]) -> None:
     before = me.count()["result"][0]
-    names = ("c825a52c92", "cab6697c04", "ce527d3746")
-    added = [(unique("add"), photo(photo_paths, name).read_bytes()) for name in names]
+    added = [(unique("add"), mine[k].read_bytes()) for k in (5, 0, 6)]
     body = me.add_image(added)
     assert body["method"] == "add" and body["status"] == "ok"
     assert (body["error"], body["result"]) == ([], [])
@@ -212,27 +211,27 @@ def test_add_images_then_list_count_and_search_them(
 
 
 def test_an_upload_without_filepath_is_stored_under_its_file_name(
-    me: MatchEngine, photo_paths: list[Path]
+    me: MatchEngine, mine: list[Path]
 ) -> None:
     # tineyeservices before 1.6 sent the collection filepath as the upload's file name.
     name = unique("named")
-    data = photo(photo_paths, "d0ed46a345").read_bytes()
+    data = mine[1].read_bytes()
     assert_ok(me.request("add", {}, {"images[0]": (name, data)}), "add")
     assert name in filepaths(me.search_filepath(name))
 
 
 def test_a_failed_item_is_reported_without_losing_the_others(
-    me: MatchEngine, photo_paths: list[Path]
+    me: MatchEngine, mine: list[Path]
 ) -> None:
     before = me.count()["result"][0]
     good = [unique("good"), unique("good")]
     bad_data, blank = unique("not-an-image"), unique("blank")
     body = me.add_image(
         [
-            (good[0], photo(photo_paths, "d1d4446bc9").read_bytes()),
+            (good[0], mine[7].read_bytes()),
             (bad_data, b"this is not an image"),
             (blank, blank_png()),
-            (good[1], photo(photo_paths, "d26aa90574").read_bytes()),
+            (good[1], mine[8].read_bytes()),
         ]
     )
     assert (body["method"], body["status"], body["result"]) == ("add", "warn", [])
@@ -247,10 +246,8 @@ def test_a_failed_item_is_reported_without_losing_the_others(
     assert me.count()["result"] == [before + 2]
 
 
-def test_add_and_search_by_url(
-    me: MatchEngine, images: ImageServer, photo_paths: list[Path]
-) -> None:
-    path = photo(photo_paths, "d40e5c3793")
+def test_add_and_search_by_url(me: MatchEngine, images: ImageServer, mine: list[Path]) -> None:
+    path = mine[10]
     stored, broken = unique("url"), unique("url-broken")
     body = me.add_url([(stored, images.url(path.name)), (broken, f"{images.base}/status/404")])
     assert (body["status"], len(body["error"])) == ("warn", 1)
@@ -268,16 +265,16 @@ def test_add_and_search_by_url(
 
 
 def test_more_than_ten_items_is_an_error_and_adds_nothing(
-    me: MatchEngine, images: ImageServer, photo_paths: list[Path]
+    me: MatchEngine, images: ImageServer, mine: list[Path]
 ) -> None:
     before = me.count()["result"][0]
-    url = images.url(photo(photo_paths, "d431e8ffca").name)
+    url = images.url(mine[2].name)
     body = me.add_url([(unique("eleven"), url) for _ in range(11)])
     assert (body["status"], body["result"]) == ("fail", [])
     assert body["error"] == [
         "At most 10 images or URLs per request, got 11: send them in several requests"
     ]
-    data = photo(photo_paths, "d431e8ffca").read_bytes()
+    data = mine[2].read_bytes()
     uploads = me.add_image([(unique("eleven"), data) for _ in range(11)])
     assert uploads["status"] == "fail" and "At most 10" in uploads["error"][0]
     deletes = me.delete([unique("eleven") for _ in range(11)])
@@ -286,8 +283,8 @@ def test_more_than_ten_items_is_an_error_and_adds_nothing(
 
 
 # -- search controls -----------------------------------------------------------------------------
-def test_limit_defaults_to_ten_and_offset_pages(me: MatchEngine, photo_paths: list[Path]) -> None:
-    data = photo(photo_paths, "d55d1fe53f").read_bytes()
+def test_limit_defaults_to_ten_and_offset_pages(me: MatchEngine, mine: list[Path]) -> None:
+    data = mine[9].read_bytes()
     copies = sorted(unique("copies") for _ in range(12))
     assert_ok(me.add_image([(filepath, data) for filepath in copies[:10]]), "add")
     assert_ok(me.add_image([(filepath, data) for filepath in copies[10:]]), "add")
@@ -299,8 +296,8 @@ def test_limit_defaults_to_ten_and_offset_pages(me: MatchEngine, photo_paths: li
     assert filepaths(me.search_image(data, min_score=99, offset=3, limit=2)) == copies[3:5]
 
 
-def test_min_score_filters_weaker_matches(me: MatchEngine, photo_paths: list[Path]) -> None:
-    path = photo(photo_paths, "dbd938e2e9")
+def test_min_score_filters_weaker_matches(me: MatchEngine, mine: list[Path]) -> None:
+    path = mine[13]
     original, degraded = unique("original"), unique("degraded")
     small = Image.open(path).convert("RGB")
     small = small.resize((small.width // 3, small.height // 3))
@@ -317,9 +314,9 @@ def test_min_score_filters_weaker_matches(me: MatchEngine, photo_paths: list[Pat
 
 
 def test_rotations_are_always_found_mirror_images_only_with_the_flip_check(
-    me: MatchEngine, photo_paths: list[Path]
+    me: MatchEngine, mine: list[Path]
 ) -> None:
-    path = photo(photo_paths, "cda2f6a362")
+    path = mine[12]
     filepath = unique("orientations")
     assert_ok(me.add_image([(filepath, path.read_bytes())]), "add")
 
@@ -337,9 +334,9 @@ def test_rotations_are_always_found_mirror_images_only_with_the_flip_check(
 
 # -- compare -------------------------------------------------------------------------------------
 def test_compare_like_tineyes_own_client_tests(
-    me: MatchEngine, images: ImageServer, photo_paths: list[Path]
+    me: MatchEngine, images: ImageServer, mine: list[Path]
 ) -> None:
-    path = photo(photo_paths, "d727164ea0")
+    path = mine[15]
     flipped = mirrored(path)
     off = me.compare_image(path.read_bytes(), flipped, check_horizontal_flip=False)
     assert_ok(off, "compare")
@@ -378,8 +375,8 @@ def test_compare_like_tineyes_own_client_tests(
     assert set(same["stats"]) == {"time_compare", "time_total"}
 
 
-def test_compare_with_a_stored_filepath(me: MatchEngine, photo_paths: list[Path]) -> None:
-    path = photo(photo_paths, "e04f54a02b")
+def test_compare_with_a_stored_filepath(me: MatchEngine, mine: list[Path]) -> None:
+    path = mine[3]
     filepath = unique("compare")
     assert_ok(me.add_image([(filepath, path.read_bytes())]), "add")
     body = me.request("compare", {"filepath1": filepath}, {"image2": ("x.jpg", rotated(path))})
@@ -391,9 +388,9 @@ def test_compare_with_a_stored_filepath(me: MatchEngine, photo_paths: list[Path]
 
 # -- update_metadata -----------------------------------------------------------------------------
 def test_update_metadata_replaces_what_search_returns(
-    me: MatchEngine, api: Api, photo_paths: list[Path]
+    me: MatchEngine, api: Api, mine: list[Path]
 ) -> None:
-    path = photo(photo_paths, "e3052b1b3a")
+    path = mine[11]
     filepath = unique("metadata")
     added = me.request(
         "add",
@@ -426,9 +423,9 @@ def _stored(me: MatchEngine, path: Path, filepath: str) -> dict[str, Any]:
     return next(match for match in found["result"] if match["filepath"] == filepath)
 
 
-def test_update_metadata_of_missing_files(me: MatchEngine, photo_paths: list[Path]) -> None:
+def test_update_metadata_of_missing_files(me: MatchEngine, mine: list[Path]) -> None:
     filepath, missing = unique("meta-partial"), unique("meta-missing")
-    assert_ok(me.add_image([(filepath, photo(photo_paths, "e3ee6ffffa").read_bytes())]), "add")
+    assert_ok(me.add_image([(filepath, mine[16].read_bytes())]), "add")
     partly = me.update_metadata([filepath, missing], ["kept", "lost"])
     assert (partly["status"], partly["error"]) == ("warn", [f"{missing}: {MISSING}"])
     only_missing = me.update_metadata([missing], ["lost"])
@@ -438,8 +435,8 @@ def test_update_metadata_of_missing_files(me: MatchEngine, photo_paths: list[Pat
 
 
 # -- delete --------------------------------------------------------------------------------------
-def test_delete_by_get_delete_and_post(me: MatchEngine, api: Api, photo_paths: list[Path]) -> None:
-    data = photo(photo_paths, "e5a151f070").read_bytes()
+def test_delete_by_get_delete_and_post(me: MatchEngine, api: Api, mine: list[Path]) -> None:
+    data = mine[4].read_bytes()
     stored = [unique("delete") for _ in range(4)]
     assert_ok(me.add_image([(filepath, data) for filepath in stored]), "add")
     before = me.count()["result"][0]
@@ -453,14 +450,14 @@ def test_delete_by_get_delete_and_post(me: MatchEngine, api: Api, photo_paths: l
     assert not set(stored) & set(filepaths(me.search_image(data, min_score=99)))
 
 
-def test_deleting_a_missing_file_names_it(me: MatchEngine, photo_paths: list[Path]) -> None:
+def test_deleting_a_missing_file_names_it(me: MatchEngine, mine: list[Path]) -> None:
     missing = unique("never-added")
     body = me.delete([missing])
     assert (body["method"], body["status"], body["result"]) == ("delete", "fail", [])
     assert body["error"] == [f"{missing}: {MISSING}"]
 
     present = unique("present")
-    assert_ok(me.add_image([(present, photo(photo_paths, "e63029c98a").read_bytes())]), "add")
+    assert_ok(me.add_image([(present, mine[14].read_bytes())]), "add")
     partly = me.delete([present, missing])
     assert (partly["status"], partly["error"]) == ("warn", [f"{missing}: {MISSING}"])
     assert present not in me.list(limit=10_000)["result"]
