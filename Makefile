@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	sh scripts/install-browser.sh
 	touch $(VENV)/.installed-serve $@
 
 # What serving needs and nothing else: the package and its runtime dependencies.
@@ -30,6 +31,7 @@ serve: install-serve
 	$(BIN)/match serve
 
 test: install
+	sh scripts/install-browser.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest
