@@ -149,7 +149,7 @@ async function loadThumbnail(filepath) {
 
 // A picture with an outline drawn over it: ``outline`` is four [x, y] points in pixels of the
 // image as given (``source.width`` x ``source.height``, or its natural size when not known).
-function picture(source, alt, outline = null, big = false) {
+function picture(source, alt, outline = null, big = false, drawn = null) {
   const frame = el("div", { class: big ? "frame big" : "frame" });
   if (!source) {
     frame.append(el("div", { class: "placeholder", role: "img", "aria-label": `${alt}: no thumbnail` },
@@ -164,8 +164,15 @@ function picture(source, alt, outline = null, big = false) {
   });
   holder.append(image);
   frame.append(holder);
+  // a big picture is shown at one height whatever its pixels (a thumbnail or a file): its shape
+  const shape = () => holder.style.setProperty("--ratio", String(image.naturalWidth / image.naturalHeight));
+  if (big) image.addEventListener("load", shape);
   if (outline) {
-    const draw = (width, height) => holder.append(outlineSvg(outline, width, height));
+    const draw = (width, height) => {
+      const svg = outlineSvg(outline, width, height);
+      holder.append(svg);
+      if (drawn) drawn(svg);
+    };
     if (source.width && source.height) draw(source.width, source.height);
     else image.addEventListener("load", () => draw(image.naturalWidth, image.naturalHeight));
   }
@@ -200,6 +207,15 @@ function clipped(points, width, height) {
   return polygon;
 }
 
+function area(polygon) {
+  let twice = 0;
+  polygon.forEach(([x, y], i) => {
+    const [nx, ny] = polygon[(i + 1) % polygon.length];
+    twice += x * ny - nx * y;
+  });
+  return Math.abs(twice) / 2;
+}
+
 function cut(a, b, value, axis) {
   const t = (value - axis(a)) / (axis(b) - axis(a));
   return [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])];
@@ -213,7 +229,11 @@ function outlineSvg(points, width, height) {
   svg.setAttribute("aria-hidden", "true");
   svg.dataset.outline = JSON.stringify(points);
   const drawn = clipped(points, width, height);
-  if (drawn.length < 3) return svg;
+  // nothing to point at when the region is the whole picture (a whole-image match, or a query
+  // lying wholly inside the stored image): say so instead of framing it all
+  const whole = drawn.length >= 3 && area(drawn) >= 0.98 * width * height;
+  svg.dataset.covers = whole ? "all" : drawn.length >= 3 ? "part" : "none";
+  if (drawn.length < 3 || whole) return svg;
   const text = drawn.map(([x, y]) => `${Math.round(x * 10) / 10},${Math.round(y * 10) / 10}`).join(" ");
   for (const kind of ["halo", "line"]) {
     const polygon = document.createElementNS(SVG, "polygon");
@@ -329,7 +349,10 @@ function searchQuery() {
   return null;
 }
 
+let searchRun = 0;
+
 async function runSearch() {
+  const run = ++searchRun;
   const query = searchQuery();
   if (!query) throw new Error("Search: drop, paste or pick an image, or give a URL or a stored filepath");
   $("search-status").textContent = "Searching…";
@@ -347,16 +370,19 @@ async function runSearch() {
     $("search-status").textContent = "";
     throw error;
   }
-  state.query = await query.source;
+  const source = await query.source;
+  if (run !== searchRun) return;
+  state.query = source;
   state.results = results;
   state.selected = 0;
   $("search-query").hidden = false;
-  $("search-query-caption").textContent = `Query: ${query.name}`;
+  state.queryName = query.name;
   $("search-status").textContent = results.length
     ? `${results.length} match${results.length === 1 ? "" : "es"}, best first`
     : "No match in this collection";
   drawQuery();
   const cards = await Promise.all(results.map((result, index) => resultCard(result, index)));
+  if (run !== searchRun) return;
   $("search-results").replaceChildren(...cards);
 }
 
@@ -364,8 +390,14 @@ function drawQuery() {
   const result = state.results[state.selected];
   const outline = result && result.method === "local" ? result.target_outline : null;
   const alt = result ? `Query, with where ${result.filepath} lies in it` : "Query";
+  const caption = $("search-query-caption");
+  caption.textContent = `Query: ${state.queryName}`;
+  const explain = (svg) => {
+    const where = { all: "all of it lies in", part: "the box is where it overlaps", none: "it lies beyond" }[svg.dataset.covers];
+    caption.textContent = `Query: ${state.queryName} (${where} ${result.filepath})`;
+  };
   $("search-query-frame").replaceWith(
-    Object.assign(picture(state.query, alt, outline, true), { id: "search-query-frame" }),
+    Object.assign(picture(state.query, alt, outline, true, explain), { id: "search-query-frame" }),
   );
 }
 
@@ -410,7 +442,7 @@ async function resultCard(result, index) {
   if (result.method === "local") {
     buttons.append(el("button", {
       type: "button", class: "quiet", "aria-pressed": String(index === state.selected),
-      text: "Outline on query",
+      text: "Show on query",
       onclick: (event) => {
         state.selected = index;
         for (const pressed of $("search-results").querySelectorAll("[aria-pressed]")) pressed.setAttribute("aria-pressed", "false");
@@ -462,12 +494,16 @@ function setupSearch() {
 }
 
 // -- Browse --------------------------------------------------------------------------------------
+let browseRun = 0; // the latest loadBrowse: an older one that answers late draws nothing
+
 async function loadBrowse() {
+  const run = ++browseRun;
   const size = Number($("browse-size").value) || 24;
   const [count] = await api("GET", "/count", withCollection());
   if (state.browseOffset >= count && count > 0) state.browseOffset = Math.floor((count - 1) / size) * size;
   const filepaths = count ? await api("GET", "/list", withCollection({ offset: state.browseOffset, limit: size })) : [];
-  pager($("browse-pager-top"), count, state.browseOffset, size, "images", (offset) => {
+  if (run !== browseRun) return;
+  pager($("browse-pager-top"), count, state.browseOffset, size, ["image", "images"], (offset) => {
     state.browseOffset = offset;
     guarded(loadBrowse);
   });
@@ -475,16 +511,17 @@ async function loadBrowse() {
     el("button", { type: "button", class: "open", "aria-label": `Open ${filepath}`, onclick: () => guarded(() => openDetail(filepath)) },
       await storedPicture(filepath),
       el("span", { class: "path", title: filepath, text: filepath })))));
+  if (run !== browseRun) return;
   $("browse-grid").replaceChildren(...cards);
   if (!count) $("browse-grid").append(el("li", { class: "empty", text: `The collection ${state.collection} holds no image.` }));
 }
 
-function pager(container, total, offset, size, noun, go) {
+function pager(container, total, offset, size, [one, many], go) {
   const pages = Math.max(1, Math.ceil(total / size));
   const page = Math.floor(offset / size) + 1;
   container.replaceChildren(
     el("button", { type: "button", text: "Previous", disabled: page <= 1, onclick: () => go(offset - size) }),
-    el("span", { class: "where", text: total === null ? `Page ${page}` : `Page ${page} of ${pages} · ${total} ${noun}` }),
+    el("span", { class: "where", text: total === null ? `Page ${page}` : `Page ${page} of ${pages} · ${total} ${total === 1 ? one : many}` }),
     el("button", { type: "button", text: "Next", disabled: total === null ? false : page >= pages, onclick: () => go(offset + size) }),
   );
 }
@@ -605,7 +642,10 @@ function setupCompare() {
 }
 
 // -- Duplicates ----------------------------------------------------------------------------------
+let duplicatesRun = 0;
+
 async function loadDuplicates() {
+  const run = ++duplicatesRun;
   const limit = Number($("duplicates-limit").value) || 10;
   $("duplicates-status").textContent = "Looking for duplicates…";
   let groups;
@@ -617,18 +657,20 @@ async function loadDuplicates() {
     $("duplicates-status").textContent = "";
     throw error;
   }
+  if (run !== duplicatesRun) return;
   state.duplicates = groups.map((group) => ({ ...group, kept: new Set(), deleted: new Set() }));
   const more = groups.length === limit;
   $("duplicates-status").textContent = groups.length
     ? `${groups.length} group${groups.length === 1 ? "" : "s"} on this page`
     : state.duplicatesOffset ? "No more groups" : "No duplicates at this score";
-  pager($("duplicates-pager"), more ? null : state.duplicatesOffset + groups.length, state.duplicatesOffset, limit, "groups", (offset) => {
+  pager($("duplicates-pager"), more ? null : state.duplicatesOffset + groups.length, state.duplicatesOffset, limit, ["group", "groups"], (offset) => {
     state.duplicatesOffset = Math.max(0, offset);
     guarded(loadDuplicates);
   });
   if (!more) $("duplicates-pager").querySelector("button:last-child").disabled = true;
   $("duplicates-delete-page").hidden = !canDelete() || !groups.length;
   const items = await Promise.all(state.duplicates.map((group, index) => groupItem(group, index)));
+  if (run !== duplicatesRun) return;
   $("duplicates-groups").replaceChildren(...items);
 }
 
@@ -751,6 +793,14 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.setItem("match.collection", state.collection);
     state.browseOffset = 0;
     state.duplicatesOffset = 0;
+    // what was found in the other collection goes
+    $("search-results").replaceChildren();
+    $("search-status").textContent = "";
+    $("search-query").hidden = true;
+    $("duplicates-groups").replaceChildren();
+    $("duplicates-pager").replaceChildren();
+    $("duplicates-status").textContent = "";
+    $("duplicates-delete-page").hidden = true;
     showView();
   });
   window.addEventListener("hashchange", () => {
