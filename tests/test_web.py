@@ -7,6 +7,7 @@ Each test saves a screenshot under tests/screenshots/ (git-ignored), to look at.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -256,7 +257,9 @@ def test_search_by_upload_shows_the_original_first_with_the_crop_outlined(
     assert line == pytest.approx(_flat(expected["query_outline"]), abs=0.1)
     # where the stored image lies in the query: beyond all of its frame (a crop), so nothing
     # is framed on the query
-    on_query = page.locator("#search-query-frame svg.outline")
+    on_query = (
+        page.get_by_role("region", name="Search").get_by_role("figure").locator("svg.outline")
+    )
     assert json.loads(on_query.get_attribute("data-outline")) == expected["target_outline"]
     expect(on_query).to_have_attribute("data-covers", "all")
     expect(on_query.locator("polygon")).to_have_count(0)
@@ -290,6 +293,33 @@ def test_search_by_keyboard_with_a_stored_filepath_and_options(
     expect(results.first.locator("dd").filter(has_text=photo_paths[1].stem)).to_be_visible()
 
 
+PUT_IMAGE = """([kind, data]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], "query.jpg", { type: "image/jpeg" }));
+    if (kind === "paste") {
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer }));
+    } else {
+        document.getElementById("search-drop").dispatchEvent(
+            new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }
+}"""
+
+
+@pytest.mark.parametrize("kind", ["paste", "drop"])
+def test_an_image_pasted_or_dropped_is_searched_with(
+    page: Page, photo_paths: list[Path], kind: str
+) -> None:
+    data = base64.b64encode(photo_paths[5].read_bytes()).decode()
+    page.evaluate(PUT_IMAGE, [kind, data])
+    results = page.get_by_role("list", name="Search results").get_by_role("listitem")
+    expect(results.first).to_contain_text(f"photos/{photo_paths[5].name}")
+    expect(results.first).to_contain_text("100.0")
+    expect(page.get_by_role("region", name="Search").get_by_role("figure")).to_contain_text(
+        "query.jpg"
+    )
+
+
 def test_the_apis_errors_are_shown_as_such(page: Page) -> None:
     page.get_by_role("region", name="Search").get_by_label("Image URL").fill("ftp://x.org/a.jpg")
     page.get_by_role("button", name="Search", exact=True).click()
@@ -318,8 +348,10 @@ def test_compare_two_images_side_by_side(
         "Stored filepath"
     ).fill(filepath)
     page.get_by_role("button", name="Compare", exact=True).click()
-    expect(page.locator("#compare-status")).to_contain_text(f"Score {expected['score']:.1f}")
-    pair = page.locator("#compare-pair")
+    expect(page.get_by_role("region", name="Compare").get_by_role("status")).to_contain_text(
+        f"Score {expected['score']:.1f}"
+    )
+    pair = page.get_by_role("group", name="Compared images")
     expect(pair.get_by_role("img", name=re.compile("^Second image"))).to_be_visible()
     on_second = _points(pair.locator("figure").nth(1).locator("polygon.line"))
     assert on_second == pytest.approx(_flat(expected["query_outline"]), abs=0.1)
@@ -332,12 +364,14 @@ def test_browse_pages_through_the_collection_and_deletes_one_image(
 ) -> None:
     page.get_by_role("link", name="Browse").click()
     page.get_by_label("Per page").select_option("12")
-    expect(page.locator("#browse-pager-top")).to_contain_text(f"Page 1 of 2 · {STORED} images")
+    expect(page.get_by_role("navigation", name="Browse pages")).to_contain_text(
+        f"Page 1 of 2 · {STORED} images"
+    )
     grid = page.get_by_role("list", name="Stored images")
     expect(grid.get_by_role("listitem")).to_have_count(12)
     _screenshot(page, "browse")
     page.get_by_role("button", name="Next").click()
-    expect(page.locator("#browse-pager-top")).to_contain_text("Page 2 of 2")
+    expect(page.get_by_role("navigation", name="Browse pages")).to_contain_text("Page 2 of 2")
     last = f"photos/{photo_paths[PHOTOS - 1].name}"
     expect(grid.get_by_role("listitem")).to_have_count(STORED - 12)
     grid.get_by_role("button", name=f"Open {last}").click()
@@ -348,7 +382,9 @@ def test_browse_pages_through_the_collection_and_deletes_one_image(
     confirm = page.get_by_role("dialog", name="Delete?")
     expect(confirm).to_contain_text(last)
     confirm.get_by_role("button", name="Delete").click()
-    expect(page.locator("#browse-pager-top")).to_contain_text(f"Page 2 of 2 · {STORED - 1} images")
+    expect(page.get_by_role("navigation", name="Browse pages")).to_contain_text(
+        f"Page 2 of 2 · {STORED - 1} images"
+    )
     expect(grid.get_by_role("listitem")).to_have_count(STORED - 13)
     expect(grid.get_by_role("button", name=f"Open {last}")).to_have_count(0)
     count = httpx.get(server.url + "/count", headers=_auth()).json()["result"]
@@ -436,7 +472,7 @@ def test_duplicates_view_reviews_a_group(page: Page, server: Any, photo_paths: l
     _screenshot(page, "duplicates")
     view.get_by_role("button", name="Delete every duplicate on this page").click()
     page.get_by_role("dialog", name="Delete?").get_by_role("button", name="Delete").click()
-    expect(view.locator("#duplicates-status")).to_contain_text("Deleted")
+    expect(view.get_by_role("status")).to_contain_text("Deleted")
     listed = httpx.get(server.url + "/list", params={"limit": 100}, headers=_auth())
     assert turned not in listed.json()["result"]
     assert {keeper, half} <= set(listed.json()["result"])  # the keeper and the one kept
