@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/pip install --quiet --no-deps image-match==1.1.2
+	sh scripts/install-browser.sh
 	touch $(VENV)/.installed-serve $@
 
 # What serving needs and nothing else: the package and its runtime dependencies.
@@ -33,6 +34,7 @@ serve: install-serve
 	$(BIN)/match serve
 
 test: install
+	sh scripts/install-browser.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest

@@ -33,9 +33,11 @@ from PIL import Image, ImageEnhance
 from collections_contract import CollectionsContract
 from match.errors import BadParameter, MatchError, NotFound
 from match.local import FRAME, WORDS, LocalFeatures, local_features
+from match.service.thumbnails import make_thumbnail
 from match.signature import image_signature, normalized_distances, orientation_signatures
 from match.signature.decode import decode_pixels
-from match.stores.base import BulkResult, ImageRecord, Store
+from match.stores.base import BulkResult, ImageRecord, Store, Thumbnail
+from match.stores.checks import MAX_THUMBNAIL_BYTES
 from pdq_contract import PdqContract
 
 PHOTO_COUNT = 16
@@ -383,6 +385,37 @@ class StoreContract(CollectionsContract, PdqContract):
 
     def test_ping(self, store: Store) -> None:
         store.ping()
+
+    # -- thumbnails (the web page's) --------------------------------------------------------
+    def test_thumbnails_are_kept_with_their_record_and_go_with_it(
+        self, store: Store, photos: Photos, photo_paths: list[Path]
+    ) -> None:
+        pixels = decode_pixels(photo_paths[0])
+        small = make_thumbnail(pixels)
+        size = (pixels.shape[1], pixels.shape[0])
+        sig = photos.originals[0]
+        store.add(ImageRecord("t.jpg", sig, {"v": 1}, size=size, thumbnail=small))
+        assert store.add_many(
+            [
+                ImageRecord("u.jpg", sig, thumbnail=small, collection="other"),
+                ImageRecord("n.jpg", sig),
+            ]
+        ) == BulkResult(added=2, failed=[])
+        assert store.thumbnail("t.jpg") == Thumbnail(small, size)
+        assert store.thumbnail("u.jpg", collection="other") == Thumbnail(small, None)
+        assert store.thumbnail("n.jpg") is None  # stored without one
+        with pytest.raises(NotFound, match=re.escape("'u.jpg'")):
+            store.thumbnail("u.jpg")  # in another collection only
+        store.update_metadata("t.jpg", {"v": 2})
+        assert store.thumbnail("t.jpg") == Thumbnail(small, size)
+        store.add(ImageRecord("t.jpg", sig, {"v": 3}))  # replaced without one
+        assert store.thumbnail("t.jpg") is None
+        store.delete("t.jpg")
+        with pytest.raises(NotFound, match=re.escape("No image is stored under the filepath")):
+            store.thumbnail("t.jpg")
+        too_big = ImageRecord("big.jpg", sig, thumbnail=b"\0" * (MAX_THUMBNAIL_BYTES + 1))
+        with pytest.raises(BadParameter, match="at most 262144 are stored"):
+            store.add(too_big)
 
     # -- local features (partial matching) ----------------------------------------------------
     @pytest.fixture

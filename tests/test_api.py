@@ -176,6 +176,23 @@ def test_search_by_stored_filepath(api: Api, photo_paths: list[Path]) -> None:
     assert by_filepath == by_upload
 
 
+def test_a_thumbnail_is_stored_with_each_add_and_goes_with_a_delete(
+    api: Api, photo_paths: list[Path]
+) -> None:
+    filepath = unique("thumbnail")
+    api.add(filepath, photo_paths[6].read_bytes())  # EXIF and all: as a viewer shows it
+    answer = api.client.get("/thumbnail", params={"filepath": filepath})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/webp"
+    width, height = decode_image(photo_paths[6].read_bytes()).shape[1::-1]
+    sent = (int(answer.headers["x-image-width"]), int(answer.headers["x-image-height"]))
+    assert sent == (width, height)
+    thumbnail = Image.open(io.BytesIO(answer.content))
+    assert max(thumbnail.size) == min(256, max(width, height)) and len(answer.content) < 30_000
+    api.ok("DELETE", "/delete", data={"filepath": filepath})
+    status, body = api.call("GET", "/thumbnail", params={"filepath": filepath})
+    assert status == 404 and "No image is stored under the filepath" in body["error"][0]
+
+
 @pytest.mark.parametrize(
     ("orientation", "photo"), [("mirror_rotate_90", 11), ("rotate_270", 18), ("mirror", 19)]
 )

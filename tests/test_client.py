@@ -70,6 +70,11 @@ def test_every_method_on_a_real_server(
     assert client.compare(first, second)["score"] < 60
 
     assert client.collections() and {"collection": collection, "count": 4} in client.collections()
+    thumbnail = Image.open(io.BytesIO(client.thumbnail("a.jpg", collection=collection)))
+    assert thumbnail.format == "WEBP" and max(thumbnail.size) <= 256
+    with pytest.raises(errors.NotFound, match="filepath 'gone"):
+        client.thumbnail("gone.jpg", collection=collection)
+    assert client.access() == {"keys": False, "read_only": False, "collections": None}
     client.delete("d.jpg", collection=collection)
     assert client.count(collection=collection) == 3
     assert client.drop_collection(collection) == {"collection": collection, "deleted": 3}
@@ -141,6 +146,8 @@ def test_the_async_client(
             assert (await match.compare(photo_paths[0], photo_paths[0]))["score"] == 100.0
             assert await match.count(collection=collection) == 1
             assert await match.list(collection=collection) == ["a.jpg"]
+            assert (await match.thumbnail("a.jpg", collection=collection))[:4] == b"RIFF"
+            assert (await match.access())["read_only"] is False
             with pytest.raises(errors.NotFound):
                 await match.delete("b.jpg", collection=collection)
             await match.delete("a.jpg", collection=collection)
@@ -157,3 +164,4 @@ def test_an_api_key_is_sent_and_a_missing_one_is_unauthorized(tmp_path: Path) ->
         assert Client(server.url, api_key="s3cret").count() == 0
         with pytest.raises(errors.Forbidden, match="read-only"):
             Client(server.url, api_key="viewer").delete("a.jpg")
+        assert Client(server.url, api_key="viewer").access()["read_only"] is True

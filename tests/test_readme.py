@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from match.cli import _parser
-from match.http import api, tineye
+from match.http import api, tineye, web
 from match.settings import SETTINGS
 
 README_PATH = Path(__file__).resolve().parent.parent / "README.md"
@@ -27,7 +27,7 @@ def test_every_dsys_route_is_in_the_api_section() -> None:
     # route cells such as `POST /add` or `GET\|POST /count` (a table cell escapes its |)
     cells = re.findall(r"`([A-Z|\\]+) (/[^` ]*)`", text)
     documented = {(m, path) for methods, path in cells for m in methods.split("\\|")}
-    for endpoint in api.ENDPOINTS:
+    for endpoint in (*api.ENDPOINTS, *web.ENDPOINTS):
         for method in endpoint.methods:
             assert (method, endpoint.path) in documented, f"{method} {endpoint.path}"
         for param in endpoint.params:

@@ -8,8 +8,9 @@
             print(found["score"], found["filepath"])
 
 One method per route, named like it (``add``, ``search``, ``compare``, ``delete``, ``count``,
-``list``, ``ping``, ``collections``, ``drop_collection``); each returns the envelope's result
-(a list, or the one value of routes that answer one). An image is given as ``image=`` (bytes, a
+``list``, ``ping``, ``collections``, ``drop_collection``, ``thumbnail``, ``access``); each
+returns the envelope's result (a list, or the one value of routes that answer one;
+``thumbnail`` the image's bytes). An image is given as ``image=`` (bytes, a
 path, or a binary file object), ``url=``, or, for search and compare, the ``filepath=`` of a
 stored image. Other keyword options are sent as the route's parameters (``min_score=80``,
 ``collection="shop-12"``, ``filter={"shop": 12}``): booleans as true/false, dicts as JSON.
@@ -73,6 +74,7 @@ class Call:
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     unpack: Callable[[list[Any]], Result] = list
+    file: bool = False  # a success answers a file (its bytes are the result), not the envelope
 
 
 def _add(
@@ -132,6 +134,14 @@ def _ping() -> Call:
     return Call("GET", "/ping", unpack=_nothing)
 
 
+def _thumbnail(filepath: str, options: dict[str, Any]) -> Call:
+    return Call("GET", "/thumbnail", _fields({"filepath": filepath, **options}), file=True)
+
+
+def _access() -> Call:
+    return Call("GET", "/access", unpack=_single)
+
+
 def _nothing(result: list[Any]) -> None:
     return None
 
@@ -183,6 +193,8 @@ def _fields(values: Mapping[str, Any]) -> dict[str, str]:
 # -- the answer ----------------------------------------------------------------------------------
 def _result(call: Call, response: httpx.Response) -> Result:
     """The call's result from the envelope, or the error the envelope names, raised."""
+    if call.file and response.status_code == 200:
+        return response.content
     try:
         body = response.json()
     except ValueError:
@@ -300,6 +312,12 @@ class Client:
     def ping(self) -> None:
         return self._call(_ping())
 
+    def thumbnail(self, filepath: str, **options: Any) -> bytes:
+        return self._call(_thumbnail(filepath, options))
+
+    def access(self) -> dict[str, Any]:
+        return self._call(_access())
+
     # -- plumbing ------------------------------------------------------------------------------
     def _call(self, call: Call) -> Any:
         try:
@@ -389,6 +407,12 @@ class AsyncClient:
 
     async def ping(self) -> None:
         return await self._call(_ping())
+
+    async def thumbnail(self, filepath: str, **options: Any) -> bytes:
+        return await self._call(_thumbnail(filepath, options))
+
+    async def access(self) -> dict[str, Any]:
+        return await self._call(_access())
 
     async def _call(self, call: Call) -> Any:
         try:

@@ -218,6 +218,13 @@ SETTINGS: tuple[Setting, ...] = (
         "31 bits is found; 0: exact terms, ~15 times faster, finds ~99% (docs/pdq.md).",
     ),
     Setting(
+        "MATCH_THUMBNAILS",
+        "true",
+        parse_bool,
+        "Store a small thumbnail (WebP, 256 px, about 6 KB) of every added image for the web "
+        "page (`GET /thumbnail`, docs/web.md); `false`: none stored.",
+    ),
+    Setting(
         "MATCH_MAX_UPLOAD_BYTES",
         "26214400",
         _positive_int,
@@ -306,6 +313,7 @@ class Settings:
     match_pdq: bool
     match_pdq_min_quality: int
     match_pdq_probe_radius: int
+    match_thumbnails: bool
     match_max_upload_bytes: int
     match_max_filepath_bytes: int
     match_max_image_pixels: int

@@ -1,7 +1,8 @@
 """The Starlette application: ``create_app(settings)`` builds it; one per worker process.
 
 Routes: dsys/match's API (``match.http.api.ENDPOINTS``), TinEye MatchEngine's under ``/rest/``
-(``match.http.tineye.ENDPOINTS``), ``/openapi.json`` and ``/docs``. Every answer, errors included,
+(``match.http.tineye.ENDPOINTS``), ``/openapi.json``, ``/docs`` and the web page (``/`` to a
+browser, ``/ui/``: ``match.http.page``). Every answer, errors included,
 is the JSON envelope of ``match.http.envelope``; an unknown route is 404 and a wrong method 405,
 both naming the method from the path.
 """
@@ -21,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from match.errors import MatchError
-from match.http import api, hashes, tineye
+from match.http import api, hashes, tineye, web
 from match.http.auth import access_control
 from match.http.docs import render_docs
 from match.http.endpoints import AppContext, Endpoint, starlette_route
@@ -29,6 +30,7 @@ from match.http.envelope import fail, method_name, ok
 from match.http.limits import BODY_TIMEOUT_SECONDS, RequestLimits
 from match.http.metrics import instrument
 from match.http.openapi import openapi
+from match.http.page import page_response, page_routes, wants_page
 from match.http.slashes import TrailingSlash
 from match.service import Matcher
 from match.settings import Settings
@@ -36,7 +38,12 @@ from match.settings import Settings
 log = logging.getLogger("match.http")
 
 # Every API route the app serves, in the order the docs list them.
-ENDPOINTS: tuple[Endpoint, ...] = (*api.ENDPOINTS, *hashes.ENDPOINTS, *tineye.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *api.ENDPOINTS,
+    *hashes.ENDPOINTS,
+    *web.ENDPOINTS,
+    *tineye.ENDPOINTS,
+)
 
 
 def create_app(
@@ -80,8 +87,13 @@ def _description_routes(spec: dict, endpoints: Sequence[Endpoint]) -> list[BaseR
     ]
 
     async def routes(request: Request) -> Response:
-        # GET /: what a new user (or a probe) finds at the root, in the envelope like every answer
-        return ok("index", index)
+        # GET /: the web page for a browser (match.http.page); for any other client, what a new
+        # user (or a probe) finds at the root, in the envelope like every answer
+        if wants_page(request.scope):
+            return page_response()
+        answer = ok("index", index)
+        answer.headers["Vary"] = "Accept"
+        return answer
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(spec)
@@ -93,6 +105,7 @@ def _description_routes(spec: dict, endpoints: Sequence[Endpoint]) -> list[BaseR
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
         Route("/", routes, methods=["GET"], include_in_schema=False),
+        *page_routes(),
     ]
 
 

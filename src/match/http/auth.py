@@ -1,13 +1,14 @@
 """Optional access control: API keys, checked by an ASGI middleware before anything else runs.
 
 Off unless MATCH_API_KEYS or MATCH_API_KEYS_FILE gives at least one key. Then every request but
-``/ping`` (the health check of load balancers and Kubernetes) must carry a key, either as the
-password of HTTP Basic (any user name) or as a Bearer token. A key written with the suffix
-``:ro`` is read-only: it may search, compare, count and list, but a request to a method that
-writes (add, delete, update_metadata, on dsys/match's and TinEye's routes alike) is refused 403.
-A key written ``key@name`` (or ``key:ro@name``) acts on the collection ``name`` only: it names
-that collection by default, any other is refused 403, and ``/collections`` lists only its own
-(an entry per collection gives a key several). A missing or unknown key is 401 with
+``/ping`` (the health check of load balancers and Kubernetes) and the web page's own files
+(``match.http.page``: code and no data, so that the page can ask for the key) must carry a key,
+either as the password of HTTP Basic (any user name) or as a Bearer token. A key written with
+the suffix ``:ro`` is read-only: it may search, compare, count and list, but a request to a
+method that writes (add, delete, update_metadata, on dsys/match's and TinEye's routes alike) is
+refused 403. A key written ``key@name`` (or ``key:ro@name``) acts on the collection ``name``
+only: it names that collection by default, any other is refused 403, and ``/collections`` lists
+only its own (an entry per collection gives a key several). A missing or unknown key is 401 with
 ``WWW-Authenticate``; every answer is the API envelope.
 
 Keys are compared in constant time (``hmac.compare_digest`` of SHA-256 digests, against every
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from match.errors import BadParameter
 from match.http.envelope import fail, method_name
+from match.http.page import is_page_request
 from match.settings import Settings, SettingsError
 from match.stores.filters import check_collection
 
@@ -40,6 +42,8 @@ COLLECTION_SEPARATOR = "@"
 WRITE_METHODS = frozenset({"add", "delete", "update_metadata"})
 STATE_KEY = "match_collections"
 """Where the middleware leaves the collections a request's key may act on (None: any)."""
+READ_ONLY_KEY = "match_read_only"
+"""Where it leaves whether the request's key is read-only (absent: no keys are set)."""
 OPEN_PATHS = frozenset({"/ping"})
 CHALLENGE = 'Basic realm="match", charset="UTF-8", Bearer realm="match"'
 
@@ -112,7 +116,7 @@ class AccessControl:
         self.keys = tuple(keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or is_page_request(scope):
             await self.app(scope, receive, send)
             return
         method = method_name(scope["path"])
@@ -127,7 +131,8 @@ class AccessControl:
         elif key.read_only and _writes(method, scope):
             response = fail(method, 403, f"This API key is read-only: it may not {method}")
         else:
-            scope.setdefault("state", {})[STATE_KEY] = key.collections
+            state = scope.setdefault("state", {})
+            state[STATE_KEY], state[READ_ONLY_KEY] = key.collections, key.read_only
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
@@ -152,6 +157,11 @@ def _writes(method: str, scope: Scope) -> bool:
 def allowed_collections(scope: Scope) -> frozenset[str] | None:
     """The collections the request's key may act on; None: any (or no keys are set)."""
     return scope.get("state", {}).get(STATE_KEY)
+
+
+def key_is_read_only(scope: Scope) -> bool | None:
+    """Whether the request's key is read-only; None when no keys are set."""
+    return scope.get("state", {}).get(READ_ONLY_KEY)
 
 
 def _credential(scope: Scope) -> str | None:

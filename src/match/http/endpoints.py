@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from match.errors import MatchError
 from match.fetch import FetchLimits
-from match.http.auth import allowed_collections
+from match.http.auth import allowed_collections, key_is_read_only
 from match.http.envelope import fail, ok
 from match.http.params import Param, Params
 from match.service import Matcher
@@ -72,8 +72,8 @@ class AppContext:
                 self._matcher = None
 
 
-# Returns the envelope's result list (or an Answer); or, for an endpoint with its own responder,
-# what it renders.
+# Returns the envelope's result list (or an Answer, or a Response for a file); or, for an
+# endpoint with its own responder, what it renders.
 Handler = Callable[[AppContext, Params], Any]
 
 
@@ -126,6 +126,7 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
                 request, endpoint.params, context.settings.match_max_upload_bytes
             )
             params.allowed_collections = allowed_collections(request.scope)
+            params.read_only = key_is_read_only(request.scope)
             result = await anyio.to_thread.run_sync(
                 endpoint.handler, context, params, limiter=context.limiter
             )
@@ -139,6 +140,8 @@ def _responder(endpoint: Endpoint, context: AppContext) -> Callable[[Request], A
             # Never a stack trace to the client; the log has it.
             log.exception("%s %s failed", request.method, request.url.path)
             return fail(endpoint.name, 500, "Internal server error (logged on the server)")
+        if isinstance(result, Response):  # a file (a thumbnail), not the envelope
+            return result
         if isinstance(result, Answer):
             return ok(endpoint.name, result.result, **result.extra, **_warnings(endpoint, params))
         return ok(endpoint.name, result, **_warnings(endpoint, params))

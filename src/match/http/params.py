@@ -59,6 +59,7 @@ class Params:
         self.values = values
         # the collections the request's API key may act on (None: any), set by the responder
         self.allowed_collections: frozenset[str] | None = None
+        self.read_only: bool | None = None  # the request's key is read-only; None: no keys
 
     @classmethod
     async def read(

@@ -12,6 +12,7 @@ import numpy as np
 from match import local, pdq
 from match import signature as sig
 from match.errors import BlankImage
+from match.service.thumbnails import make_thumbnail
 from match.service.timing import timed
 from match.settings import Settings
 from match.stores import ImageRecord
@@ -28,6 +29,7 @@ class Query:
     size: tuple[int, int] | None = None  # (width, height) of the image as given
     pdq: tuple[bytes, ...] = ()  # PDQ hashes in ORIENTATIONS order (as many as signatures)
     pdq_quality: int | None = None  # None: no PDQ hash (a stored record without one)
+    thumbnail: bytes | None = None  # WebP (service/thumbnails.py), when asked for
 
     def orientations(self, count: int) -> Query:
         """The same query with only its first ``count`` signatures."""
@@ -46,11 +48,17 @@ class Analyser:
         return self.settings.match_partial_matching
 
     def query(
-        self, image: bytes, all_orientations: bool, *, name: str = "image", features: bool = True
+        self,
+        image: bytes,
+        all_orientations: bool,
+        *,
+        name: str = "image",
+        features: bool = True,
+        thumbnail: bool = False,
     ) -> Query:
         """The query of encoded image bytes: decoded once for both methods; local features
-        only if partial matching is on and ``features``. BlankImage naming ``name`` if the
-        image is featureless."""
+        only if partial matching is on and ``features``; a thumbnail if ``thumbnail``.
+        BlankImage naming ``name`` if the image is featureless."""
         count = len(sig.ORIENTATIONS) if all_orientations else 1
         with timed("signature", count):  # decoding included, as without partial matching
             pixels, size = sig.decode_for_signature(
@@ -62,6 +70,8 @@ class Analyser:
         if sig.is_blank(signatures[0]):
             raise BlankImage(f"The {name} is blank or featureless: it has no signature to match")
         query = Query(signatures, size=size)
+        if thumbnail:
+            query = dataclasses.replace(query, thumbnail=make_thumbnail(pixels))
         if self.settings.match_pdq:
             query = self._with_pdq(query, pixels, count)
         if not (features and self.partial_matching):
@@ -90,8 +100,8 @@ class Analyser:
         collection: str = DEFAULT_COLLECTION,
     ) -> ImageRecord:
         """The record to store for encoded image bytes: its upright signature, local features
-        and size."""
-        query = self.query(image, False)
+        and size, and its thumbnail unless MATCH_THUMBNAILS is off."""
+        query = self.query(image, False, thumbnail=self.settings.match_thumbnails)
         return ImageRecord(
             filepath,
             query.signatures[0],
@@ -101,6 +111,7 @@ class Analyser:
             size=query.size,
             pdq=query.pdq[0] if query.pdq else None,
             pdq_quality=query.pdq_quality,
+            thumbnail=query.thumbnail,
         )
 
     def stored_query(self, record: ImageRecord, all_orientations: bool) -> Query:

@@ -12,7 +12,7 @@ from match.service import methods
 from match.service.analysis import Analyser, Query
 from match.service.results import SCORE_TOLERANCE, Comparison, Match, Metadata, is_match
 from match.settings import Settings
-from match.stores import BulkResult, HashRecord, ImageRecord, Store, open_store
+from match.stores import BulkResult, HashRecord, ImageRecord, Store, Thumbnail, open_store
 from match.stores.checks import check_new_filepath
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 
@@ -166,6 +166,11 @@ class Matcher:
         self, filepath: str, metadata: Metadata, *, collection: str = DEFAULT_COLLECTION
     ) -> None:
         self.store.update_metadata(filepath, metadata, collection=collection)
+
+    def thumbnail(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> Thumbnail | None:
+        """The thumbnail stored with an image (None: stored without one); NotFound if the
+        filepath is not stored."""
+        return self.store.thumbnail(filepath, collection=collection)
 
     def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
         return self.store.count(collection=collection, where=where)

@@ -15,6 +15,7 @@ from match.stores.base import (
     Metadata,
     PdqHit,
     Store,
+    Thumbnail,
 )
 
 
@@ -39,5 +40,6 @@ __all__ = [
     "Metadata",
     "PdqHit",
     "Store",
+    "Thumbnail",
     "open_store",
 ]

@@ -38,6 +38,18 @@ class ImageRecord:
     added: float | None = None  # when it was stored (Unix seconds), as the store reads it back
     pdq: bytes | None = None  # the image's PDQ hash (32 bytes, match.pdq); None: not computed
     pdq_quality: int | None = None  # its quality, 0-100
+    # a small WebP of the image for the web page (service/thumbnails.py); None: none stored.
+    # Written by add, read by Store.thumbnail (get does not read it back)
+    thumbnail: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A stored image's thumbnail (WebP bytes) and the size of the image it shows, in pixels as
+    the image was given (None: not known), to scale outlines onto it."""
+
+    image: bytes
+    size: Size | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,10 @@ class Store(Protocol):
         self, filepath: str, metadata: Metadata, *, collection: str = DEFAULT_COLLECTION
     ) -> None:
         """Replace a record's metadata; NotFound if absent."""
+
+    def thumbnail(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> Thumbnail | None:
+        """The thumbnail stored with a record; None if it was stored without one; NotFound
+        naming it if it is not stored."""
 
     def search(
         self,

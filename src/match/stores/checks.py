@@ -39,6 +39,7 @@ class CheckedRecord:
     size: tuple[int, int] | None
     pdq: bytes | None = None
     pdq_quality: int | None = None
+    thumbnail: bytes | None = None
 
 
 def check_record(record: object, algorithm: str) -> CheckedRecord:
@@ -61,7 +62,26 @@ def check_record(record: object, algorithm: str) -> CheckedRecord:
         check_collection(record.collection),
         check_size(record.size, filepath),
         *check_pdq(record.pdq, record.pdq_quality, filepath, required=False),
+        check_thumbnail(record.thumbnail, filepath),
     )
+
+
+MAX_THUMBNAIL_BYTES = 256 * 1024
+"""Largest thumbnail a store accepts (Match's own are about a tenth of that at most)."""
+
+
+def check_thumbnail(thumbnail: object, filepath: str) -> bytes | None:
+    """A record's thumbnail: None, or encoded image bytes of at most MAX_THUMBNAIL_BYTES."""
+    if thumbnail is None:
+        return None
+    if not isinstance(thumbnail, bytes | bytearray) or not thumbnail:
+        raise BadParameter(f"The thumbnail of {filepath!r} must be non-empty bytes")
+    if len(thumbnail) > MAX_THUMBNAIL_BYTES:
+        raise BadParameter(
+            f"The thumbnail of {filepath!r} is {len(thumbnail)} bytes; at most "
+            f"{MAX_THUMBNAIL_BYTES} are stored"
+        )
+    return bytes(thumbnail)
 
 
 def check_hash_record(record: object) -> HashRecord:

@@ -44,6 +44,7 @@ COLLECTION_FIELD = "collection"
 PDQ_FIELD = "pdq"
 PDQ_TERMS_FIELD = "pdq_terms"
 FILTER_FIELD = "filter_terms"
+THUMBNAIL_FIELD = "thumbnail"
 _TRIPLET = np.array([25, 5, 1], dtype=np.int64)
 _SEVEN_BITS = 1 << np.arange(6, -1, -1)
 
@@ -66,6 +67,9 @@ def mapping() -> dict[str, Any]:
         properties[field] = {"type": "keyword", "doc_values": False}
     properties.update(local_fields())
     properties.update(pdq_fields())
+    # the web page's thumbnail (service/thumbnails.py): read back by filepath only; binary
+    # fields are never indexed and, without doc values, cost only their bytes in _source
+    properties[THUMBNAIL_FIELD] = {"type": "binary"}
     # the packed copy stays in _source too: excluding it makes Elasticsearch keep a second,
     # full copy of every document (_recovery_source) for hours, which costs more than it saves
     return {"dynamic": "strict", "properties": properties}
@@ -179,6 +183,7 @@ def added_fields(index_mapping: dict[str, Any]) -> dict[str, Any] | None:
         *local_fields(),
         *collection_fields(),
         *pdq_fields(),
+        THUMBNAIL_FIELD,
     )
     missing = {name: fields[name] for name in ours if name not in present}
     return {"properties": missing} if missing else None
@@ -308,7 +313,18 @@ def document(
     if record.local is not None:
         doc.update(local_source(record.local))
     doc.update(pdq_source(record.pdq, record.pdq_quality))
+    if record.thumbnail is not None:
+        doc[THUMBNAIL_FIELD] = base64.b64encode(record.thumbnail).decode("ascii")
     return doc
+
+
+def thumbnail_of(source: dict[str, Any]) -> bytes | None:
+    """A document's thumbnail; None if it has none (or it is unreadable)."""
+    value = source.get(THUMBNAIL_FIELD)
+    try:
+        return base64.b64decode(value, validate=True) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def record_of(source: dict[str, Any]) -> ImageRecord:

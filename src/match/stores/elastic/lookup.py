@@ -16,13 +16,17 @@ MAX_TERM_BYTES = 32766
 
 
 def find(
-    index: Index, filepath: str, collection: str = DEFAULT_COLLECTION
+    index: Index,
+    filepath: str,
+    collection: str = DEFAULT_COLLECTION,
+    fields: list[str] | None = None,
 ) -> dict[str, Any] | None:
-    """The document of a filepath in a collection (with _id, _seq_no, _primary_term, _source):
-    ours by _id (real-time), else the newest image-match document with that exact path (those
-    are all in the default collection)."""
+    """The document of a filepath in a collection (with _id, _seq_no, _primary_term, _source,
+    only ``fields`` of it if given): ours by _id (real-time), else the newest image-match
+    document with that exact path (those are all in the default collection)."""
     own = docs.doc_id(filepath, collection)
-    status, body = index.request("GET", f"/_doc/{own}", allow=(404,))
+    params = {"_source_includes": ",".join(fields)} if fields else None
+    status, body = index.request("GET", f"/_doc/{own}", allow=(404,), params=params)
     if status == 200 and body.get("found"):
         return body
     if collection != DEFAULT_COLLECTION or not term_fits(filepath):
@@ -33,6 +37,8 @@ def find(
         "query": {"bool": {"filter": [{"term": {index.path_field: filepath}}, *scope(collection)]}},
         "sort": [{"timestamp": {"order": "desc", "unmapped_type": "date"}}],
     }
+    if fields:
+        query["_source"] = fields
     _, found = index.request("POST", "/_search", body=query)
     hits = found["hits"]["hits"]
     return hits[0] if hits else None

@@ -31,6 +31,7 @@ from match.stores.base import (
     LocalCandidate,
     Metadata,
     PdqHit,
+    Thumbnail,
 )
 from match.stores.elastic import bodies, listing, lookup
 from match.stores.elastic import documents as docs
@@ -121,6 +122,17 @@ class ElasticStore:
         if found is None:
             raise checks.not_found(filepath, collection)
         return docs.record_of(found["_source"])
+
+    def thumbnail(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> Thumbnail | None:
+        filepath = checks.check_filepath(filepath)
+        collection = check_collection(collection)
+        fields = [docs.THUMBNAIL_FIELD, "width", "height"]
+        found = self._index.call(lambda: lookup.find(self._index, filepath, collection, fields))
+        if found is None:
+            raise checks.not_found(filepath, collection)
+        source = found.get("_source") or {}
+        image = docs.thumbnail_of(source)
+        return None if image is None else Thumbnail(image, docs.size_of(source))
 
     def search(
         self,

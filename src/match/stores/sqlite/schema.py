@@ -28,11 +28,17 @@ change itself, so no crash can leave it out of step.
   every stored hash, one row per term and record, kept by triggers (computed in SQL from the
   hash's hex form, so no writer can forget them).
 
+- ``thumbnails``: the WebP thumbnail of each image that has one (service/thumbnails.py), apart
+  from ``images`` so that scans never read it; its own trigger deletes it with its image.
+
 Schema 2 added ``local``, ``words`` and their trigger (a schema 1 file gains them in place).
 Schema 3 added collections, filters and the image size: a schema 1 or 2 file is upgraded when
 opened, in one transaction: its images are copied into the new ``images`` table (ids and their
 sequence kept, all in the default collection) and their metadata indexed into ``fields``.
 Schema 4 added PDQ: a schema 3 file gains the two columns, the tables and triggers in place.
+Thumbnails came later without a new schema number: a schema 4 file gains the table and its
+trigger when opened, and an older Match writing to it leaves no thumbnail behind (the trigger is
+in the file).
 """
 
 from __future__ import annotations
@@ -174,6 +180,13 @@ PDQ_STATEMENTS = (
     END""",
 )
 
+THUMBNAIL_STATEMENTS = (
+    "CREATE TABLE IF NOT EXISTS thumbnails (id INTEGER PRIMARY KEY, image BLOB NOT NULL)",
+    """CREATE TRIGGER IF NOT EXISTS image_thumbnail_deleted AFTER DELETE ON images BEGIN
+        DELETE FROM thumbnails WHERE id = old.id;
+    END""",
+)
+
 TOMBSTONES_KEPT = 100_000
 """Tombstones kept after pruning; a worker more than this many deletions behind reloads."""
 
@@ -198,7 +211,7 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
             _upgrade_to_3(conn)  # its new images table has today's columns
         elif found is not None and found[0] in UPGRADABLE_IN_PLACE:
             _upgrade_to_4(conn)
-        for statement in (*STATEMENTS, *PDQ_STATEMENTS):
+        for statement in (*STATEMENTS, *PDQ_STATEMENTS, *THUMBNAIL_STATEMENTS):
             conn.execute(statement)
         defaults = {
             "store_id": uuid.uuid4().hex,  # names the file's derived index segments

@@ -31,6 +31,7 @@ from match.stores.base import (
     LocalCandidate,
     Metadata,
     PdqHit,
+    Thumbnail,
 )
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 from match.stores.ranking import closest, with_distances
@@ -184,6 +185,19 @@ class SQLiteStore:
         return ImageRecord(
             row[0], signature, metadata, row[1], local, collection, size, row[7], row[8], row[9]
         )
+
+    def thumbnail(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> Thumbnail | None:
+        filepath, collection = _key(filepath, collection)
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT image, width, height FROM images LEFT JOIN thumbnails USING (id) "
+                "WHERE filepath = ? AND collection = "
+                "(SELECT id FROM collections WHERE name = ?)",
+                (filepath, collection),
+            ).fetchone()
+        if row is None:
+            raise checks.not_found(filepath, collection)
+        return None if row[0] is None else Thumbnail(bytes(row[0]), _size(row[1], row[2]))
 
     def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
         collection = check_collection(collection)

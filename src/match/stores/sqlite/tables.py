@@ -92,6 +92,10 @@ def insert(conn: sqlite3.Connection, rows: list[Row], codes: np.ndarray) -> None
     conn.executemany(
         "INSERT INTO words (id, words) VALUES (?, ?)", [(i, r.words) for i, r in local]
     )
+    conn.executemany(
+        "INSERT INTO thumbnails (id, image) VALUES (?, ?)",
+        [(i, r.record.thumbnail) for i, r in numbered if r.record.thumbnail is not None],
+    )
     fields = [f for i, r in numbered for f in field_rows(i, r.record.metadata)]
     conn.executemany("INSERT INTO fields (id, key, kind, value) VALUES (?, ?, ?, ?)", fields)
 
