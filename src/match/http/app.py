@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from match.errors import MatchError
-from match.http import api, hashes, tineye
+from match.http import api, duplicates, hashes, tineye
 from match.http.auth import access_control
 from match.http.docs import render_docs
 from match.http.endpoints import AppContext, Endpoint, starlette_route
@@ -36,7 +36,12 @@ from match.settings import Settings
 log = logging.getLogger("match.http")
 
 # Every API route the app serves, in the order the docs list them.
-ENDPOINTS: tuple[Endpoint, ...] = (*api.ENDPOINTS, *hashes.ENDPOINTS, *tineye.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *api.ENDPOINTS,
+    *duplicates.ENDPOINTS,
+    *hashes.ENDPOINTS,
+    *tineye.ENDPOINTS,
+)
 
 
 def create_app(

@@ -14,6 +14,7 @@ from match.stores.base import (
     LocalCandidate,
     Metadata,
     PdqHit,
+    Since,
     Store,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "LocalCandidate",
     "Metadata",
     "PdqHit",
+    "Since",
     "Store",
     "open_store",
 ]

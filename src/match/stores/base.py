@@ -8,7 +8,7 @@ Stores translate their engine's errors into ``match.errors`` in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,18 @@ class ImageRecord:
     added: float | None = None  # when it was stored (Unix seconds), as the store reads it back
     pdq: bytes | None = None  # the image's PDQ hash (32 bytes, match.pdq); None: not computed
     pdq_quality: int | None = None  # its quality, 0-100
+    # its insertion sequence, as the store reads it back (the embedded store's row id, the
+    # engines' seq: the writer's clock in nanoseconds); None: not known (image-match's records)
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Since:
+    """Records added after a point: at or after ``time`` (Unix seconds), and with an insertion
+    sequence above ``seq`` (ImageRecord.seq); None: no bound of that kind."""
+
+    time: float | None = None
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,18 @@ class Store(Protocol):
         where: Filter | None = None,
     ) -> list[str]:
         """Filepaths in insertion order (a replaced filepath moves to the end)."""
+
+    def scan(
+        self,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+        since: Since | None = None,
+        batch: int = 200,
+    ) -> Iterator[ImageRecord]:
+        """Every record in scope, whole (signature, local features, size, metadata, added,
+        seq), in insertion order, read ``batch`` at a time (each batch in one read: a long scan
+        holds no snapshot open); with ``since``, only the records added after it."""
 
     def collections(self) -> list[tuple[str, int]]:
         """Every collection holding records, with its count, by name (``default`` always)."""
