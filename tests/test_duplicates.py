@@ -5,11 +5,15 @@ scoping by API key, the size bound, and the CLI agreeing with the route (JSON an
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 import time
 import uuid
 from collections.abc import Iterator
@@ -244,10 +248,11 @@ def test_bad_parameters_and_a_scan_over_the_bound_are_refused(admin: Keyed, fami
     assert (narrowed["searched"], narrowed["result"]) == (0, [])
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE) -> Any:
     return subprocess.run(
         [sys.executable, "-m", "match", "duplicates", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env=dict(os.environ, **env),
         timeout=300,
@@ -265,10 +270,28 @@ def test_the_cli_answers_what_the_route_answers(
     assert printed["result"] == route["result"] and printed["total"] == route["total"]
     assert "1 group (4 duplicates besides their keepers), 6 images searched" in done.stderr
     assert "\r" not in done.stderr  # no progress bar when stderr is not a terminal
-    done = run_cli(env, "--collection", family, "--format", "csv", "--jobs", "1", "--silent")
-    assert done.returncode == 0 and done.stderr == "", done.stderr
+    main, terminal = pty.openpty()  # stderr a terminal of 100 columns: the bar is drawn
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    try:
+        done = run_cli(
+            env, "--collection", family, "--format", "csv", "--jobs", "1", stderr=terminal
+        )
+        os.close(terminal)
+        drawn = b""
+        while chunk := _read_pty(main):
+            drawn += chunk
+    finally:
+        os.close(main)
+    assert done.returncode == 0 and b"\r" in drawn and b"6/6" in drawn and b"img/s" in drawn
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert [(r["group"], r["keeper"], r["filepath"]) for r in rows] == [
         ("1", "original.jpg", m["filepath"]) for m in route["result"][0]["members"]
     ]
     assert {r["mirrored"] for r in rows} == {"true", "false"}
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end is closed
+        return b""
