@@ -37,6 +37,7 @@ import dataclasses
 import itertools
 import json
 import os
+import pickle
 import resource
 import sys
 import tempfile
@@ -89,8 +90,14 @@ def _record(job: tuple[str, str, Settings]) -> ImageRecord | None:
         return None
 
 
-def real_records(settings: Settings, queries: Path | None, jobs: int) -> list[ImageRecord]:
-    """The photos (and three families of their edited copies), computed on every core."""
+def real_records(
+    settings: Settings, queries: Path | None, jobs: int, cache: Path | None
+) -> list[ImageRecord]:
+    """The photos (and three families of their edited copies), computed on every core, or read
+    from ``cache`` (a pickle this function wrote) when it exists."""
+    if cache is not None and cache.exists():
+        with cache.open("rb") as read:
+            return pickle.load(read)  # a file this benchmark wrote
     files = [
         (str(p), f"{p.parent.name}/{p.name}")
         for folder in ("originals", "distractors")
@@ -104,7 +111,11 @@ def real_records(settings: Settings, queries: Path | None, jobs: int) -> list[Im
         ]
     with ProcessPoolExecutor(jobs) as pool:
         found = pool.map(_record, [(path, key, settings) for path, key in files], chunksize=8)
-        return [record for record in found if record is not None]
+        records = [record for record in found if record is not None]
+    if cache is not None:
+        with cache.open("wb") as write:
+            pickle.dump(records, write)
+    return records
 
 
 def fill(store: Any, real: list[ImageRecord], images: int, seed: int) -> float:
@@ -148,7 +159,7 @@ def run_scale(settings: Settings, args: argparse.Namespace) -> None:
     where = f"engine {args.engine}" if args.engine else "embedded store"
     print(f"== duplicates scan, {args.images:,} images, {where}, {jobs} jobs; load {load()} ==")
     started = time.perf_counter()
-    real = real_records(settings, args.queries, jobs)
+    real = real_records(settings, args.queries, jobs, args.cache)
     print(f"real records: {len(real)} in {time.perf_counter() - started:.0f} s")
     store = open_store(settings)
     adding = fill(store, real, args.images, seed=18)
@@ -328,6 +339,9 @@ def main() -> None:
     scaling.add_argument("--queries", type=Path, help="the harness's queries folder")
     scaling.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     scaling.add_argument("--dir", help="work folder (default: a temporary one)")
+    scaling.add_argument(
+        "--cache", type=Path, help="keep the real photos' records in this file between runs"
+    )
     accurate = commands.add_parser("accuracy")
     accurate.add_argument("--data", type=Path, required=True, help="the filled embedded store")
     accurate.add_argument("--queries", type=Path, required=True)
