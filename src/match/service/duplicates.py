@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from match import pdq
 from match import signature as sig
 from match.errors import BadParameter, NotFound, TooLarge
 from match.service.matcher import Matcher
@@ -70,8 +71,6 @@ class Image:
 
     @classmethod
     def of(cls, record: ImageRecord) -> Image:
-        from match import pdq
-
         packed = None if record.pdq is None else pdq.to_hex(record.pdq)
         return cls(
             record.filepath,
@@ -97,9 +96,9 @@ class Image:
 class KeeperRule:
     """Which image of a group is suggested to keep: ``largest`` (most pixels, then the earliest
     added), ``earliest`` (the earliest added, then the largest), or ``metadata:<key>`` (the
-    highest value of that metadata key, ``metadata:<key>:asc`` the lowest; numbers compare as
-    numbers, then strings, then booleans; an image without the key comes last; ties: largest,
-    then earliest)."""
+    highest value of that metadata key, ``metadata:<key>:asc`` the lowest; values of one kind
+    compare as usual, and across kinds booleans rank above strings, strings above numbers; an
+    image without the key comes last; ties: largest, then earliest)."""
 
     kind: str = "largest"
     key: str | None = None
