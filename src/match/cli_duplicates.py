@@ -78,9 +78,10 @@ def run(
     if not silent:
         members = sum(len(group.members) for group in found.groups)
         groups = "group" if len(found.groups) == 1 else "groups"
+        following = f"; next time: --since {found.next_since}" if found.next_since else ""
         print(
             f"{len(found.groups)} {groups} ({members} duplicates besides their keepers), "
-            f"{found.searched} images searched; next time: --since {found.next_since}",
+            f"{found.searched} images searched{following}",
             file=sys.stderr,
         )
     return found
