@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from match.http.api import HOW_IT_MATCHED, MAX_LIMIT, MIN_SCORE, PDQ_RESULT, SCORE
+from match.http.api import HOW_IT_MATCHED, MAX_LIMIT, PDQ_RESULT, SCORE
 from match.http.endpoints import Answer, AppContext, Endpoint
 from match.http.params import Param, Params
 from match.http.scoping import COLLECTION, FILTER, collection_of, filter_of
@@ -88,6 +88,14 @@ def _remember(key: tuple[Any, ...], found: duplicates.Duplicates) -> None:
             _cache.popitem(last=False)
 
 
+MIN_SCORE = Param(
+    "min_score",
+    "number",
+    "Only members that match their keeper with at least this score.",
+    default=duplicates.MIN_SCORE,
+    minimum=0,
+    maximum=100,
+)
 SINCE = Param(
     "since",
     "string",

@@ -44,6 +44,10 @@ from match.settings import Settings
 from match.stores import ImageRecord, Since
 from match.stores.filters import DEFAULT_COLLECTION, Filter
 
+MIN_SCORE = 60.0
+"""The default score a member needs: on the dev photos, 60 keeps every pair of the edits that
+share no overlay with other photos right (precision 1.000, against 0.98-0.99 at the search's own
+floor of 55) for a recall 0.002 lower (docs/duplicates.md)."""
 NEIGHBOURS = 100
 """Matches kept per image searched (the search API's default limit): a member of a group is one
 of its keeper's matches, so no group has more members than this."""
@@ -285,7 +289,7 @@ class Task:
 
     collection: str = DEFAULT_COLLECTION
     where: Filter | None = None
-    min_score: float = 0.0
+    min_score: float = MIN_SCORE
     neighbours: int = NEIGHBOURS
 
 
@@ -443,7 +447,7 @@ def find_duplicates(
     *,
     collection: str = DEFAULT_COLLECTION,
     where: Filter | None = None,
-    min_score: float = 0.0,
+    min_score: float = MIN_SCORE,
     since: Since | None = None,
     keeper: KeeperRule | None = None,
     jobs: int = 1,
