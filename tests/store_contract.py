@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +31,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from collections_contract import CollectionsContract
+from collections_contract import CollectionsContract, where
 from match.errors import BadParameter, MatchError, NotFound
 from match.local import FRAME, WORDS, LocalFeatures, local_features
 from match.service.thumbnails import make_thumbnail
 from match.signature import image_signature, normalized_distances, orientation_signatures
 from match.signature.decode import decode_pixels
-from match.stores.base import BulkResult, ImageRecord, Store, Thumbnail
+from match.stores.base import BulkResult, ImageRecord, Since, Store, Thumbnail
 from match.stores.checks import MAX_THUMBNAIL_BYTES
 from pdq_contract import PdqContract
 
@@ -559,6 +560,37 @@ class StoreContract(CollectionsContract, PdqContract):
         )
         assert result.added == 1 and [name for name, _ in result.failed] == ["bad.jpg"]
         assert store.list() == ["ok.jpg"]
+
+    # -- scan: whole records in insertion order (service/duplicates.py) -----------------------
+    def test_scan_reads_whole_records_in_order_and_since_a_point(
+        self, store: Store, local_photos: LocalPhotos
+    ) -> None:
+        signatures, local = local_photos.signatures, local_photos.features[0]
+        store.add(ImageRecord("a.jpg", signatures[0], {"k": 1}, local=local, size=(640, 480)))
+        store.add(ImageRecord("b.jpg", signatures[1], {"k": 2}, collection="elsewhere"))
+        store.add(ImageRecord("c.jpg", signatures[2], {"k": 2}))
+        store.add(ImageRecord("d.jpg", signatures[3], {"k": 3}))
+        scanned = list(store.scan(batch=2))
+        assert [r.filepath for r in scanned] == ["a.jpg", "c.jpg", "d.jpg"]
+        first = scanned[0]
+        assert np.array_equal(first.signature, signatures[0]) and first.metadata == {"k": 1}
+        assert first.size == (640, 480) and first.local is not None and scanned[1].local is None
+        assert_same_features(first.local, local)
+        seqs = [r.seq for r in scanned]
+        assert all(isinstance(s, int) for s in seqs) and seqs == sorted(set(seqs))  # type: ignore[type-var]
+        assert all(r.added is not None and r.collection == "default" for r in scanned)
+        assert [r.filepath for r in store.scan(collection="elsewhere")] == ["b.jpg"]
+        assert list(store.scan(collection="nowhere")) == []
+        kept = store.scan(where=where({"k": {"gte": 2}}))
+        assert [r.filepath for r in kept] == ["c.jpg", "d.jpg"]
+        after_a = store.scan(since=Since(seq=first.seq))
+        assert [r.filepath for r in after_a] == ["c.jpg", "d.jpg"]
+        store.add(ImageRecord("a.jpg", signatures[0], {"k": 1}))  # replaced: new, at the end
+        assert [r.filepath for r in store.scan(since=Since(seq=seqs[-1]))] == ["a.jpg"]
+        assert first.added is not None
+        since_a = store.scan(since=Since(time=first.added - 1))
+        assert [r.filepath for r in since_a] == ["c.jpg", "d.jpg", "a.jpg"]
+        assert list(store.scan(since=Since(time=time.time() + 3600))) == []
 
 
 # -- local features (partial matching): photos and helpers --------------------------------------

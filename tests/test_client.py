@@ -69,6 +69,11 @@ def test_every_method_on_a_real_server(
     assert stored["score"] == pytest.approx(100.0)
     assert client.compare(first, second)["score"] < 60
 
+    [group] = client.duplicates(collection=collection)  # a.jpg and d.jpg: the same photo
+    assert (group["keeper"], [m["filepath"] for m in group["members"]]) == ("a.jpg", ["d.jpg"])
+    assert client.duplicates(collection=collection, filter={"n": 4}) == []
+    assert client.duplicates(collection=collection, offset=1) == []
+
     assert client.collections() and {"collection": collection, "count": 4} in client.collections()
     thumbnail = Image.open(io.BytesIO(client.thumbnail("a.jpg", collection=collection)))
     assert thumbnail.format == "WEBP" and max(thumbnail.size) <= 256
@@ -148,6 +153,7 @@ def test_the_async_client(
             assert await match.list(collection=collection) == ["a.jpg"]
             assert (await match.thumbnail("a.jpg", collection=collection))[:4] == b"RIFF"
             assert (await match.access())["read_only"] is False
+            assert await match.duplicates(collection=collection, since="1d") == []
             with pytest.raises(errors.NotFound):
                 await match.delete("b.jpg", collection=collection)
             await match.delete("a.jpg", collection=collection)

@@ -443,24 +443,8 @@ def test_readable_at_phone_width(page: Page, photo_paths: list[Path]) -> None:
 def test_duplicates_view_reviews_a_group(page: Page, server: Any, photo_paths: list[Path]) -> None:
     keeper = f"photos/{photo_paths[CROPPED].name}"
     half, turned = (f"scans/{photo_paths[CROPPED].stem}-{copy}.jpg" for copy in ("half", "turned"))
-    spec = httpx.get(server.url + "/openapi.json", headers=_auth()).json()
     page.get_by_role("link", name="Duplicates").click()
     view = page.get_by_role("region", name="Duplicates")
-    if "/duplicates" not in spec["paths"]:
-        # GET /duplicates (issue 18) is not on this branch yet: the page says what the API said
-        view.get_by_role("button", name="Find duplicates").click()
-        expect(page.get_by_role("alert")).to_contain_text("Not found: no route /duplicates")
-        # and stands in for it with the documented shape, its members real search results
-        found = httpx.post(
-            server.url + "/search", data={"filepath": keeper}, headers=_auth()
-        ).json()["result"]
-        group = {
-            "keeper": keeper,
-            "reason": "largest image, then earliest added (stand-in for GET /duplicates)",
-            "members": [member for member in found if member["filepath"] != keeper],
-        }
-        body = {"status": "ok", "error": [], "method": "duplicates", "result": [group]}
-        page.route("**/duplicates?*", lambda route: route.fulfill(json=body))
     view.get_by_role("button", name="Find duplicates").click()
     group = view.get_by_role("listitem").filter(has_text=turned).first
     expect(group).to_contain_text(keeper)

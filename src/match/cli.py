@@ -229,6 +229,30 @@ def cmd_hashes(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
+    """Find the groups of near-duplicates among the stored images: each a keeper (by --keeper's
+    rule), why, and the images that match it, as GET /duplicates answers them (docs/
+    duplicates.md), with no limit on the images searched: one search per image, on every core.
+
+    Example: match duplicates --min-score 80 --format csv --since 7d > duplicates.csv
+    """
+    from match import cli_duplicates
+
+    values = options.route_values(args, "/duplicates", ("min_score",))
+    cli_duplicates.run(
+        settings,
+        collection=check_collection(args.collection),
+        where=parse_filter(args.filter),
+        min_score=values["min_score"],
+        since=args.since,
+        keeper=args.keeper,
+        jobs=max(1, args.jobs),
+        fmt=args.format,
+        silent=args.silent,
+    )
+    return EXIT_OK
+
+
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete a stored image by its filepath.
 
@@ -388,6 +412,22 @@ def _parser() -> argparse.ArgumentParser:
     hashes.add_argument("--output", "-o", help="export: write here instead of stdout")
     hashes.add_argument("--silent", action="store_true", help="no progress bar or summary")
     scoped(hashes)
+
+    duplicates = command("duplicates", cmd_duplicates)
+    options.route_options(duplicates, "/duplicates", ("min_score",))
+    duplicates.add_argument("--format", choices=("json", "csv"), default="json")
+    duplicates.add_argument("--since", help="only the groups holding an image added after this")
+    duplicates.add_argument(
+        "--keeper", help="largest (default), earliest, metadata:KEY or metadata:KEY:asc"
+    )
+    duplicates.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel search processes (default: all cores)",
+    )
+    duplicates.add_argument("--silent", action="store_true", help="no progress bar or summary")
+    scoped(duplicates, filtered=True)
 
     delete = command("delete", cmd_delete)
     delete.add_argument("filepath")

@@ -17,7 +17,7 @@ from typing import Any
 
 from match.errors import BadParameter, MatchError
 from match.fetch import FetchLimits
-from match.http import api
+from match.http import api, duplicates
 from match.http.params import Param, Params
 from match.http.sources import ImageSource, query
 from match.service import Matcher, Query
@@ -29,7 +29,7 @@ URL_SCHEMES = ("http://", "https://")
 
 def route_params(path: str) -> dict[str, Param]:
     """The declared parameters of the dsys/match route at ``path`` (the POST one if several)."""
-    for endpoint in api.ENDPOINTS:
+    for endpoint in (*api.ENDPOINTS, *duplicates.ENDPOINTS):
         if endpoint.path == path:
             return {param.name: param for param in endpoint.params}
     raise KeyError(path)

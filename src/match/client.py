@@ -8,11 +8,11 @@
             print(found["score"], found["filepath"])
 
 One method per route, named like it (``add``, ``search``, ``compare``, ``delete``, ``count``,
-``list``, ``ping``, ``collections``, ``drop_collection``, ``thumbnail``, ``access``); each
-returns the envelope's result (a list, or the one value of routes that answer one;
-``thumbnail`` the image's bytes). An image is given as ``image=`` (bytes, a
-path, or a binary file object), ``url=``, or, for search and compare, the ``filepath=`` of a
-stored image. Other keyword options are sent as the route's parameters (``min_score=80``,
+``list``, ``duplicates``, ``ping``, ``collections``, ``drop_collection``, ``thumbnail``,
+``access``); each returns the envelope's result (a list, or the one value of routes that answer
+one; ``thumbnail`` the image's bytes). An image is given as ``image=`` (bytes, a path, or a
+binary file object), ``url=``, or, for search and compare, the ``filepath=`` of a stored image.
+Other keyword options are sent as the route's parameters (``min_score=80``,
 ``collection="shop-12"``, ``filter={"shop": 12}``): booleans as true/false, dicts as JSON.
 
 An error answer is raised as the exception of its status from ``match.errors`` (400
@@ -120,6 +120,10 @@ def _count(options: dict[str, Any]) -> Call:
 
 def _list(offset: int, limit: int, options: dict[str, Any]) -> Call:
     return Call("POST", "/list", _fields({"offset": offset, "limit": limit, **options}))
+
+
+def _duplicates(offset: int, limit: int, options: dict[str, Any]) -> Call:
+    return Call("GET", "/duplicates", _fields({"offset": offset, "limit": limit, **options}))
 
 
 def _collections() -> Call:
@@ -303,6 +307,9 @@ class Client:
     def list(self, offset: int = 0, limit: int = 20, **options: Any) -> list[str]:
         return self._call(_list(offset, limit, options))
 
+    def duplicates(self, offset: int = 0, limit: int = 20, **options: Any) -> list[dict[str, Any]]:
+        return self._call(_duplicates(offset, limit, options))
+
     def collections(self) -> list[dict[str, Any]]:
         return self._call(_collections())
 
@@ -398,6 +405,11 @@ class AsyncClient:
 
     async def list(self, offset: int = 0, limit: int = 20, **options: Any) -> list[str]:
         return await self._call(_list(offset, limit, options))
+
+    async def duplicates(
+        self, offset: int = 0, limit: int = 20, **options: Any
+    ) -> list[dict[str, Any]]:
+        return await self._call(_duplicates(offset, limit, options))
 
     async def collections(self) -> list[dict[str, Any]]:
         return await self._call(_collections())

@@ -225,6 +225,13 @@ SETTINGS: tuple[Setting, ...] = (
         "page (`GET /thumbnail`, docs/web.md); `false`: none stored.",
     ),
     Setting(
+        "MATCH_DUPLICATES_MAX_IMAGES",
+        "1000",
+        _positive_int,
+        "Most images one GET /duplicates request searches (one search each); a larger scan is "
+        "refused (413) in favour of `match duplicates`, which has no limit (docs/duplicates.md).",
+    ),
+    Setting(
         "MATCH_MAX_UPLOAD_BYTES",
         "26214400",
         _positive_int,
@@ -314,6 +321,7 @@ class Settings:
     match_pdq_min_quality: int
     match_pdq_probe_radius: int
     match_thumbnails: bool
+    match_duplicates_max_images: int
     match_max_upload_bytes: int
     match_max_filepath_bytes: int
     match_max_image_pixels: int

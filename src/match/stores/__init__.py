@@ -14,6 +14,7 @@ from match.stores.base import (
     LocalCandidate,
     Metadata,
     PdqHit,
+    Since,
     Store,
     Thumbnail,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "LocalCandidate",
     "Metadata",
     "PdqHit",
+    "Since",
     "Store",
     "Thumbnail",
     "open_store",

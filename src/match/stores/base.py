@@ -8,7 +8,7 @@ Stores translate their engine's errors into ``match.errors`` in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +41,9 @@ class ImageRecord:
     # a small WebP of the image for the web page (service/thumbnails.py); None: none stored.
     # Written by add, read by Store.thumbnail (get does not read it back)
     thumbnail: bytes | None = None
+    # its insertion sequence, as the store reads it back (the embedded store's row id, the
+    # engines' seq: the writer's clock in nanoseconds); None: not known (image-match's records)
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,15 @@ class Thumbnail:
 
     image: bytes
     size: Size | None = None
+
+
+@dataclass(frozen=True)
+class Since:
+    """Records added after a point: at or after ``time`` (Unix seconds), and with an insertion
+    sequence above ``seq`` (ImageRecord.seq); None: no bound of that kind."""
+
+    time: float | None = None
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,18 @@ class Store(Protocol):
         where: Filter | None = None,
     ) -> list[str]:
         """Filepaths in insertion order (a replaced filepath moves to the end)."""
+
+    def scan(
+        self,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+        since: Since | None = None,
+        batch: int = 200,
+    ) -> Iterator[ImageRecord]:
+        """Every record in scope, whole (signature, local features, size, metadata, added,
+        seq), in insertion order, read ``batch`` at a time (each batch in one read: a long scan
+        holds no snapshot open); with ``since``, only the records added after it."""
 
     def collections(self) -> list[tuple[str, int]]:
         """Every collection holding records, with its count, by name (``default`` always)."""

@@ -341,6 +341,7 @@ def record_of(source: dict[str, Any]) -> ImageRecord:
         added=_seconds(source.get("timestamp")),
         pdq=pdq_of(source)[0],
         pdq_quality=pdq_of(source)[1],
+        seq=seq if isinstance(seq := source.get("seq"), int) else None,
     )
 
 

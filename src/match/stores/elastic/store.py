@@ -14,7 +14,7 @@ refresh at its end, not per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from match.stores.base import (
     LocalCandidate,
     Metadata,
     PdqHit,
+    Since,
     Thumbnail,
 )
 from match.stores.elastic import bodies, listing, lookup
@@ -186,6 +187,18 @@ class ElasticStore:
         if limit == 0:
             return []
         return self._index.call(lambda: listing.list_paths(self._index, offset, limit, clauses))
+
+    def scan(
+        self,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+        since: Since | None = None,
+        batch: int = 200,
+    ) -> Iterator[ImageRecord]:
+        clauses = bodies.scope(check_collection(collection), where)
+        clauses += listing.since_clauses(since)
+        return listing.scan(self._index, clauses, min(max(1, int(batch)), lookup.MAX_WINDOW))
 
     def collections(self) -> list[tuple[str, int]]:
         body = {

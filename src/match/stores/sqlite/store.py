@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from match.stores.base import (
     LocalCandidate,
     Metadata,
     PdqHit,
+    Since,
     Thumbnail,
 )
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
@@ -51,6 +52,10 @@ BATCH = 2000
 """Records per add_many transaction."""
 HASH_BATCH = 20_000
 """Hash-only records per add_hashes transaction."""
+RECORD_COLUMNS = (
+    "filepath, algorithm, signature, metadata, features, width, height, added, pdq, pdq_quality"
+)
+"""The columns a whole record is read from (images LEFT JOIN local), then its id."""
 _THREADPOOLS = ThreadpoolController()
 
 Ranked = tuple[float, str, int, int]  # (distance, filepath, id, orientation)
@@ -170,21 +175,43 @@ class SQLiteStore:
         filepath, collection = _key(filepath, collection)
         with self._db.read() as conn:
             row = conn.execute(
-                "SELECT filepath, algorithm, signature, metadata, features, width, height, added, "
-                "pdq, pdq_quality FROM images LEFT JOIN local USING (id) "
+                f"SELECT {RECORD_COLUMNS}, id FROM images LEFT JOIN local USING (id) "
                 "WHERE filepath = ? AND collection = "
                 "(SELECT id FROM collections WHERE name = ?)",
                 (filepath, collection),
             ).fetchone()
         if row is None:
             raise checks.not_found(filepath, collection)
-        signature = unpack_signatures([row[2]])[0]
-        metadata = checks.metadata_of(row[3])
-        local = tables.unpacked(row[4])
-        size = _size(row[5], row[6])
-        return ImageRecord(
-            row[0], signature, metadata, row[1], local, collection, size, row[7], row[8], row[9]
-        )
+        return _record(row, collection)
+
+    def scan(
+        self,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+        since: Since | None = None,
+        batch: int = 200,
+    ) -> Iterator[ImageRecord]:
+        collection = check_collection(collection)
+        batch = max(1, int(batch))
+        with self._db.read() as conn:
+            self._codes_shared.refresh(conn)
+            rows = self._chosen(conn, self._codes, collection, where)
+            if rows is None:
+                return
+            ids = self._codes.live_ids(rows)
+            if since is not None:
+                found = tables.collection_id(conn, collection)
+                ids = ids[np.isin(ids, tables.added_since(conn, found, since.time, since.seq))]
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            with self._db.read() as conn:
+                found_rows = tables.rows_by_id(
+                    conn, RECORD_COLUMNS, chunk, join="LEFT JOIN local USING (id)"
+                )
+            for image_id in chunk.tolist():  # one deleted since the first read is skipped
+                if image_id in found_rows:
+                    yield _record(found_rows[image_id], collection)
 
     def thumbnail(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> Thumbnail | None:
         filepath, collection = _key(filepath, collection)
@@ -502,6 +529,23 @@ class SQLiteStore:
 
 def _key(filepath: str, collection: str) -> tuple[str, str]:
     return checks.check_filepath(filepath), check_collection(collection)
+
+
+def _record(row: tuple[Any, ...], collection: str) -> ImageRecord:
+    """A whole record from the RECORD_COLUMNS of its row, then its id."""
+    return ImageRecord(
+        row[0],
+        unpack_signatures([row[2]])[0],
+        checks.metadata_of(row[3]),
+        row[1],
+        tables.unpacked(row[4]),
+        collection,
+        _size(row[5], row[6]),
+        row[7],
+        row[8],
+        row[9],
+        seq=int(row[10]),
+    )
 
 
 def _size(width: int | None, height: int | None) -> tuple[int, int] | None:

@@ -172,6 +172,20 @@ def collections(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     ).fetchall()
 
 
+def added_since(
+    conn: sqlite3.Connection, collection: int | None, time: float | None, seq: int | None
+) -> np.ndarray:
+    """Ids (ascending) of the collection's images added at or after ``time`` (Unix seconds) and
+    with ids above ``seq``; either bound may be None."""
+    if collection is None:
+        return np.zeros(0, dtype=np.int64)
+    found = conn.execute(
+        "SELECT id FROM images WHERE collection = ? AND id > ? AND added >= ? ORDER BY id",
+        (collection, -1 if seq is None else seq, -1.0 if time is None else time),
+    ).fetchall()
+    return np.array([row[0] for row in found], dtype=np.int64)
+
+
 def check_algorithms(conn: sqlite3.Connection, algorithm: str) -> None:
     """IncompatibleRecord if records of another signature algorithm are stored."""
     foreign = conn.execute(
