@@ -4,15 +4,22 @@ Tentative matches are keypoints sharing a visual word whose Hamming-embedding bi
 each keypoint keeps only its closest partner. RANSAC then fits an affine map (which covers
 scaling, crops, padding, small rotations and, approximately, mild perspective) and the inliers
 are the evidence. The map also gives the overlap: how much of each image the other covers.
+
+A fitted map never mirrors (its determinant must be positive). A mirror image is verified with
+the query's mirrored features (mirror.py): ``verify_mirrored`` fits the map of the mirrored
+query, then composes it with the mirror, so the match's map takes the query as it was given
+into the target, and mirrors.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+
+from match.local.mirror import mirror_map
 
 MAX_HAMMING = 22  # of 64 bits
 REPROJECTION_PIXELS = 8.0  # in the FRAME-sized frame
@@ -37,8 +44,21 @@ class Verified:
     inliers: int
     query_overlap: float  # percent of the query covered by the target
     target_overlap: float  # percent of the target covered by the query
-    quarter_turns: int  # 0-3: counter-clockwise quarter turns that bring the query upright
-    matrix: np.ndarray  # (2, 3) affine map of the query's frame into the target's
+    # (2, 3) affine map of the query's frame into the target's (pixel centres); its determinant
+    # is negative when the query matched as a mirror image
+    matrix: np.ndarray
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the query matched as a mirror image."""
+        return bool(np.linalg.det(self.matrix[:, :2]) < 0)
+
+    @property
+    def quarter_turns(self) -> int:
+        """0-3: the counter-clockwise quarter turns that bring the query upright, after
+        mirroring it left-right when ``mirrored`` (as signature.ORIENTATIONS composes them)."""
+        linear = self.matrix[:, :2]
+        return _quarter_turns(linear @ np.diag([-1.0, 1.0]) if self.mirrored else linear)
 
 
 def tentative_matches(query: LocalFeatures, target: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
@@ -94,15 +114,35 @@ def verify(query: LocalFeatures, target: LocalFeatures) -> Verified | None:
         inliers,
         _covered(matrix, query.size, target.size),
         _covered(cv2.invertAffineTransform(matrix), target.size, query.size),
-        _quarter_turns(matrix),
         matrix,
     )
 
 
-def _quarter_turns(matrix: np.ndarray) -> int:
-    """The nearest multiple of 90 degrees of the map's rotation, counter-clockwise as seen
+def verify_mirrored(
+    query: LocalFeatures, target: LocalFeatures, *, mirror_of: str = "query"
+) -> Verified | None:
+    """The agreement of a query with a target as a mirror image. The features of one side
+    (``mirror_of``: "query" or "target") are its mirror image's (mirror.py); the map is fitted
+    as for any two images, then composed with that side's mirror, so the result maps the query
+    as it was given into the target as it was stored, and mirrors. A mirror keeps every area:
+    the overlaps are the fitted ones."""
+    verified = verify(query, target)
+    if verified is None:
+        return None
+    forward = np.vstack([verified.matrix, [0.0, 0.0, 1.0]])
+    if mirror_of == "query":  # mirror the query first, then map it
+        matrix = forward @ mirror_map(query.size[0])
+    elif mirror_of == "target":  # map into the target's mirror image, then mirror it back
+        matrix = mirror_map(target.size[0]) @ forward
+    else:
+        raise ValueError(f"mirror_of is 'query' or 'target', not {mirror_of!r}")
+    return replace(verified, matrix=matrix[:2])
+
+
+def _quarter_turns(linear: np.ndarray) -> int:
+    """The nearest multiple of 90 degrees of a (2, 2) map's rotation, counter-clockwise as seen
     (image y points down, so a turn by a shows as [[cos a, sin a], [-sin a, cos a]])."""
-    degrees = math.degrees(math.atan2(matrix[0, 1], matrix[0, 0]))
+    degrees = math.degrees(math.atan2(linear[0, 1], linear[0, 0]))
     return round(degrees / 90.0) % 4
 
 
