@@ -23,7 +23,7 @@ from match.local import (
     pack,
     unpack,
     verify,
-    verify_mirrored,
+    verify_all,
 )
 from match.local.features import MAX_KEYPOINTS
 from match.local.mirror import mirrored_descriptors
@@ -221,7 +221,7 @@ def test_a_mirrored_crop_verifies_as_the_signature_names_its_orientation(
     )
     unmirrored = verify(query, stored)  # SIFT is not mirror-invariant
     assert unmirrored is None or local_score(unmirrored.inliers) == 0
-    verified = verify_mirrored(mirror, stored)
+    verified = verify(mirror, stored, mirror_of="query")
     assert verified is not None and verified.inliers >= 20 and verified.mirrored
     assert verified.target_overlap == pytest.approx(49, abs=5)
     # the orientation the signature finds for the whole mirrored, turned photo
@@ -230,3 +230,26 @@ def test_a_mirrored_crop_verifies_as_the_signature_names_its_orientation(
     best = int(np.argmin(normalized_distances(whole, upright)[:, 0]))
     assert ORIENTATIONS[best].startswith("mirror")
     assert 4 * verified.mirrored + verified.quarter_turns == best
+
+
+def test_verifying_many_targets_at_once_is_verifying_each(
+    photo_paths: list[Path], photo: Path
+) -> None:
+    def mirrored_crop(image: Image.Image) -> Image.Image:
+        return centre_crop(0.6)(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    query = edited(photo, centre_crop(0.6))
+    _, mirror = local_features_and_mirror(decode_pixels(jpeg(photo, mirrored_crop)))
+    nothing = LocalFeatures(
+        np.zeros((0, 2), np.float32), np.zeros(0, np.uint32), np.zeros(0, np.uint64), (640, 480)
+    )
+    targets = [features_of(p) for p in photo_paths[:12] if p != photo]
+    targets += [features_of(photo), nothing]
+    for features, mirror_of in ((query, None), (mirror, "query")):
+        together = verify_all(features, targets, mirror_of=mirror_of)
+        alone = [verify(features, target, mirror_of=mirror_of) for target in targets]
+        assert together[-2] is not None and together[-1] is None  # the photo; no keypoints
+        for a, b in zip(together, alone, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                assert a.inliers == b.inliers and np.array_equal(a.matrix, b.matrix)

@@ -14,7 +14,7 @@ import numpy as np
 from match.local.codec import pack, unpack
 from match.local.features import EXTRACTION, FRAME, Extraction, grey_frame, keypoints
 from match.local.mirror import mirrored_descriptors, mirrored_points
-from match.local.verify import LocalFeatures, Verified, verify, verify_mirrored
+from match.local.verify import LocalFeatures, Verified, verify, verify_all
 from match.local.vocabulary import WORDS, vocabulary
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "pack",
     "unpack",
     "verify",
-    "verify_mirrored",
+    "verify_all",
     "vocabulary",
 ]
 

@@ -6,14 +6,16 @@ scaling, crops, padding, small rotations and, approximately, mild perspective) a
 are the evidence. The map also gives the overlap: how much of each image the other covers.
 
 A fitted map never mirrors (its determinant must be positive). A mirror image is verified with
-the query's mirrored features (mirror.py): ``verify_mirrored`` fits the map of the mirrored
-query, then composes it with the mirror, so the match's map takes the query as it was given
-into the target, and mirrors.
+the query's mirrored features (mirror.py): ``verify(..., mirror_of="query")`` fits the map of
+the mirrored query, then composes it with the mirror, so the match's map takes the query as it
+was given into the target, and mirrors.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -63,32 +65,86 @@ class Verified:
 
 def tentative_matches(query: LocalFeatures, target: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (query, target) of one-to-one word matches with close bits."""
-    order = np.argsort(target.words, kind="stable")
-    sorted_words = target.words[order]
-    starts = np.searchsorted(sorted_words, query.words, "left")
-    counts = np.searchsorted(sorted_words, query.words, "right") - starts
+    return tentative_matches_all(query, [target])[0]
+
+
+def tentative_matches_all(
+    query: LocalFeatures, targets: Sequence[LocalFeatures]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``tentative_matches`` of the query with each target, in one vectorised pass over all of
+    them: most candidates of a search share few words with the query, and numpy's per-call cost
+    would be most of the work one target at a time.
+
+    Pairs share a word and differ in at most MAX_HAMMING bits; then closest first (ties: lower
+    query index, then lower target index), each query keypoint keeps its closest partner and
+    each target keypoint the closest of those. Each target's pairs come in that order."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if not targets:
+        return []
+    lengths = np.array([len(target.words) for target in targets])
+    words = np.concatenate([target.words for target in targets]).astype(np.int64)
+    # the query's keypoints by word: word w's are order[starts[w]:starts[w] + per_word[w]]
+    order = np.argsort(query.words, kind="stable")
+    top = int(max(query.words.max(initial=0), words.max(initial=0)))
+    per_word = np.bincount(query.words.astype(np.int64), minlength=top + 1)
+    starts, counts = (np.cumsum(per_word) - per_word)[words], per_word[words]
     total = int(counts.sum())
     if total == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    q = np.repeat(np.arange(len(query.words)), counts)
+        return [empty] * len(targets)
+    # every (target keypoint g, query keypoint q) sharing a word; g numbers all targets' keypoints
+    g = np.repeat(np.arange(len(words)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    t = order[np.repeat(starts, counts) + offsets]
-    distance = np.bitwise_count(query.bits[q] ^ target.bits[t])
+    q = order[np.repeat(starts, counts) + offsets]
+    bits = np.concatenate([target.bits for target in targets])
+    distance = np.bitwise_count(query.bits[q] ^ bits[g])
     close = distance <= MAX_HAMMING
-    q, t, distance = q[close], t[close], distance[close]
-    # closest first, then one partner per query keypoint and per target keypoint
-    by_distance = np.argsort(distance, kind="stable")
-    q, t = q[by_distance], t[by_distance]
-    _, first_q = np.unique(q, return_index=True)
-    q, t = q[np.sort(first_q)], t[np.sort(first_q)]
-    _, first_t = np.unique(t, return_index=True)
-    keep = np.sort(first_t)
-    return q[keep], t[keep]
+    q, g, distance = q[close], g[close], distance[close]
+    owner = np.repeat(np.arange(len(targets)), lengths)[g]
+    # by target, then closest first; one partner per query keypoint, then per target keypoint
+    ranked = np.lexsort((g, q, distance, owner))
+    q, g, owner = q[ranked], g[ranked], owner[ranked]
+    _, first_q = np.unique(owner * len(query.words) + q, return_index=True)
+    kept = np.sort(first_q)
+    q, g, owner = q[kept], g[kept], owner[kept]
+    _, first_g = np.unique(g, return_index=True)
+    kept = np.sort(first_g)
+    q, g, owner = q[kept], g[kept], owner[kept]
+    first_keypoint = np.cumsum(lengths) - lengths
+    bounds = np.searchsorted(owner, np.arange(len(targets) + 1))
+    return [
+        (q[a:b], g[a:b] - first_keypoint[n])
+        for n, (a, b) in enumerate(itertools.pairwise(bounds.tolist()))
+    ]
 
 
-def verify(query: LocalFeatures, target: LocalFeatures) -> Verified | None:
-    """The affine agreement between two images, or None when there is too little evidence."""
-    q, t = tentative_matches(query, target)
+def verify(
+    query: LocalFeatures, target: LocalFeatures, *, mirror_of: str | None = None
+) -> Verified | None:
+    """The affine agreement between two images, or None when there is too little evidence.
+
+    With ``mirror_of`` ("query" or "target"), that side's features are its mirror image's
+    (mirror.py): the map is fitted as for any two images, then composed with that side's
+    mirror, so the result maps the query as it was given into the target as it was stored,
+    and mirrors. A mirror keeps every area: the overlaps are the fitted ones."""
+    return verify_all(query, [target], mirror_of=mirror_of)[0]
+
+
+def verify_all(
+    query: LocalFeatures, targets: Sequence[LocalFeatures], *, mirror_of: str | None = None
+) -> list[Verified | None]:
+    """``verify`` of the query with each target (their tentative matches in one pass)."""
+    if mirror_of not in (None, "query", "target"):
+        raise ValueError(f"mirror_of is None, 'query' or 'target', not {mirror_of!r}")
+    return [
+        _mirrored(_fit(query, target, q, t), query, target, mirror_of)
+        for target, (q, t) in zip(targets, tentative_matches_all(query, targets), strict=True)
+    ]
+
+
+def _fit(
+    query: LocalFeatures, target: LocalFeatures, q: np.ndarray, t: np.ndarray
+) -> Verified | None:
+    """The affine map of the tentative matches (q, t) that RANSAC finds, if it is evidence."""
     if len(q) < MIN_MATCHES:
         return None
     source = query.points[q].astype(np.float32)
@@ -118,24 +174,18 @@ def verify(query: LocalFeatures, target: LocalFeatures) -> Verified | None:
     )
 
 
-def verify_mirrored(
-    query: LocalFeatures, target: LocalFeatures, *, mirror_of: str = "query"
+def _mirrored(
+    verified: Verified | None, query: LocalFeatures, target: LocalFeatures, mirror_of: str | None
 ) -> Verified | None:
-    """The agreement of a query with a target as a mirror image. The features of one side
-    (``mirror_of``: "query" or "target") are its mirror image's (mirror.py); the map is fitted
-    as for any two images, then composed with that side's mirror, so the result maps the query
-    as it was given into the target as it was stored, and mirrors. A mirror keeps every area:
-    the overlaps are the fitted ones."""
-    verified = verify(query, target)
-    if verified is None:
-        return None
+    """A fitted match as the match of the images as given, when one side's features were its
+    mirror image's."""
+    if verified is None or mirror_of is None:
+        return verified
     forward = np.vstack([verified.matrix, [0.0, 0.0, 1.0]])
     if mirror_of == "query":  # mirror the query first, then map it
         matrix = forward @ mirror_map(query.size[0])
-    elif mirror_of == "target":  # map into the target's mirror image, then mirror it back
+    else:  # map into the target's mirror image, then mirror that back
         matrix = mirror_map(target.size[0]) @ forward
-    else:
-        raise ValueError(f"mirror_of is 'query' or 'target', not {mirror_of!r}")
     return replace(verified, matrix=matrix[:2])
 
 

@@ -161,8 +161,8 @@ def _candidate_matches(
     query: Query, candidates: Sequence[LocalCandidate], mirrored: bool, min_overlap: float
 ) -> list[Match]:
     matches = []
-    for candidate in candidates:
-        verified = verify(query, candidate.local, mirrored=mirrored)
+    found = verify_all(query, [candidate.local for candidate in candidates], mirrored=mirrored)
+    for candidate, verified in zip(candidates, found, strict=True):
         if verified is not None and verified.target_overlap >= min_overlap:
             local_match = _local_match(query, candidate, verified)
             matches.append(_with_pdq(local_match, candidate.pdq, candidate.pdq_quality))
@@ -229,35 +229,29 @@ def _best_local(first: Query, second: Query) -> local.Verified | None:
     ``second``'s: a stored image's are not known). An unmirrored match wins a tie."""
     if second.local is None:
         return None
-    found = [verify(first, second.local)]
+    found = verify_all(first, [second.local])
     if first.mirrors and first.local is not None:
         if first.mirrored_local is not None:
-            found.append(verify(first, second.local, mirrored=True))
+            found += verify_all(first, [second.local], mirrored=True)
         elif second.mirrored_local is not None:
-            found.append(
-                local.verify_mirrored(first.local, second.mirrored_local, mirror_of="target")
-            )
+            found.append(local.verify(first.local, second.mirrored_local, mirror_of="target"))
     kept = [v for v in found if v is not None]
     return max(kept, key=lambda v: v.inliers) if kept else None
 
 
-def verify(
-    query: Query, stored: local.LocalFeatures, *, mirrored: bool = False
-) -> local.Verified | None:
-    """The query's local match with a stored image, or its mirror image's (``mirrored``, only
-    when the query matches mirror images). Local features find any rotation; a query of one
-    orientation (all_orientations off) accepts only upright matches, as the signature."""
-    if mirrored:
-        if not query.mirrors or query.mirrored_local is None:
-            return None
-        verified = local.verify_mirrored(query.mirrored_local, stored)
-    elif query.local is None:
-        return None
-    else:
-        verified = local.verify(query.local, stored)
-    if verified is None or (query.upright_only and verified.quarter_turns != 0):
-        return None
-    return verified
+def verify_all(
+    query: Query, stored: Sequence[local.LocalFeatures], *, mirrored: bool = False
+) -> list[local.Verified | None]:
+    """The query's local match with each stored image, or its mirror image's (``mirrored``,
+    only when the query matches mirror images). Local features find any rotation; a query of
+    one orientation (all_orientations off) accepts only upright matches, as the signature."""
+    features = query.mirrored_local if mirrored else query.local
+    if features is None or (mirrored and not query.mirrors):
+        return [None] * len(stored)
+    found = local.verify_all(features, stored, mirror_of="query" if mirrored else None)
+    if query.upright_only:
+        return [v if v is not None and v.quarter_turns == 0 else None for v in found]
+    return found
 
 
 def _local_match(query: Query, candidate: LocalCandidate, verified: local.Verified) -> Match:
