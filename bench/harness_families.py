@@ -20,13 +20,22 @@ Then run the harness from the view, e.g. through HTTP on a fresh server:
 The extra families are made as make_queries.py makes its own: the original in RGB, edited with
 Pillow, saved as JPEG quality 90; crop_center keeps the centred share of each side, rounding
 as make_queries.py does.
+
+The extra families' negative queries also set the run's threshold. To compare with a run of the
+harness's own families, rescore the run's rows on those families alone (the harness's threshold
+and evaluate functions, the threshold from their negatives only):
+
+    .venv/bin/python bench/harness_families.py --rescore VIEW/results/ENGINE.rows.json.gz
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import importlib.util
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,12 +103,34 @@ def _link(link: Path, target: Path) -> None:
     link.symlink_to(target, target_is_directory=True)
 
 
+def rescore(rows_file: Path, harness: Path = HARNESS) -> None:
+    """Prints a run's table on the harness's own families, threshold from their negatives."""
+    sys.path.insert(0, str(harness))  # accuracy.py imports its engines.py (numpy and Pillow)
+    spec = importlib.util.spec_from_file_location("accuracy", harness / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(accuracy)
+    families = json.loads((harness / "set.json").read_text())["families"]
+    with gzip.open(rows_file, "rt") as f:
+        rows = [row for row in json.load(f) if row["family"] in families]
+    t = accuracy.threshold([row["top_score"] for row in rows if row["negative"]])
+    name = f"{rows_file.name}, the harness's families only"
+    scored = accuracy.evaluate(rows, t)
+    print(accuracy.table(name, scored, t, [f for f in families if f in scored]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("queries", type=Path, help="a folder written by make_queries.py")
-    parser.add_argument("view", type=Path, help="the harness view to write")
+    parser.add_argument("queries", type=Path, nargs="?", help="a folder of make_queries.py")
+    parser.add_argument("view", type=Path, nargs="?", help="the harness view to write")
     parser.add_argument("--harness", type=Path, default=HARNESS, help="the photos harness")
+    parser.add_argument("--rescore", type=Path, help="a run's .rows.json.gz: rescore it")
     args = parser.parse_args()
+    if args.rescore:
+        rescore(args.rescore, args.harness)
+        return
+    if args.queries is None or args.view is None:
+        parser.error("give QUERIES and VIEW, or --rescore")
     made = make_view(args.queries, args.view, args.harness)
     print(f"{made} query files of {', '.join(FAMILIES)} in {args.view / 'queries'}")
 
