@@ -8,19 +8,22 @@ It prints:
 1. time per add: ``Matcher.record`` on every dev photo (originals and distractors), partial
    matching on and off (the first call, which loads the vocabulary, is left out);
 2. time per search: building the query (``Matcher.query(..., True)``) on and off, and the local
-   part of a search alone (``store.local_candidates`` of 30 images, then ``local.verify`` of
-   each), at the size below;
+   part of a search alone (``store.local_candidates`` of 30 images, then ``local.verify_all`` of
+   them; the same for the mirror image's pass), at the size below;
 3. bytes per image: packed local features, SQLite file with and without them (the same photos),
    and the in-memory word index;
 4. search latency in the embedded store at ``--images`` images: end to end (``Matcher.query`` +
    ``Matcher.search`` from encoded bytes) and ``Matcher.search`` alone, on and off on the same
-   store, and how often the query's original is the top result.
+   store, and how often the query's original is the top result;
+5. what the mirror image's pass costs (issue 14): the same, partial matching on with and
+   without it (a query built without its mirror features makes no mirrored pass), side by side.
 
 The store holds the real photos (real signatures and local features) and synthetic records:
 signatures as bench/store.py makes them, local features of a real photo whose words are
 replaced by words drawn from the photos' word frequencies (points and bits kept), so posting
 lists have realistic lengths. Queries are the harness's edited copies of the originals (crops,
-screenshot, meme, padding) when ../harness/queries exists, else 70% centre crops.
+screenshot, meme, padding, and mirrored crops when the folder has them: bench/harness_families.py)
+when ../harness/queries (or --harness) exists, else 70% centre crops.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ import numpy as np
 from PIL import Image
 
 from match.errors import BlankImage
-from match.local import WORDS, LocalFeatures, pack, verify
+from match.local import WORDS, LocalFeatures, pack, verify_all
 from match.service import LOCAL_CANDIDATES, Matcher
+from match.service.analysis import Query
 from match.settings import Settings
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
@@ -48,7 +52,14 @@ from shared_photos import PHOTOS, photos_dir
 from store import disk_bytes, latency, ms, synthetic
 
 HARNESS_QUERIES = Path(__file__).resolve().parent.parent.parent / "harness" / "queries"
-FAMILIES = ("crop_center_70", "crop_side_20", "screenshot_60", "augly_meme", "pad_10")
+FAMILIES = (
+    "crop_center_70",
+    "crop_side_20",
+    "screenshot_60",
+    "augly_meme",
+    "pad_10",
+    "mirror_crop_center_70",  # only in a folder of bench/harness_families.py
+)
 LIMIT = 100  # results per search, the search API's default
 BATCH = 5_000  # synthetic records built and added at a time
 
@@ -196,10 +207,12 @@ def fill(
 def harness_queries(folder: Path, count: int, rng: np.random.Generator) -> list[QueryImage]:
     """``count`` edited copies spread evenly over FAMILIES, originals chosen at random."""
     listed = json.loads((folder / "queries.json").read_text())["queries"]
+    present = {q["family"] for q in listed.values()}
+    families = [family for family in FAMILIES if family in present]
     queries = []
-    for k, family in enumerate(FAMILIES):
+    for k, family in enumerate(families):
         names = sorted(name for name, q in listed.items() if q["family"] == family)
-        wanted = count // len(FAMILIES) + (k < count % len(FAMILIES))
+        wanted = count // len(families) + (k < count % len(families))
         for name in rng.choice(names, min(wanted, len(names)), replace=False):
             original = listed[name]["original"] + ".jpg"
             queries.append(QueryImage(family, original, (folder / name).read_bytes()))
@@ -220,24 +233,38 @@ def centre_crops(photos: Path, count: int) -> list[QueryImage]:
 
 
 # -- 2. and 4. searches -------------------------------------------------------------------------
-def local_part(store: SQLiteStore, features: LocalFeatures) -> tuple[Timing, Timing]:
-    """Times of the local search's two steps: candidates, then verification of each."""
+def local_part(
+    store: SQLiteStore, features: LocalFeatures, mirrored: bool = False
+) -> tuple[Timing, Timing]:
+    """Times of the local search's two steps: candidates, then verification of each (of the
+    query's mirror image, ``mirrored``, when ``features`` are its)."""
     candidates, retrieval = timed(store.local_candidates, features.words, LOCAL_CANDIDATES)
-    _, verification = timed(lambda: [verify(features, c.local) for c in candidates])
+    targets = [candidate.local for candidate in candidates]
+    mirror_of = "query" if mirrored else None
+    _, verification = timed(verify_all, features, targets, mirror_of=mirror_of)
     return retrieval, verification
 
 
 def run_queries(store: SQLiteStore, queries: list[QueryImage]) -> dict[str, Any]:
-    """Every query on and off back to back, in alternating order (so machine load and warm
-    caches favour neither): the time of each step, and whether the original came first. The
-    local part alone is timed in a second pass, not right after the same query's search."""
+    """Every query on, on without the mirror image's pass, and off, back to back, in rotating
+    order (so machine load and warm caches favour none): the time of each step, and whether the
+    original came first. The local part alone is timed in a second pass, not right after the
+    same query's search."""
     on, off = matchers(store)
+    variants: dict[str, tuple[Matcher, Callable[[bytes], Query]]] = {
+        "on": (on, lambda data: on.query(data, True)),
+        # a query without its mirror features makes no mirrored pass: the search before it
+        "unmirrored": (on, lambda data: on.analyser.query(data, True, mirror=False)),
+        "off": (off, lambda data: off.query(data, True)),
+    }
+    names = list(variants)
     times: dict[str, list[Timing]] = {}
-    top: dict[str, list[tuple[str, bool]]] = {"on": [], "off": []}
+    top: dict[str, list[tuple[str, bool]]] = {name: [] for name in names}
     features = []
     for k, query in enumerate(queries):
-        for name, matcher in (("on", on), ("off", off)) if k % 2 else (("off", off), ("on", on)):
-            built, build_time = timed(matcher.query, query.data, True)
+        for name in names[k % 3 :] + names[: k % 3]:
+            matcher, build = variants[name]
+            built, build_time = timed(build, query.data)
             found, search_time = timed(matcher.search, built, limit=LIMIT)
             add_time(times, f"query {name}", build_time)
             add_time(times, f"search {name}", search_time)
@@ -245,12 +272,17 @@ def run_queries(store: SQLiteStore, queries: list[QueryImage]) -> dict[str, Any]
             first = found[0].filepath if found else None
             top[name].append((query.family, first == query.original))
             if name == "on" and built.local is not None:
-                features.append(built.local)
-    for local in features:
+                features.append((built.local, built.mirrored_local))
+    for local, mirrored in features:
         retrieval, verification = local_part(store, local)
         add_time(times, "local candidates", retrieval)
         add_time(times, "local verification", verification)
         add_time(times, "local part", retrieval, verification)
+        if mirrored is not None:
+            retrieval, verification = local_part(store, mirrored, mirrored=True)
+            add_time(times, "mirror candidates", retrieval)
+            add_time(times, "mirror verification", verification)
+            add_time(times, "mirror part", retrieval, verification)
     return {"times": times, "top": top}
 
 
@@ -285,6 +317,23 @@ def report_search(result: dict[str, Any]) -> None:
         shown = ", ".join(f"{f} {sum(h)}/{len(h)}" for f, h in by_family.items())
         print(f"original ranked first, partial {name}: {sum(h for _, h in found)}/{len(found)}")
         print(f"  {shown}")
+
+
+def report_mirror(times: dict[str, list[Timing]]) -> None:
+    """Partial matching on, with and without the mirror image's pass, side by side."""
+    print("\n== 5. the mirror image's pass: partial matching on, with / without it ==")
+    for step in ("query", "search", "end to end"):
+        with_it, without = np.array(times[f"{step} on"]), np.array(times[f"{step} unmirrored"])
+        for column, clock in ((0, "wall"), (1, "CPU")):
+            a, b = with_it[:, column], without[:, column]
+            print(
+                f"{step + ', ' + clock + ':':20} p50 {ms(a, 0.5)} / {ms(b, 0.5)} ms "
+                f"({np.median(a) / np.median(b):.2f}x), mean {1000 * a.mean():.1f} / "
+                f"{1000 * b.mean():.1f} ms ({a.mean() / b.mean():.2f}x)"
+            )
+    for name in ("local part", "mirror candidates", "mirror verification", "mirror part"):
+        if name in times:
+            print(f"{name + ':':20} {latency(times[name])}")
 
 
 def report_store(
@@ -345,6 +394,7 @@ def bench(work: Path, args: argparse.Namespace) -> None:
     result = run_queries(store, queries)
     report_store(images, fill_times, disk, store, loads)
     report_search(result)
+    report_mirror(result["times"])
     store.close()
 
 

@@ -9,13 +9,26 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from match.local import FRAME, WORDS, LocalFeatures, local_features, pack, unpack, verify
+from match.local import (
+    FRAME,
+    WORDS,
+    LocalFeatures,
+    local_features,
+    local_features_and_mirror,
+    pack,
+    unpack,
+    verify,
+    verify_all,
+)
 from match.local.features import MAX_KEYPOINTS
+from match.local.mirror import mirrored_descriptors
 from match.local.score import MIN_INLIERS, local_score
+from match.signature import ORIENTATIONS, normalized_distances, orientation_signatures
 from match.signature.decode import decode_pixels
 
 
@@ -24,11 +37,15 @@ def features_of(path: Path) -> LocalFeatures:
     return local_features(decode_pixels(path))
 
 
-def edited(path: Path, edit: Callable[[Image.Image], Image.Image]) -> LocalFeatures:
+def jpeg(path: Path, edit: Callable[[Image.Image], Image.Image]) -> bytes:
     image = edit(Image.open(path).convert("RGB"))
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)
-    return local_features(decode_pixels(out.getvalue()))
+    return out.getvalue()
+
+
+def edited(path: Path, edit: Callable[[Image.Image], Image.Image]) -> LocalFeatures:
+    return local_features(decode_pixels(jpeg(path, edit)))
 
 
 def centre_crop(share: float) -> Callable[[Image.Image], Image.Image]:
@@ -139,3 +156,100 @@ def test_a_turned_crop_reports_the_quarter_turns_that_bring_it_upright(
     assert verified is not None
     # turning the query by (4 - turns) more quarter turns brings it back upright
     assert verified.quarter_turns == (4 - turns) % 4
+
+
+# -- mirror images (issue 14) -----------------------------------------------------------------
+def opencv_sift(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's own SIFT keypoints of a grey image: points, angles, descriptors."""
+    found, descriptors = cv2.SIFT_create(nfeatures=1000).detectAndCompute(grey, None)
+    points = np.array([k.pt for k in found])
+    return points, np.array([k.angle for k in found]), descriptors
+
+
+def relative_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_a_mirror_images_sift_descriptors_are_the_permuted_descriptors(photo: Path) -> None:
+    grey = cv2.cvtColor(decode_pixels(photo), cv2.COLOR_RGB2GRAY)
+    points, angles, descriptors = opencv_sift(grey)
+    flipped_points, flipped_angles, flipped = opencv_sift(np.ascontiguousarray(grey[:, ::-1]))
+    # pairs: a keypoint of the mirror image where the mirror puts one of the photo's (OpenCV's
+    # points lie 0.25 px right of pixel centres, so x goes to width - 0.5 - x), turned from a
+    # to 180 - a degrees (not every keypoint has its twin: the pyramid's halvings keep every
+    # other pixel, which is not symmetric on an even width)
+    expected = points * [-1, 1] + [grey.shape[1] - 0.5, 0]
+    near = np.linalg.norm(expected[:, None] - flipped_points[None], axis=2) < 0.5
+    turned = np.abs((angles[:, None] + flipped_angles[None]) % 360 - 180) < 5
+    i, j = np.nonzero(near & turned)
+    assert len(np.unique(i)) > 0.6 * len(points)
+    original, mirror = descriptors[i], flipped[j]
+    assert np.median(relative_distances(mirrored_descriptors(original), mirror)) < 0.01
+    assert np.median(relative_distances(original, mirror)) > 0.3
+    # any other reflection of the grid's rows, columns or orientation bins is far off
+    grid = np.arange(128).reshape(4, 4, 8)
+    reflected_bins = np.concatenate([grid[..., :1], grid[..., :0:-1]], axis=2)  # o -> -o
+    for other in (grid[:, ::-1], grid[::-1, ::-1], grid[::-1], reflected_bins):
+        assert np.median(relative_distances(original[:, other.ravel()], mirror)) > 0.3
+
+
+def test_the_mirror_features_are_those_of_the_mirror_image(photo: Path) -> None:
+    pixels = decode_pixels(photo)
+    features, mirror = local_features_and_mirror(pixels)
+    assert np.array_equal(features.words, features_of(photo).words)
+    assert np.array_equal(features.bits, features_of(photo).bits)
+    flipped = local_features(np.ascontiguousarray(pixels[:, ::-1]))
+    # the mirror's keypoints lie where the mirror image's are (up to the choice of 500) and
+    # mostly share their words: a keypoint may have partners at one place (several angles)
+    near = np.linalg.norm(mirror.points[:, None] - flipped.points[None], axis=2) < 0.1
+    placed = near.any(axis=1)
+    assert placed.mean() > 0.7
+    same_word = (near & (mirror.words[:, None] == flipped.words[None])).any(axis=1)
+    assert same_word[placed].mean() > 0.9
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+def test_a_mirrored_crop_verifies_as_the_signature_names_its_orientation(
+    photo: Path, turns: int
+) -> None:
+    def mirrored_turned(image: Image.Image) -> Image.Image:
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(90 * turns, expand=True)
+
+    stored = features_of(photo)
+    query, mirror = local_features_and_mirror(
+        decode_pixels(jpeg(photo, lambda image: centre_crop(0.7)(mirrored_turned(image))))
+    )
+    unmirrored = verify(query, stored)  # SIFT is not mirror-invariant
+    assert unmirrored is None or local_score(unmirrored.inliers) == 0
+    verified = verify(mirror, stored, mirror_of="query")
+    assert verified is not None and verified.inliers >= 20 and verified.mirrored
+    assert verified.target_overlap == pytest.approx(49, abs=5)
+    # the orientation the signature finds for the whole mirrored, turned photo
+    whole = orientation_signatures(jpeg(photo, mirrored_turned))
+    upright = orientation_signatures(photo)[:1]
+    best = int(np.argmin(normalized_distances(whole, upright)[:, 0]))
+    assert ORIENTATIONS[best].startswith("mirror")
+    assert 4 * verified.mirrored + verified.quarter_turns == best
+
+
+def test_verifying_many_targets_at_once_is_verifying_each(
+    photo_paths: list[Path], photo: Path
+) -> None:
+    def mirrored_crop(image: Image.Image) -> Image.Image:
+        return centre_crop(0.6)(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    query = edited(photo, centre_crop(0.6))
+    _, mirror = local_features_and_mirror(decode_pixels(jpeg(photo, mirrored_crop)))
+    nothing = LocalFeatures(
+        np.zeros((0, 2), np.float32), np.zeros(0, np.uint32), np.zeros(0, np.uint64), (640, 480)
+    )
+    targets = [features_of(p) for p in photo_paths[:12] if p != photo]
+    targets += [features_of(photo), nothing]
+    for features, mirror_of in ((query, None), (mirror, "query")):
+        together = verify_all(features, targets, mirror_of=mirror_of)
+        alone = [verify(features, target, mirror_of=mirror_of) for target in targets]
+        assert together[-2] is not None and together[-1] is None  # the photo; no keypoints
+        for a, b in zip(together, alone, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                assert a.inliers == b.inliers and np.array_equal(a.matrix, b.matrix)

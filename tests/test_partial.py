@@ -88,6 +88,11 @@ class Photos:
         """Cropped and searched for its outline; no other edit of it is stored."""
         return self.stored[5]
 
+    @property
+    def mirrored(self) -> Path:
+        """Cropped and mirrored; no other edit of it is stored."""
+        return self.stored[6]
+
 
 def filepath_of(path: Path) -> str:
     return f"partial/{path.stem}.jpg"
@@ -210,9 +215,9 @@ def off(
     forget(env)
 
 
-def tineye_search(api: Api, image: bytes) -> list[dict[str, Any]]:
+def tineye_search(api: Api, image: bytes, flips: bool = False) -> list[dict[str, Any]]:
     """/rest/search/ as MatchEngine's client sends it: options in the query string."""
-    params = {"min_score": "0", "offset": "0", "limit": "10", "check_horizontal_flip": "False"}
+    params = {"min_score": "0", "offset": "0", "limit": "10", "check_horizontal_flip": str(flips)}
     response = api.client.post("/rest/search/", params=params, files={"image": ("q.jpg", image)})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -361,11 +366,16 @@ def test_images_stored_without_local_features_are_found_once_it_is_on(
 OUTLINE_PIXELS = 6.0  # how far an outline's corner may be from where the image was cut or put
 
 
-def assert_outline(outline: list[list[float]], box: tuple[float, float, float, float]) -> None:
+def assert_outline(
+    outline: list[list[float]], box: tuple[float, float, float, float], mirrored: bool = False
+) -> None:
     """The four corners of ``outline`` within OUTLINE_PIXELS of the box's (left, top, right,
-    bottom), in the order top-left, top-right, bottom-right, bottom-left."""
+    bottom), in the order top-left, top-right, bottom-right, bottom-left; or, ``mirrored``,
+    top-right, top-left, bottom-left, bottom-right (the corners of a mirror image)."""
     left, top, right, bottom = box
     expected = [[left, top], [right, top], [right, bottom], [left, bottom]]
+    if mirrored:
+        expected = [expected[1], expected[0], expected[3], expected[2]]
     for (x, y), (ex, ey) in zip(outline, expected, strict=True):
         assert abs(x - ex) <= OUTLINE_PIXELS and abs(y - ey) <= OUTLINE_PIXELS, (outline, box)
 
@@ -424,3 +434,60 @@ def test_compare_reports_the_same_outlines_as_search(on: Api, photos: Photos) ->
     for key in ("query_outline", "target_outline"):
         for a, b in zip(compared[key], found[key], strict=True):
             assert a == pytest.approx(b, abs=OUTLINE_PIXELS), key
+
+
+# -- mirror images (issue 14) ------------------------------------------------------------------
+def mirrored_crop(path: Path) -> tuple[bytes, tuple[int, int, int, int]]:
+    """An off-centre crop of the photo, mirrored left-right; and the crop's box."""
+    image = opened(path)
+    width, height = image.size
+    box = (round(width * 0.1), round(height * 0.25), round(width * 0.75), round(height * 0.9))
+    return jpeg(image.crop(box).transpose(Image.Transpose.FLIP_LEFT_RIGHT)), box
+
+
+def test_a_mirrored_crop_is_found_as_a_mirror_image_with_its_outline(
+    on: Api, photos: Photos
+) -> None:
+    query, box = mirrored_crop(photos.mirrored)
+    width, height = opened(photos.mirrored).size
+    best = on.search(query)[0]
+    assert best["filepath"] == filepath_of(photos.mirrored) and best["score"] > FLOOR
+    assert (best["method"], best["mirrored"], best["orientation"]) == ("local", True, "mirror")
+    # the crop's box in the stored image, its corners mirrored: the query's top-left corner
+    # lies at the box's top-right
+    assert_outline(best["query_outline"], box, mirrored=True)
+    # the stored image's frame in the query: mirrored, reaching past the crop on every side
+    left, top, right, bottom = box
+    assert_outline(best["target_outline"], (right - width, -top, right, height - top), True)
+    crop_share = 100.0 * (right - left) * (bottom - top) / (width * height)
+    assert best["target_overlap_percent"] == pytest.approx(crop_share, abs=OVERLAP_TOLERANCE)
+    assert best["query_overlap_percent"] == pytest.approx(100.0, abs=OVERLAP_TOLERANCE)
+
+
+def test_mirror_images_match_only_when_orientations_do(on: Api, photos: Photos) -> None:
+    """all_orientations=false is upright and unmirrored only; TinEye's routes find mirror
+    images when check_horizontal_flip asks for them."""
+    query, _ = mirrored_crop(photos.mirrored)
+    original = filepath_of(photos.mirrored)
+    assert original not in [r["filepath"] for r in on.search(query, all_orientations="false")]
+    assert original not in [r["filepath"] for r in tineye_search(on, query)]
+    first = tineye_search(on, query, flips=True)[0]
+    assert (first["filepath"], first["mirrored"], first["method"]) == (original, True, "local")
+
+
+def test_compare_finds_a_mirrored_crop_either_way_round(on: Api, photos: Photos) -> None:
+    """The query's mirror features, or the second image's when the first is a stored one."""
+    query, _ = mirrored_crop(photos.mirrored)
+    found = on.search(query)[0]
+    stored = {"filepath2": filepath_of(photos.mirrored)}
+    [compared] = on.ok("POST", "/compare", data=stored, files={"image1": ("q.jpg", query)})
+    stored_first = {"filepath1": filepath_of(photos.mirrored)}
+    [swapped] = on.ok("POST", "/compare", data=stored_first, files={"image2": ("q.jpg", query)})
+    for result in (compared, swapped):
+        assert (result["method"], result["mirrored"]) == ("local", True), result
+        assert result["score"] == pytest.approx(found["score"], abs=5)
+    for a, b in zip(compared["query_outline"], found["query_outline"], strict=True):
+        assert a == pytest.approx(b, abs=OUTLINE_PIXELS)
+    # the other way round, the stored image is the query: its frame lies in the crop
+    for a, b in zip(swapped["query_outline"], found["target_outline"], strict=True):
+        assert a == pytest.approx(b, abs=OUTLINE_PIXELS)

@@ -189,7 +189,8 @@ HOW_IT_MATCHED = {
     },
     "mirrored": {
         "type": "boolean",
-        "description": "Whether the query matched as a mirror image.",
+        "description": "Whether the query matched as a mirror image (by the signature, or as "
+        "a mirrored partial match: a mirrored crop, meme or screenshot).",
     },
     "query_outline": {
         "type": "array",
@@ -197,7 +198,8 @@ HOW_IT_MATCHED = {
         "items": {"type": "array", "items": {"type": "number"}},
         "description": "Where the query's frame lies in the stored image: four [x, y] points "
         "(top-left, top-right, bottom-right, bottom-left of the query) in the stored image's "
-        "pixels; for a crop of the stored image, the crop's box. Null when its size is unknown.",
+        "pixels; for a crop of the stored image, the crop's box (a mirrored crop's starts at "
+        "the box's top-right corner). Null when its size is unknown.",
     },
     "target_outline": {
         "type": "array",

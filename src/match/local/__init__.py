@@ -4,12 +4,17 @@ The global signature (match.signature) finds an image after edits that keep its 
 this finds it after crops, padding, screenshots, captions, small rotations and perspective. An
 image's RootSIFT keypoints (features.py) become visual words (vocabulary.py) that stores index
 for candidate retrieval; candidates are confirmed by an affine RANSAC fit (verify.py), whose
-inlier count becomes a score (score.py) and whose map gives the overlap of the two images.
+inlier count becomes a score (score.py) and whose map gives the overlap of the two images. A
+query also gets its mirror image's features from the same keypoints (mirror.py), so mirrored
+copies are found with nothing more stored.
 """
+
+import numpy as np
 
 from match.local.codec import pack, unpack
 from match.local.features import EXTRACTION, FRAME, Extraction, grey_frame, keypoints
-from match.local.verify import LocalFeatures, Verified, verify
+from match.local.mirror import mirrored_descriptors, mirrored_points
+from match.local.verify import LocalFeatures, Verified, verify, verify_all
 from match.local.vocabulary import WORDS, vocabulary
 
 __all__ = [
@@ -20,9 +25,11 @@ __all__ = [
     "grey_frame",
     "keypoints",
     "local_features",
+    "local_features_and_mirror",
     "pack",
     "unpack",
     "verify",
+    "verify_all",
     "vocabulary",
 ]
 
@@ -32,3 +39,20 @@ def local_features(pixels, extraction: Extraction = EXTRACTION) -> LocalFeatures
     found = keypoints(pixels, extraction)
     words, bits = vocabulary().quantise(found.descriptors)
     return LocalFeatures(found.points, words, bits, found.size)
+
+
+def local_features_and_mirror(
+    pixels, extraction: Extraction = EXTRACTION
+) -> tuple[LocalFeatures, LocalFeatures]:
+    """The local features of decoded pixels and those of their mirror image (left-right), from
+    one extraction: the mirror's descriptors are a permutation of the image's (mirror.py), and
+    both are quantised in one pass."""
+    found = keypoints(pixels, extraction)
+    n = len(found.descriptors)
+    both = np.concatenate([found.descriptors, mirrored_descriptors(found.descriptors)])
+    words, bits = vocabulary().quantise(both)
+    mirrored = mirrored_points(found.points, found.size[0])
+    return (
+        LocalFeatures(found.points, words[:n], bits[:n], found.size),
+        LocalFeatures(mirrored, words[n:], bits[n:], found.size),
+    )

@@ -94,8 +94,11 @@ def keypoints(pixels: np.ndarray, extraction: Extraction = EXTRACTION) -> Keypoi
         )
     detect_height, detect_width = detect.shape
     points = np.array([k.pt for k in found], np.float32)
-    # pixel centres: a detection-frame pixel x covers [x - 0.5, x + 0.5)
-    points = (points + 0.5) * np.float32((width / detect_width, height / detect_height)) - 0.5
+    # pixel centres: a detection-frame pixel x covers [x - 0.5, x + 0.5). OpenCV reports a
+    # point 0.25 px further right and down (its first octave is the frame doubled by linear
+    # interpolation, whose pixel i lies at i / 2 - 0.25): a point and its mirror image's then
+    # sum to width - 1 exactly (local/mirror.py)
+    points = (points + 0.25) * np.float32((width / detect_width, height / detect_height)) - 0.5
     points = np.clip(points, 0, np.float32((width - 1, height - 1)))
     responses = np.array([k.response for k in found], np.float32)
     coarse = np.array([_octave(k.octave) >= extraction.coarse_octave for k in found])

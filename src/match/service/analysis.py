@@ -21,7 +21,7 @@ from match.stores.filters import DEFAULT_COLLECTION
 
 @dataclass(frozen=True)
 class Query:
-    """(1 or 8, 648) signatures in ORIENTATIONS order, and local features (None when partial
+    """(1, 4 or 8, 648) signatures in ORIENTATIONS order, and local features (None when partial
     matching is off, the image has no keypoints, or none were stored)."""
 
     signatures: np.ndarray
@@ -30,9 +30,22 @@ class Query:
     pdq: tuple[bytes, ...] = ()  # PDQ hashes in ORIENTATIONS order (as many as signatures)
     pdq_quality: int | None = None  # None: no PDQ hash (a stored record without one)
     thumbnail: bytes | None = None  # WebP (service/thumbnails.py), when asked for
+    # the local features of the image mirrored left-right (local.local_features_and_mirror);
+    # None when ``local`` is, and for a stored image (no descriptors are stored to mirror)
+    mirrored_local: local.LocalFeatures | None = None
+
+    @property
+    def mirrors(self) -> bool:
+        """Whether mirror images match: the query has all 8 orientations."""
+        return len(self.signatures) == len(sig.ORIENTATIONS)
+
+    @property
+    def upright_only(self) -> bool:
+        """Whether only the upright, unmirrored orientation matches."""
+        return len(self.signatures) == 1
 
     def orientations(self, count: int) -> Query:
-        """The same query with only its first ``count`` signatures."""
+        """The same query with only its first ``count`` signatures (and orientations)."""
         return dataclasses.replace(self, signatures=self.signatures[:count], pdq=self.pdq[:count])
 
 
@@ -55,9 +68,12 @@ class Analyser:
         name: str = "image",
         features: bool = True,
         thumbnail: bool = False,
+        mirror: bool = True,
     ) -> Query:
         """The query of encoded image bytes: decoded once for both methods; local features
-        only if partial matching is on and ``features``; a thumbnail if ``thumbnail``.
+        only if partial matching is on and ``features``, and with ``mirror`` its mirror image's
+        too (one more quantisation; compare may use them whatever the orientations); a
+        thumbnail if ``thumbnail``.
         BlankImage naming ``name`` if the image is featureless."""
         count = len(sig.ORIENTATIONS) if all_orientations else 1
         with timed("signature", count):  # decoding included, as without partial matching
@@ -77,8 +93,13 @@ class Analyser:
         if not (features and self.partial_matching):
             return query
         with timed("local", 1):
-            found = local.local_features(pixels)
-        return dataclasses.replace(query, local=found if len(found.words) else None)
+            if mirror:
+                found, mirrored = local.local_features_and_mirror(pixels)
+            else:
+                found, mirrored = local.local_features(pixels), None
+        if not len(found.words):
+            return query
+        return dataclasses.replace(query, local=found, mirrored_local=mirrored)
 
     @staticmethod
     def _with_pdq(query: Query, pixels: np.ndarray, count: int) -> Query:
@@ -101,7 +122,7 @@ class Analyser:
     ) -> ImageRecord:
         """The record to store for encoded image bytes: its upright signature, local features
         and size, and its thumbnail unless MATCH_THUMBNAILS is off."""
-        query = self.query(image, False, thumbnail=self.settings.match_thumbnails)
+        query = self.query(image, False, thumbnail=self.settings.match_thumbnails, mirror=False)
         return ImageRecord(
             filepath,
             query.signatures[0],

@@ -5,7 +5,8 @@
 - Partial matching (match.local): the store ranks stored images by the visual words they share
   with the query; the best LOCAL_CANDIDATES are verified geometrically and scored by their
   inliers (match.local.score). Each candidate arrives with its signature's distance to the
-  query, read from the same version of the record, so its signature match is known too.
+  query, read from the same version of the record, so its signature match is known too. A query
+  in all 8 orientations makes a second pass with its mirror image's words (match.local.mirror).
 
 - PDQ (match.pdq): the store finds the stored hashes within a Hamming distance of the query's
   (in its orientations), by multi-index terms; scored by pdq_scores. Image searches match
@@ -132,35 +133,49 @@ def local_matches(
 ) -> list[Match]:
     """The verified local candidates, each as a local match (if it covers at least
     ``min_overlap`` percent of the stored image) and, when its signature was readable, also as
-    the signature match of the same record version."""
+    the signature match of the same record version. With mirror images (``query.mirrors``),
+    the query's mirror image is a second pass; its matches come first, so that an unmirrored
+    match wins a tie in ``merge``."""
     if query.local is None:
         return []
+    passes = [False]
+    if query.mirrors and query.mirrored_local is not None:
+        passes.insert(0, True)
     matches = []
-    with timed("local_search", 1):
-        candidates = store.local_candidates(
-            query.local.words,
-            LOCAL_CANDIDATES,
-            signatures=query.signatures,
-            collection=scope.collection,
-            where=scope.where,
-        )
-        for candidate in candidates:
-            verified = verify(query, candidate.local)
-            if verified is None:
-                continue
-            if verified.target_overlap >= min_overlap:
-                local_match = _local_match(query, candidate, verified)
-                matches.append(_with_pdq(local_match, candidate.pdq, candidate.pdq_quality))
-            if candidate.distance is not None:
-                whole = _whole(
-                    candidate.filepath,
-                    candidate.distance,
-                    candidate.metadata,
-                    candidate.orientation,
-                    query.size,
-                    candidate.size,
-                )
-                matches.append(_with_pdq(whole, candidate.pdq, candidate.pdq_quality))
+    with timed("local_search", len(passes)):
+        for mirrored in passes:
+            features = query.mirrored_local if mirrored else query.local
+            assert features is not None
+            candidates = store.local_candidates(
+                features.words,
+                LOCAL_CANDIDATES,
+                signatures=query.signatures,
+                collection=scope.collection,
+                where=scope.where,
+            )
+            matches += _candidate_matches(query, candidates, mirrored, min_overlap)
+    return matches
+
+
+def _candidate_matches(
+    query: Query, candidates: Sequence[LocalCandidate], mirrored: bool, min_overlap: float
+) -> list[Match]:
+    matches = []
+    found = verify_all(query, [candidate.local for candidate in candidates], mirrored=mirrored)
+    for candidate, verified in zip(candidates, found, strict=True):
+        if verified is not None and verified.target_overlap >= min_overlap:
+            local_match = _local_match(query, candidate, verified)
+            matches.append(_with_pdq(local_match, candidate.pdq, candidate.pdq_quality))
+        if candidate.distance is not None:
+            whole = _whole(
+                candidate.filepath,
+                candidate.distance,
+                candidate.metadata,
+                candidate.orientation,
+                query.size,
+                candidate.size,
+            )
+            matches.append(_with_pdq(whole, candidate.pdq, candidate.pdq_quality))
     return matches
 
 
@@ -189,7 +204,7 @@ def compare(first: Query, second: Query) -> Comparison:
         target_outline=outlines.frame(first.size),
         mirrored=_mirrored(best),
     )
-    verified = verify(first, second.local) if second.local is not None else None
+    verified = _best_local(first, second)
     if verified is None or local_score(verified.inliers) <= by_signature.score:
         return by_signature
     assert first.local is not None and second.local is not None
@@ -199,23 +214,44 @@ def compare(first: Query, second: Query) -> Comparison:
     return Comparison(
         local_score(verified.inliers),
         "local",
-        sig.ORIENTATIONS[verified.quarter_turns],
+        _orientation(verified),
         verified.query_overlap,
         verified.target_overlap,
         query_outline,
         target_outline,
+        verified.mirrored,
     )
 
 
-def verify(query: Query, stored: local.LocalFeatures) -> local.Verified | None:
-    """The query's local match with a stored image. Local features find any rotation; a query
-    of one orientation (all_orientations off) accepts only upright matches, as the signature."""
-    if query.local is None:
+def _best_local(first: Query, second: Query) -> local.Verified | None:
+    """The local match of ``first`` with ``second`` with the most inliers: as it is and, with
+    mirror images, as a mirror image (``first``'s mirror features if it has them, else
+    ``second``'s: a stored image's are not known). An unmirrored match wins a tie."""
+    if second.local is None:
         return None
-    verified = local.verify(query.local, stored)
-    if verified is None or (len(query.signatures) == 1 and verified.quarter_turns != 0):
-        return None
-    return verified
+    found = verify_all(first, [second.local])
+    if first.mirrors and first.local is not None:
+        if first.mirrored_local is not None:
+            found += verify_all(first, [second.local], mirrored=True)
+        elif second.mirrored_local is not None:
+            found.append(local.verify(first.local, second.mirrored_local, mirror_of="target"))
+    kept = [v for v in found if v is not None]
+    return max(kept, key=lambda v: v.inliers) if kept else None
+
+
+def verify_all(
+    query: Query, stored: Sequence[local.LocalFeatures], *, mirrored: bool = False
+) -> list[local.Verified | None]:
+    """The query's local match with each stored image, or its mirror image's (``mirrored``,
+    only when the query matches mirror images). Local features find any rotation; a query of
+    one orientation (all_orientations off) accepts only upright matches, as the signature."""
+    features = query.mirrored_local if mirrored else query.local
+    if features is None or (mirrored and not query.mirrors):
+        return [None] * len(stored)
+    found = local.verify_all(features, stored, mirror_of="query" if mirrored else None)
+    if query.upright_only:
+        return [v if v is not None and v.quarter_turns == 0 else None for v in found]
+    return found
 
 
 def _local_match(query: Query, candidate: LocalCandidate, verified: local.Verified) -> Match:
@@ -227,13 +263,19 @@ def _local_match(query: Query, candidate: LocalCandidate, verified: local.Verifi
         candidate.filepath,
         local_score(verified.inliers),
         candidate.metadata,
-        sig.ORIENTATIONS[verified.quarter_turns],
+        _orientation(verified),
         "local",
         verified.query_overlap,
         verified.target_overlap,
         query_outline,
         target_outline,
+        verified.mirrored,
     )
+
+
+def _orientation(verified: local.Verified) -> str:
+    """A local match's orientation, named as the signature's (mirror first, then turn)."""
+    return sig.ORIENTATIONS[4 * verified.mirrored + verified.quarter_turns]
 
 
 def _whole(

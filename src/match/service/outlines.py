@@ -7,7 +7,9 @@ as they were given.
   it: where it was pasted).
 
 A partial match maps the query's feature frame into the stored image's by its fitted affine
-map; the frames (long side match.local.FRAME) are scaled to the images' sizes. A signature match
+map (which mirrors when the query matched as a mirror image; the outline's corners are then
+the query's own, so its top-left corner lies at the stored image's top-right); the frames (long
+side match.local.FRAME, points at pixel centres) are scaled to the images' sizes. A signature match
 compares whole images: its outlines are the two images' own frames. An outline is None when a
 size is not known (records stored before sizes were, or by image-match).
 """
@@ -41,12 +43,18 @@ def local_outlines(
     forward = np.vstack([verified.matrix, [0.0, 0.0, 1.0]])
     query_outline = target_outline = None
     if stored_size is not None:
-        in_stored = _apply(forward, _corners(*query.size))
+        in_stored = _through(forward, query.size)
         query_outline = _points(in_stored * _scale(stored.size, stored_size))
     if query_size is not None:
-        in_query = _apply(np.linalg.inv(forward), _corners(*stored.size))
+        in_query = _through(np.linalg.inv(forward), stored.size)
         target_outline = _points(in_query * _scale(query.size, query_size))
     return query_outline, target_outline
+
+
+def _through(matrix: np.ndarray, size: Size) -> np.ndarray:
+    """A frame's corners through a map between pixel-centre coordinates (the frame's corners
+    lie half a pixel out from its corner pixels' centres), in pixel-edge coordinates."""
+    return _apply(matrix, _corners(*size) - 0.5) + 0.5
 
 
 def _corners(width: float, height: float) -> np.ndarray:
