@@ -27,13 +27,21 @@ Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Records in key order: ids, collections, (n, 4) uint64 hashes."""
 
 
+_FLIPS = (
+    np.zeros(1, dtype=np.int64),
+    np.array([0] + [1 << bit for bit in range(TERM_BITS)], dtype=np.int64),
+)
+"""What a term is XORed with to probe it and its neighbours, by probing radius."""
+_POSITIONS = (np.arange(TERMS, dtype=np.int64) << TERM_BITS)[None, :, None]
+
+
 def probe_terms(queries: np.ndarray, flips: int) -> np.ndarray:
-    """The distinct terms (int64, ascending) a lookup probes for (q, 4) uint64 query hashes:
-    their 16 terms and, with ``flips`` 1, every term one bit away from one."""
-    values = term_values(queries).astype(np.int64)  # (q, 16)
-    masks = np.array([0] + ([1 << bit for bit in range(TERM_BITS)] if flips else []))
-    positions = (np.arange(TERMS, dtype=np.int64) << TERM_BITS)[None, :, None]
-    return np.unique(positions | (values[:, :, None] ^ masks[None, None, :]))
+    """The distinct terms (int64) a lookup probes for (q, 4) uint64 query hashes: their 16
+    terms and, with ``flips`` 1, every term one bit away from one."""
+    values = term_values(queries).astype(np.int64)[:, :, None]  # (q, 16, 1)
+    probes = (_POSITIONS | (values ^ _FLIPS[flips][None, None, :])).ravel()
+    # one hash's probes are distinct; several hashes' (the 8 orientations) may share some
+    return probes if len(queries) == 1 else np.unique(probes)
 
 
 def term_values(hashes: np.ndarray) -> np.ndarray:
@@ -85,7 +93,11 @@ class PdqIndex(RowIndex):
         """Rows of the shared segments (``build``'s arrays), no tail; every key up to
         ``through`` is in them."""
         self._set_parts([(s["ids"], s["collections"], None) for s in segments])
-        self._segments = [(s["hashes"], s["offsets"], s["rows"]) for s in segments]
+        # plain arrays over the mapped memory: np.memmap's own indexing is slower
+        self._segments = [
+            (np.asarray(s["hashes"]), np.asarray(s["offsets"]), np.asarray(s["rows"]))
+            for s in segments
+        ]
         self._last_key = through
 
     def append(self, ids: np.ndarray, collections: np.ndarray, hashes: np.ndarray) -> None:
@@ -106,6 +118,9 @@ class PdqIndex(RowIndex):
         """(ids, distances, orientations) of the live records in ``collection`` within
         ``max_distance`` of a (q, 4) uint64 query hash and found by probing at radius
         ``flips``: the distance to the nearest query, and which query that was."""
+        if self._size == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
         probes = probe_terms(queries, flips)
         found_rows, found_distances, found_queries = [], [], []
         for part, (hashes, offsets, rows) in zip(self._parts, self._segments, strict=True):
