@@ -16,35 +16,48 @@ from match.stores.sqlite import tables
 
 
 def insert_hashes(conn: sqlite3.Connection, records: list[HashRecord]) -> None:
-    """Replace or insert checked hash-only records (the last of each filepath wins)."""
-    latest: dict[tuple[str, str], HashRecord] = {}
-    for record in records:
-        latest.pop((record.collection, record.filepath), None)
-        latest[(record.collection, record.filepath)] = record
+    """Replace or insert checked hash-only records (the last of each filepath wins, where it
+    came last)."""
+    latest = {(r.collection, r.filepath): r for r in records}
+    if len(latest) < len(records):  # a filepath twice: it goes where it came last
+        latest = {}
+        for record in records:
+            latest.pop((record.collection, record.filepath), None)
+            latest[(record.collection, record.filepath)] = record
     names = {r.collection for r in latest.values()}
     ids = {name: tables.collection_id(conn, name, create=True) for name in sorted(names)}
-    keys = [[ids[r.collection], r.filepath] for r in latest.values()]
+    now = time.time()
+    rows = [
+        (
+            ids[r.collection],
+            r.filepath,
+            r.pdq,
+            r.quality,
+            metadata_json(r.metadata, r.filepath),
+            now,
+        )
+        for r in latest.values()
+    ]
+    insert = (
+        "INSERT {} INTO hashes (collection, filepath, pdq, quality, metadata, added) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    # a bulk import's batch is mostly new filepaths: insert them without looking for old ones
+    # first, and only when some were there already, undo that and replace them
+    conn.execute("SAVEPOINT new_hashes")
+    before = conn.total_changes
+    conn.executemany(insert.format("OR IGNORE"), rows)
+    if conn.total_changes - before == len(rows):
+        conn.execute("RELEASE new_hashes")
+        return
+    conn.execute("ROLLBACK TO new_hashes")
+    conn.execute("RELEASE new_hashes")
     conn.execute(
         "DELETE FROM hashes WHERE (collection, filepath) IN "
         "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-        (json.dumps(keys, ensure_ascii=False),),
+        (json.dumps([row[:2] for row in rows], ensure_ascii=False),),
     )
-    now = time.time()
-    conn.executemany(
-        "INSERT INTO hashes (collection, filepath, pdq, quality, metadata, added) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (
-                ids[r.collection],
-                r.filepath,
-                r.pdq,
-                r.quality,
-                metadata_json(r.metadata, r.filepath),
-                now,
-            )
-            for r in latest.values()
-        ],
-    )
+    conn.executemany(insert.format(""), rows)
 
 
 def hash_page(
