@@ -125,7 +125,8 @@ class PdqIndex(RowIndex):
         found_rows, found_distances, found_queries = [], [], []
         for part, (hashes, offsets, rows) in zip(self._parts, self._segments, strict=True):
             local = _gather(rows, offsets[probes], offsets[probes + 1])
-            distances, nearest = _nearest(queries, hashes[local])
+            # np.take: a fancy index of 2-D rows is several times slower on 40k rows
+            distances, nearest = _nearest(queries, np.take(hashes, local, axis=0))
             near = distances <= max_distance
             found_rows.append(part.base + local[near].astype(np.int64))
             found_distances.append(distances[near])
@@ -175,11 +176,17 @@ def _gather(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarra
 
 
 def _nearest(queries: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each stored hash's distance to its nearest query, and that query's index."""
+    """Each stored hash's distance to its nearest query, and that query's index. Column by
+    column: a reduction over the rows' 4 words costs 5 times more."""
     if len(stored) == 0:
         return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-    distances = np.stack(
-        [np.bitwise_count(stored ^ query).sum(axis=1, dtype=np.int32) for query in queries]
-    )
+    columns = [np.ascontiguousarray(stored[:, word]) for word in range(4)]
+    distances = np.empty((len(queries), len(stored)), dtype=np.int32)
+    for row, query in zip(distances, queries, strict=True):
+        row[:] = np.bitwise_count(columns[0] ^ query[0])
+        for word in range(1, 4):
+            row += np.bitwise_count(columns[word] ^ query[word])
+    if len(queries) == 1:
+        return distances[0], np.zeros(len(stored), dtype=np.int64)
     nearest = distances.argmin(axis=0)
     return distances[nearest, np.arange(len(stored))], nearest
