@@ -421,7 +421,7 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
         assert reopened.get(photos.names[3]).local is not None
         assert reopened.count() == 5
     connection = sqlite3.connect(path)
-    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     connection.close()
 
 
@@ -526,9 +526,8 @@ def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
         store.add(ImageRecord("old.jpg", photos.originals[0], {"n": 1}))
     connection = sqlite3.connect(tmp_path / "match.sqlite3")
     with connection:  # back to schema 3: what the PDQ upgrade added, removed
-        for name in ("image_pdq_added", "image_pdq_deleted", "hash_added", "hash_deleted"):
-            connection.execute(f"DROP TRIGGER {name}")
-        for table in ("hashes", "pdq_terms", "hash_terms"):
+        connection.execute("DROP TRIGGER hash_tombstone")
+        for table in ("hashes", "hash_tombstones"):
             connection.execute(f"DROP TABLE {table}")
         connection.execute("ALTER TABLE images DROP COLUMN pdq")
         connection.execute("ALTER TABLE images DROP COLUMN pdq_quality")
@@ -546,5 +545,5 @@ def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
             "old.jpg"
         ]
     connection = sqlite3.connect(tmp_path / "match.sqlite3")
-    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     connection.close()

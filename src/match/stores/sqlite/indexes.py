@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from match.stores.sqlite import tables, words
+from match.stores.sqlite import pdq_index, tables, words
 from match.stores.sqlite.candidates import CandidateIndex
+from match.stores.sqlite.pdq_index import PdqIndex
 from match.stores.sqlite.segments import Manifest, SegmentDirectory, SegmentInfo
 from match.stores.sqlite.words import WordIndex
 
@@ -57,6 +58,9 @@ class Family:
     key: str
     chunks: Callable[[sqlite3.Connection, int, int | None], Iterator[tuple[np.ndarray, ...]]]
     build: Callable[[Callable[[], Iterable[tuple[np.ndarray, ...]]]], dict[str, np.ndarray] | None]
+    tombstones: str = "tombstones"  # the table of its deleted keys ...
+    pruned: str = "tombstones_pruned"  # ... and the meta key saying how far it was pruned
+    indexed: str = ""  # which rows of ``table`` it holds (SQL), when not all of them
 
 
 def codes_family(words_per_code: int) -> Family:
@@ -67,6 +71,18 @@ def codes_family(words_per_code: int) -> Family:
 
 
 WORDS_FAMILY = Family("words", "words", "seq", tables.word_chunks, words.build)
+IMAGE_PDQ_FAMILY = Family(
+    "pdq-images", "images", "id", tables.image_pdq_chunks, pdq_index.build, indexed="pdq NOT NULL"
+)
+HASH_PDQ_FAMILY = Family(
+    "pdq-hashes",
+    "hashes",
+    "id",
+    tables.hash_pdq_chunks,
+    pdq_index.build,
+    tombstones="hash_tombstones",
+    pruned="hash_tombstones_pruned",
+)
 
 
 def _build_codes(chunks: Callable[[], Iterable[tuple[np.ndarray, ...]]]) -> dict | None:
@@ -88,7 +104,7 @@ class SharedIndex:
         self,
         folder: Path,
         family: Family,
-        index: CandidateIndex | WordIndex,
+        index: CandidateIndex | WordIndex | PdqIndex,
         store_id: str,
         connect: Callable[[], sqlite3.Connection],
     ) -> None:
@@ -104,15 +120,22 @@ class SharedIndex:
     def refresh(self, conn: sqlite3.Connection) -> None:
         """Bring the index up to the read's snapshot (see the module docstring)."""
         manifest = self._manifest()
-        if manifest.generation != self._generation:
-            behind = self._top(conn) - manifest.through > 4 * BUILD_AFTER
-            if behind or not self._map(conn, manifest):
-                # far behind (a first start), or a segment needs pruned tombstones: build now,
-                # rather than hold the rows in this process's memory
-                self.build(wait=True)
-                if not self._map(conn, self._manifest()):
-                    raise RuntimeError(f"the {self.family.name} index could not be mapped")
-        seq, dead = tables.deleted_since(conn, self._seq)
+        mapped = manifest.generation == self._generation
+        reach = max(manifest.through, self.index.last_key if mapped else 0)
+        if self._top(conn) - reach > 4 * BUILD_AFTER:
+            # far behind (a first start, a bulk import by another process): build now, rather
+            # than hold the rows in this process's memory (and scan them there)
+            self.build(wait=True)
+            manifest = self._manifest()
+            mapped = manifest.generation == self._generation
+        if not mapped and not self._map(conn, manifest):
+            # a segment needs pruned tombstones: rebuild it
+            self.build(wait=True)
+            if not self._map(conn, self._manifest()):
+                raise RuntimeError(f"the {self.family.name} index could not be mapped")
+        seq, dead = tables.deleted_since(
+            conn, self._seq, self.family.tombstones, self.family.pruned
+        )
         if dead is None:  # tombstones this process needs were pruned: map again
             self._generation = -1
             self.refresh(conn)
@@ -142,8 +165,10 @@ class SharedIndex:
 
     def _build(self, conn: sqlite3.Connection) -> None:
         manifest = self._manifest()
-        newest = conn.execute("SELECT coalesce(max(seq), 0) FROM tombstones").fetchone()[0]
-        pruned = tables.pruned_through(conn)
+        newest = conn.execute(
+            f"SELECT coalesce(max(seq), 0) FROM {self.family.tombstones}"
+        ).fetchone()[0]
+        pruned = tables.pruned_through(conn, self.family.pruned)
         top = self._top(conn)
         segments = list(manifest.segments)
         stale = [
@@ -190,8 +215,9 @@ class SharedIndex:
 
     def _dead_share(self, conn: sqlite3.Connection, segment: SegmentInfo) -> float:
         key, table = self.family.key, self.family.table
+        indexed = f"AND {self.family.indexed}" if self.family.indexed else ""
         live = conn.execute(
-            f"SELECT count(*) FROM {table} WHERE {key} > ? AND {key} <= ?",
+            f"SELECT count(*) FROM {table} WHERE {key} > ? AND {key} <= ? {indexed}",
             (segment.first, segment.last),
         ).fetchone()[0]
         return 1.0 - live / segment.rows if segment.rows else 0.0
@@ -200,7 +226,7 @@ class SharedIndex:
         """Map the manifest's segments, every row alive but those deleted since each segment
         was built; False if a segment needs tombstones that were pruned (it must be rebuilt)."""
         oldest = min((s.tombstones for s in manifest.segments), default=0)
-        if tables.pruned_through(conn) > oldest:
+        if tables.pruned_through(conn, self.family.pruned) > oldest:
             return False
         try:
             arrays = [self.directory.load(segment) for segment in manifest.segments]

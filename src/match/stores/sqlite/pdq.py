@@ -1,18 +1,14 @@
-"""The embedded store's PDQ reads and writes (schema.py's ``hashes``, ``pdq_terms`` and
-``hash_terms``): hash-only records in and out, and lookups by multi-index term with an exact
-Hamming re-rank. The terms themselves are written and deleted by triggers."""
+"""The embedded store's PDQ reads and writes (schema.py's ``hashes``): hash-only records in and
+out, and the records a lookup in the shared PDQ indexes (pdq_index.py) found, read by id."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
 
 import numpy as np
 
-from match import pdq
-from match.pdq.codec import as_words
 from match.stores.base import HashRecord, PdqHit
 from match.stores.checks import metadata_json, metadata_of
 from match.stores.filters import Filter
@@ -20,35 +16,48 @@ from match.stores.sqlite import tables
 
 
 def insert_hashes(conn: sqlite3.Connection, records: list[HashRecord]) -> None:
-    """Replace or insert checked hash-only records (the last of each filepath wins)."""
-    latest: dict[tuple[str, str], HashRecord] = {}
-    for record in records:
-        latest.pop((record.collection, record.filepath), None)
-        latest[(record.collection, record.filepath)] = record
+    """Replace or insert checked hash-only records (the last of each filepath wins, where it
+    came last)."""
+    latest = {(r.collection, r.filepath): r for r in records}
+    if len(latest) < len(records):  # a filepath twice: it goes where it came last
+        latest = {}
+        for record in records:
+            latest.pop((record.collection, record.filepath), None)
+            latest[(record.collection, record.filepath)] = record
     names = {r.collection for r in latest.values()}
     ids = {name: tables.collection_id(conn, name, create=True) for name in sorted(names)}
-    keys = [[ids[r.collection], r.filepath] for r in latest.values()]
+    now = time.time()
+    rows = [
+        (
+            ids[r.collection],
+            r.filepath,
+            r.pdq,
+            r.quality,
+            metadata_json(r.metadata, r.filepath),
+            now,
+        )
+        for r in latest.values()
+    ]
+    insert = (
+        "INSERT {} INTO hashes (collection, filepath, pdq, quality, metadata, added) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    # a bulk import's batch is mostly new filepaths: insert them without looking for old ones
+    # first, and only when some were there already, undo that and replace them
+    conn.execute("SAVEPOINT new_hashes")
+    before = conn.total_changes
+    conn.executemany(insert.format("OR IGNORE"), rows)
+    if conn.total_changes - before == len(rows):
+        conn.execute("RELEASE new_hashes")
+        return
+    conn.execute("ROLLBACK TO new_hashes")
+    conn.execute("RELEASE new_hashes")
     conn.execute(
         "DELETE FROM hashes WHERE (collection, filepath) IN "
         "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-        (json.dumps(keys, ensure_ascii=False),),
+        (json.dumps([row[:2] for row in rows], ensure_ascii=False),),
     )
-    now = time.time()
-    conn.executemany(
-        "INSERT INTO hashes (collection, filepath, pdq, quality, metadata, added) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (
-                ids[r.collection],
-                r.filepath,
-                r.pdq,
-                r.quality,
-                metadata_json(r.metadata, r.filepath),
-                now,
-            )
-            for r in latest.values()
-        ],
-    )
+    conn.executemany(insert.format(""), rows)
 
 
 def hash_page(
@@ -62,68 +71,41 @@ def hash_page(
     return [HashRecord(r[0], r[1], r[2], metadata_of(r[3]), name, r[4]) for r in rows]
 
 
-def lookup(
+def hits(
     conn: sqlite3.Connection,
-    queries: Sequence[bytes],
-    max_distance: int,
-    collection: int,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray],
     where: Filter | None,
     *,
-    images: bool,
     hash_only: bool,
-    flips: int = pdq.PROBE_FLIPS,
 ) -> list[PdqHit]:
-    """Every record in the collection (and filter) sharing a term with a query hash and within
-    ``max_distance`` of one, nearest first then by filepath."""
-    terms = json.dumps(pdq.candidate_terms(list(queries), flips))
-    query_words = as_words(list(queries))
-    hits: list[PdqHit] = []
-    sources = []
-    if images:
-        sources.append(
-            (
-                False,
-                # candidates first, by the terms' primary key; CROSS JOIN keeps that order
-                "SELECT filepath, pdq, pdq_quality, metadata, width, height FROM "
-                "(SELECT DISTINCT id FROM pdq_terms WHERE term IN "
-                "(SELECT value FROM json_each(?))) AS found CROSS JOIN images USING (id) "
-                "WHERE collection = ?",
-            )
-        )
+    """The records an index lookup found (ids, distances, orientations), read in the caller's
+    snapshot, those matching the filter."""
+    ids, distances, orientations = found
+    if len(ids) == 0:
+        return []
     if hash_only:
-        sources.append(
-            (
-                True,
-                "SELECT filepath, pdq, quality, metadata, NULL, NULL FROM "
-                "(SELECT DISTINCT id FROM hash_terms WHERE term IN "
-                "(SELECT value FROM json_each(?))) AS found CROSS JOIN hashes USING (id) "
-                "WHERE collection = ?",
-            )
+        sql = "SELECT id, filepath, pdq, quality, metadata, NULL, NULL FROM hashes"
+    else:
+        sql = "SELECT id, filepath, pdq, pdq_quality, metadata, width, height FROM images"
+    rows = {
+        row[0]: row
+        for row in conn.execute(
+            f"{sql} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids.tolist()),),
         )
-    for is_hash, sql in sources:
-        rows = conn.execute(sql, (terms, collection)).fetchall()
-        if not rows:
+    }
+    found_hits = []
+    for image_id, distance, orientation in zip(
+        ids.tolist(), distances.tolist(), orientations.tolist(), strict=True
+    ):
+        row = rows.get(image_id)
+        if row is None:  # the index is in step with the snapshot: only a defensive skip
             continue
-        distances = pdq.distances(query_words, as_words([r[1] for r in rows]))
-        best = distances.argmin(axis=0)
-        nearest = distances[best, np.arange(len(rows))]
-        for i in np.flatnonzero(nearest <= max_distance):
-            row = rows[i]
-            metadata = metadata_of(row[3])
-            if where is not None and not where.matches(metadata):
-                continue
-            size = None if row[4] is None else (row[4], row[5])
-            hits.append(
-                PdqHit(
-                    row[0],
-                    int(nearest[i]),
-                    row[2],
-                    metadata,
-                    is_hash,
-                    int(best[i]),
-                    size,
-                    row[1],
-                )
-            )
-    hits.sort(key=lambda hit: (hit.distance, hit.filepath, hit.hash_only))
-    return hits
+        metadata = metadata_of(row[4])
+        if where is not None and not where.matches(metadata):
+            continue
+        size = None if row[5] is None else (row[5], row[6])
+        found_hits.append(
+            PdqHit(row[1], distance, row[3], metadata, hash_only, orientation, size, row[2])
+        )
+    return found_hits

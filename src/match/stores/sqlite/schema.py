@@ -24,9 +24,9 @@ change itself, so no crash can leave it out of step.
 
 - ``images.pdq``, ``images.pdq_quality``: the image's PDQ hash (32 bytes) and quality, NULL when
   not computed; ``hashes``: hash-only records (a PDQ hash and metadata, no image), a key space of
-  their own; ``pdq_terms`` and ``hash_terms``: the 16 multi-index terms (match.pdq.terms) of
-  every stored hash, one row per term and record, kept by triggers (computed in SQL from the
-  hash's hex form, so no writer can forget them).
+  their own; ``hash_tombstones``: the hash-only records deleted or replaced, as ``tombstones``
+  are for images (the shared PDQ indexes, pdq_index.py, are derived from the hashes and learn
+  of deletions there).
 
 - ``thumbnails``: the WebP thumbnail of each image that has one (service/thumbnails.py), apart
   from ``images`` so that scans never read it; its own trigger deletes it with its image.
@@ -39,6 +39,9 @@ Schema 4 added PDQ: a schema 3 file gains the two columns, the tables and trigge
 Thumbnails came later without a new schema number: a schema 4 file gains the table and its
 trigger when opened, and an older Match writing to it leaves no thumbnail behind (the trigger is
 in the file).
+Schema 5 replaced the PDQ term tables (16 rows a hash, written by triggers: loading 10M hashes
+took hours) by the shared in-memory PDQ indexes; a schema 4 file loses the tables and their
+triggers and gains ``hash_tombstones`` in place.
 """
 
 from __future__ import annotations
@@ -50,9 +53,9 @@ import uuid
 from match.errors import StoreUnavailable
 from match.stores.filters import DEFAULT_COLLECTION, indexed_fields
 
-SCHEMA_VERSION = "4"
-UPGRADABLE = ("1", "2")  # to 3, then to 4
-UPGRADABLE_IN_PLACE = ("3",)
+SCHEMA_VERSION = "5"
+UPGRADABLE = ("1", "2")  # to 3, then to 5
+UPGRADABLE_IN_PLACE = ("3", "4")
 CODE_BITS = 1024
 CODE_SEED = 20021  # any fixed value; kept in the database so every process agrees
 DEFAULT_COLLECTION_ID = 1
@@ -127,29 +130,6 @@ STATEMENTS = (
 )
 
 
-def _term_sql(row: str, position: int) -> str:
-    """SQL for the multi-index term ``position`` of ``row``'s hash: position * 65536 + the
-    16-bit value of its bytes 2p and 2p + 1, read from their hex digits (SQLite has no function
-    that reads a blob's bytes as numbers)."""
-    digits = f"hex(substr({row}.pdq, {2 * position + 1}, 2))"
-    value = " + ".join(
-        f"(instr('0123456789ABCDEF', substr({digits}, {i + 1}, 1)) - 1) * {16 ** (3 - i)}"
-        for i in range(4)
-    )
-    return f"{position * 65536} + {value}"
-
-
-def _terms_select(row: str) -> str:
-    return " UNION ALL ".join(f"SELECT {_term_sql(row, p)}, {row}.id" for p in range(16))
-
-
-def _terms_delete(table: str) -> str:
-    return " ".join(
-        f"DELETE FROM {table} WHERE term = {_term_sql('old', p)} AND id = old.id;"
-        for p in range(16)
-    )
-
-
 PDQ_STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS hashes (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -161,22 +141,12 @@ PDQ_STATEMENTS = (
         added REAL NOT NULL DEFAULT 0,
         UNIQUE (collection, filepath)
     )""",
-    "CREATE TABLE IF NOT EXISTS pdq_terms (term INTEGER NOT NULL, id INTEGER NOT NULL, "
-    "PRIMARY KEY (term, id)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS hash_terms (term INTEGER NOT NULL, id INTEGER NOT NULL, "
-    "PRIMARY KEY (term, id)) WITHOUT ROWID",
-    f"""CREATE TRIGGER IF NOT EXISTS image_pdq_added AFTER INSERT ON images
-        WHEN new.pdq IS NOT NULL BEGIN
-        INSERT INTO pdq_terms (term, id) {_terms_select("new")};
-    END""",
-    f"""CREATE TRIGGER IF NOT EXISTS image_pdq_deleted AFTER DELETE ON images
-        WHEN old.pdq IS NOT NULL BEGIN {_terms_delete("pdq_terms")}
-    END""",
-    f"""CREATE TRIGGER IF NOT EXISTS hash_added AFTER INSERT ON hashes BEGIN
-        INSERT INTO hash_terms (term, id) {_terms_select("new")};
-    END""",
-    f"""CREATE TRIGGER IF NOT EXISTS hash_deleted AFTER DELETE ON hashes BEGIN
-        {_terms_delete("hash_terms")}
+    """CREATE TABLE IF NOT EXISTS hash_tombstones (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER NOT NULL
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS hash_tombstone AFTER DELETE ON hashes BEGIN
+        INSERT INTO hash_tombstones (id) VALUES (old.id);
     END""",
 )
 
@@ -209,8 +179,10 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
             )
         if found is not None and found[0] in UPGRADABLE:
             _upgrade_to_3(conn)  # its new images table has today's columns
-        elif found is not None and found[0] in UPGRADABLE_IN_PLACE:
+        elif found is not None and found[0] == "3":
             _upgrade_to_4(conn)
+        elif found is not None and found[0] == "4":
+            _upgrade_to_5(conn)
         for statement in (*STATEMENTS, *PDQ_STATEMENTS, *THUMBNAIL_STATEMENTS):
             conn.execute(statement)
         defaults = {
@@ -219,6 +191,7 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
             "code_bits": str(CODE_BITS),
             "code_seed": str(CODE_SEED),
             "tombstones_pruned": "0",
+            "hash_tombstones_pruned": "0",
         }
         conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items())
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
@@ -273,3 +246,13 @@ def _upgrade_to_4(conn: sqlite3.Connection) -> None:
     are created with the rest."""
     conn.execute("ALTER TABLE images ADD COLUMN pdq BLOB")
     conn.execute("ALTER TABLE images ADD COLUMN pdq_quality INTEGER")
+
+
+def _upgrade_to_5(conn: sqlite3.Connection) -> None:
+    """Schema 4 to 5: the PDQ term tables and the triggers that wrote them are dropped (the
+    shared PDQ indexes, pdq_index.py, are built from the hashes themselves); hash-only records
+    gain their tombstones with the rest."""
+    for trigger in ("image_pdq_added", "image_pdq_deleted", "hash_added", "hash_deleted"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    for table in ("pdq_terms", "hash_terms"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")

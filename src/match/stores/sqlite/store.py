@@ -20,6 +20,7 @@ from threadpoolctl import ThreadpoolController
 
 from match.errors import MatchError
 from match.pdq import terms as pdq_terms
+from match.pdq.codec import as_words
 from match.settings import Settings
 from match.signature import ALGORITHM
 from match.stores import checks
@@ -41,7 +42,14 @@ from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.database import Database
 from match.stores.sqlite.fields import FieldIndex
-from match.stores.sqlite.indexes import WORDS_FAMILY, SharedIndex, codes_family
+from match.stores.sqlite.indexes import (
+    HASH_PDQ_FAMILY,
+    IMAGE_PDQ_FAMILY,
+    WORDS_FAMILY,
+    SharedIndex,
+    codes_family,
+)
+from match.stores.sqlite.pdq_index import PdqIndex
 from match.stores.sqlite.schema import DEFAULT_COLLECTION_ID
 from match.stores.sqlite.sync import IndexSync
 from match.stores.sqlite.words import WordIndex
@@ -97,6 +105,14 @@ class SQLiteStore:
         self._words = WordIndex()
         self._words_shared = SharedIndex(
             shared, WORDS_FAMILY, self._words, meta["store_id"], self._connect
+        )
+        self._image_pdq = PdqIndex()
+        self._image_pdq_shared = SharedIndex(
+            shared, IMAGE_PDQ_FAMILY, self._image_pdq, meta["store_id"], self._connect
+        )
+        self._hash_pdq = PdqIndex()
+        self._hash_pdq_shared = SharedIndex(
+            shared, HASH_PDQ_FAMILY, self._hash_pdq, meta["store_id"], self._connect
         )
         fields = self._fields = FieldIndex()
         self._fields_sync = IndexSync(
@@ -398,20 +414,22 @@ class SQLiteStore:
         max_distance = checks.check_max_distance(max_distance)
         limit = checks.non_negative(limit, "limit")
         collection = check_collection(collection)
+        words = as_words(list(queries))
+        hits: list[PdqHit] = []
         with self._db.read() as conn:
             found = tables.collection_id(conn, collection)
             if found is None:
                 return []
-            hits = pdq.lookup(
-                conn,
-                queries,
-                max_distance,
-                found,
-                where,
-                images=images,
-                hash_only=hash_only,
-                flips=self.pdq_flips,
-            )
+            for wanted, shared, index, is_hash in (
+                (images, self._image_pdq_shared, self._image_pdq, False),
+                (hash_only, self._hash_pdq_shared, self._hash_pdq, True),
+            ):
+                if not wanted:
+                    continue
+                shared.refresh(conn)
+                near = index.lookup(words, max_distance, found, self.pdq_flips)
+                hits += pdq.hits(conn, near, where, hash_only=is_hash)
+        hits.sort(key=lambda hit: (hit.distance, hit.filepath, hit.hash_only))
         return hits[:limit]
 
     def ping(self) -> None:
@@ -424,20 +442,20 @@ class SQLiteStore:
     def prepare(self) -> None:
         """Build the shared indexes up to what is stored and map them: run before a server's
         workers start (and by each at its start), so no search waits for it."""
-        for shared in (self._codes_shared, self._words_shared):
+        for shared in self._shared():
             shared.build(wait=True)
         with self._db.read() as conn:
-            self._codes_shared.refresh(conn)
-            self._words_shared.refresh(conn)
+            for shared in self._shared():
+                shared.refresh(conn)
 
     def wait_for_builds(self) -> None:
         """Wait for this process's index builds in progress (tests, shutdown)."""
-        self._codes_shared.wait_for_build()
-        self._words_shared.wait_for_build()
+        for shared in self._shared():
+            shared.wait_for_build()
 
     def shared_index_bytes(self) -> int:
         """Bytes of the shared index segments on disk (mapped, one copy per machine)."""
-        return sum(s.directory.nbytes() for s in (self._codes_shared, self._words_shared))
+        return sum(s.directory.nbytes() for s in self._shared())
 
     def index_bytes(self) -> int:
         """Memory held by this process's candidate index."""
@@ -447,7 +465,20 @@ class SQLiteStore:
         """Memory held by this process's inverted index of visual words."""
         return self._words.nbytes()
 
+    def pdq_index_bytes(self) -> int:
+        """Memory held by this process's own part of the PDQ indexes (the segments are
+        shared)."""
+        return self._image_pdq.nbytes() + self._hash_pdq.nbytes()
+
     # -- helpers ----------------------------------------------------------------------------
+    def _shared(self) -> tuple[SharedIndex, ...]:
+        return (
+            self._codes_shared,
+            self._words_shared,
+            self._image_pdq_shared,
+            self._hash_pdq_shared,
+        )
+
     def _row(self, record: ImageRecord) -> tables.Row:
         return tables.Row.of(checks.check_record(record, self.algorithm))
 
@@ -466,6 +497,7 @@ class SQLiteStore:
             return 0
         with self._db.write() as conn:
             pdq.insert_hashes(conn, batch)
+            tables.prune_tombstones(conn)
         return len(batch)
 
     def _hits(self, conn: sqlite3.Connection, ranked: list[Ranked]) -> list[Hit]:

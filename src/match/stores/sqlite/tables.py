@@ -135,9 +135,13 @@ def _names(rows: list[Row]) -> list[str]:
 
 
 def prune_tombstones(conn: sqlite3.Connection) -> None:
-    """Keep the last TOMBSTONES_KEPT tombstones and field updates (a worker further behind
-    reloads its indexes)."""
-    for table, key in (("tombstones", "tombstones_pruned"), ("field_updates", "updates_pruned")):
+    """Keep the last TOMBSTONES_KEPT tombstones (of images and of hash-only records) and field
+    updates (a worker further behind reloads its indexes)."""
+    for table, key in (
+        ("tombstones", "tombstones_pruned"),
+        ("hash_tombstones", "hash_tombstones_pruned"),
+        ("field_updates", "updates_pruned"),
+    ):
         newest = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table}").fetchone()[0]
         pruned = pruned_through(conn, key)
         if newest - pruned > 2 * TOMBSTONES_KEPT:
@@ -199,14 +203,20 @@ def check_algorithms(conn: sqlite3.Connection, algorithm: str) -> None:
         )
 
 
-def deleted_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.ndarray | None]:
+def deleted_since(
+    conn: sqlite3.Connection,
+    seq: int | None,
+    table: str = "tombstones",
+    pruned: str = "tombstones_pruned",
+) -> tuple[int, np.ndarray | None]:
     """(newest tombstone, ids deleted after tombstone ``seq``) for an index that has seen the
     tombstones through ``seq``; ids are None when that index must be reloaded: it never was
-    loaded (seq None), or tombstones it has not seen were pruned."""
-    if seq is None or seq < pruned_through(conn):
-        return conn.execute("SELECT coalesce(max(seq), 0) FROM tombstones").fetchone()[0], None
+    loaded (seq None), or tombstones it has not seen were pruned. ``table`` holds the
+    tombstones (``hash_tombstones`` for hash-only records), ``pruned`` names how far."""
+    if seq is None or seq < pruned_through(conn, pruned):
+        return conn.execute(f"SELECT coalesce(max(seq), 0) FROM {table}").fetchone()[0], None
     dead = conn.execute(
-        "SELECT seq, id FROM tombstones WHERE seq > ? ORDER BY seq", (seq,)
+        f"SELECT seq, id FROM {table} WHERE seq > ? ORDER BY seq", (seq,)
     ).fetchall()
     if not dead:
         return seq, np.zeros(0, dtype=np.int64)
@@ -246,6 +256,34 @@ def word_chunks(
         counts = np.fromiter((len(row[2]) // 2 for row in rows), np.int64, len(rows))
         words = np.frombuffer(b"".join(row[2] for row in rows), "<u2")
         yield keys, ids, collections, counts, words
+
+
+def image_pdq_chunks(
+    conn: sqlite3.Connection, after: int, through: int | None = None
+) -> Iterator[Chunk]:
+    """(ids, collections, (n, 4) uint64 PDQ hashes) of the images with a hash and ids above
+    ``after`` (and up to ``through``), in id order."""
+    return _pdq_chunks(conn, "images", "AND pdq NOT NULL", after, through)
+
+
+def hash_pdq_chunks(
+    conn: sqlite3.Connection, after: int, through: int | None = None
+) -> Iterator[Chunk]:
+    """The same of the hash-only records."""
+    return _pdq_chunks(conn, "hashes", "", after, through)
+
+
+def _pdq_chunks(
+    conn: sqlite3.Connection, table: str, having: str, after: int, through: int | None
+) -> Iterator[Chunk]:
+    cursor = conn.execute(
+        f"SELECT id, collection, pdq FROM {table} WHERE id > ? AND id <= ? {having} ORDER BY id",
+        (after, _NO_END if through is None else through),
+    )
+    while rows := cursor.fetchmany(FETCH):
+        ids, collections = _ids_and_collections(rows)
+        hashes = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.uint64)
+        yield ids, collections, hashes.reshape(len(rows), 4)
 
 
 def field_chunks(conn: sqlite3.Connection, after: int) -> Iterator[tuple[list[tuple]]]:
