@@ -15,8 +15,6 @@ import numpy as np
 
 FRAME = 640
 MAX_KEYPOINTS = 500
-# candidates from the detector before the grid keeps the strongest of each cell
-_DETECTED = 3 * MAX_KEYPOINTS
 _GRID = 4
 
 cv2.setNumThreads(1)
@@ -32,22 +30,32 @@ class Extraction:
     # keypoints of this octave of the detection frame and above count as coarse
     coarse_octave: int = 1
     octave_layers: int = 3
+    # the strongest keypoints SIFT describes, before the grid keeps MAX_KEYPOINTS of them
+    detected: int = 3 * MAX_KEYPOINTS
+    # words per keypoint (vocabulary.quantise_near): more than 1 only for queries, never stored
+    assignments: int = 1
+    assignment_ratio: float = 1.0
 
 
 # SIFT on the FRAME frame itself, which OpenCV doubles to 1280 px before its first octave (about
-# three quarters of the time goes into that octave). The default: the candidates below do not
-# hold the dev accuracy yet (docs/partial-matching.md, "Cheaper extraction").
+# three quarters of the time goes into that octave): what every image was stored with before
+# issue 13; such stored features stay valid (same frame, vocabulary and stored form).
 LEGACY = Extraction(detect_side=FRAME)
-# The fastest candidate measured: SIFT on a 320 px frame (doubled to 640, so its first octave is
-# the 640 px frame without doubling), a lower contrast threshold to keep the keypoint budget.
+# SIFT on a 320 px frame (doubled to 640, so its first octave is the 640 px frame without
+# doubling), a lower contrast threshold to keep the keypoint budget.
 HALF_FRAME = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0)
-EXTRACTION = LEGACY
+# What an add stores (its cost is the add's) and what a query is extracted with (queries are
+# few, and a query's richer features find stored ones made coarsely): docs/partial-matching.md,
+# "Cheaper extraction".
+STORED = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0, detected=800)
+QUERY = Extraction(detect_side=FRAME, assignments=2, assignment_ratio=1.15)
+EXTRACTION = STORED
 
 
 @cache
 def _sift(extraction: Extraction) -> cv2.SIFT:
     return cv2.SIFT_create(
-        nfeatures=_DETECTED,
+        nfeatures=extraction.detected,
         nOctaveLayers=extraction.octave_layers,
         contrastThreshold=extraction.contrast_threshold,
     )
