@@ -17,7 +17,6 @@ from PIL import Image
 
 from match.local import (
     FRAME,
-    QUERY,
     STORED,
     WORDS,
     LocalFeatures,
@@ -29,7 +28,7 @@ from match.local import (
     verify_all,
     vocabulary,
 )
-from match.local.features import LEGACY, MAX_KEYPOINTS, keypoints
+from match.local.features import LEGACY, MAX_KEYPOINTS, SPLIT_QUERY, keypoints
 from match.local.mirror import mirrored_descriptors
 from match.local.score import MIN_INLIERS, local_score
 from match.local.verify import tentative_matches
@@ -287,9 +286,11 @@ def test_a_query_with_several_words_per_keypoint_matches_each_keypoint_once(
     assert verified is not None and alone is not None and verified.inliers >= alone.inliers
 
 
-def test_features_stored_before_issue_13_are_found_by_todays_queries(photo: Path) -> None:
+def test_a_query_extracted_otherwise_finds_features_stored_with_the_legacy_extraction(
+    photo: Path,
+) -> None:
     stored_before = local_features(decode_pixels(photo), LEGACY)
-    query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), QUERY)
+    query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), SPLIT_QUERY)
     verified = verify(query, stored_before)
     assert verified is not None and verified.inliers >= 20
     assert verified.target_overlap == pytest.approx(36, abs=5)
