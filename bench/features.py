@@ -1,11 +1,14 @@
-"""CPU time of local features per image: the legacy extractor and a candidate, side by side.
+"""CPU time of local features per image: the legacy extractor (today's default for adds and
+queries) and the split measured for issue 13 (what an add would pay, what a query would), side
+by side.
 
     .venv/bin/python bench/features.py                # every dev photo (originals and distractors)
     .venv/bin/python bench/features.py --limit 60     # the first 60 originals, quick
     .venv/bin/python bench/features.py --threads 2    # OpenCV's own threads (default 1, as served)
 
 Each photo is decoded once (not timed), then each extractor runs on it in turn, alternating which
-goes first, so both see the same load. Timed is ``match.local.local_features``: grey conversion,
+goes first, so all see the same load. Timed is ``match.local.local_features`` (for a query
+extractor ``local_features_and_mirror``, as a search makes it): grey conversion,
 resizing, SIFT, the keypoint selection and the quantisation on the vocabulary. CPU time is the
 thread's (``time.thread_time``); with ``--threads`` above 1 OpenCV works in threads of its own,
 so the wall clock is printed too. The first call of each extractor (which loads the vocabulary)
@@ -21,11 +24,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from match.local import features, local_features
+from match.local import features, local_features, local_features_and_mirror
 from match.signature import decode_image
 from shared_photos import PHOTOS, photos_dir
 
-EXTRACTORS = {"legacy": features.LEGACY, "half_frame": features.HALF_FRAME}
+EXTRACTORS = {
+    "legacy": features.LEGACY,
+    "split_stored": features.SPLIT_STORED,
+    "split_query": features.SPLIT_QUERY,
+}
 
 
 def photo_files(photos: Path, limit: int | None) -> list[Path]:
@@ -37,8 +44,14 @@ def photo_files(photos: Path, limit: int | None) -> list[Path]:
 
 def timed(pixels: np.ndarray, extraction: features.Extraction) -> tuple[float, float, int]:
     wall, cpu = time.perf_counter(), time.thread_time()
-    found = local_features(pixels, extraction)
-    return time.thread_time() - cpu, time.perf_counter() - wall, len(found.words)
+    if extraction.assignments > 1:  # a query extractor: searches make the mirror's too
+        found, _ = local_features_and_mirror(pixels, extraction)
+    else:
+        found = local_features(pixels, extraction)
+    elapsed = time.thread_time() - cpu, time.perf_counter() - wall
+    # keypoints, not words: a query's keypoints may have several words each
+    count = len(found.words) if found.keypoints is None else len(np.unique(found.keypoints))
+    return *elapsed, count
 
 
 def main() -> None:
@@ -63,16 +76,18 @@ def main() -> None:
         f"local_features per image, {len(files)} photos, cv2.setNumThreads({args.threads}), "
         f"load average {' '.join(f'{x:.1f}' for x in _load())}"
     )
-    header = f"{'extractor':<9} {'detect side':>11} {'CPU p50':>8} {'CPU p90':>8} "
+    header = f"{'extractor':<12} {'detect side':>11} {'CPU p50':>8} {'CPU p90':>8} "
     print(header + f"{'wall p50':>9} {'wall p90':>9} {'keypoints mean':>15}")
     for name, rows in results.items():
         cpu, wall, count = (np.array(column, float) for column in zip(*rows, strict=True))
         print(
-            f"{name:<9} {EXTRACTORS[name].detect_side:>8} px {_ms(cpu, 0.5):>8} {_ms(cpu, 0.9):>8} "
-            f"{_ms(wall, 0.5):>9} {_ms(wall, 0.9):>9} {count.mean():>15.0f}"
+            f"{name:<12} {EXTRACTORS[name].detect_side:>8} px {_ms(cpu, 0.5):>8} "
+            f"{_ms(cpu, 0.9):>8} {_ms(wall, 0.5):>9} {_ms(wall, 0.9):>9} {count.mean():>15.0f}"
         )
-    legacy, candidate = (np.median([r[0] for r in results[n]]) for n in names)
-    print(f"half_frame / legacy, CPU p50: {candidate / legacy:.2f}")
+    legacy = np.median([r[0] for r in results["legacy"]])
+    for name in names[1:]:
+        ratio = np.median([r[0] for r in results[name]]) / legacy
+        print(f"{name} / legacy, CPU p50: {ratio:.2f}")
 
 
 def _ms(values: np.ndarray, q: float) -> str:

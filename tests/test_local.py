@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from match.local import (
     FRAME,
+    STORED,
     WORDS,
     LocalFeatures,
     local_features,
@@ -24,10 +26,12 @@ from match.local import (
     unpack,
     verify,
     verify_all,
+    vocabulary,
 )
-from match.local.features import MAX_KEYPOINTS
+from match.local.features import LEGACY, MAX_KEYPOINTS, SPLIT_QUERY, keypoints
 from match.local.mirror import mirrored_descriptors
 from match.local.score import MIN_INLIERS, local_score
+from match.local.verify import tentative_matches
 from match.signature import ORIENTATIONS, normalized_distances, orientation_signatures
 from match.signature.decode import decode_pixels
 
@@ -253,3 +257,40 @@ def test_verifying_many_targets_at_once_is_verifying_each(
             assert (a is None) == (b is None)
             if a is not None and b is not None:
                 assert a.inliers == b.inliers and np.array_equal(a.matrix, b.matrix)
+
+
+def test_multiple_assignment_keeps_the_nearest_word_first(photo: Path) -> None:
+    descriptors = keypoints(decode_pixels(photo)).descriptors
+    words, bits = vocabulary().quantise(descriptors)
+    near_words, near_bits, source = vocabulary().quantise_near(descriptors, 3, 1.2)
+    assert np.array_equal(np.unique(source), np.arange(len(descriptors)))
+    assert np.all(np.diff(source) >= 0)  # each descriptor's words together, in order
+    first = np.searchsorted(source, np.arange(len(descriptors)))
+    assert np.array_equal(near_words[first], words) and np.array_equal(near_bits[first], bits)
+    per_keypoint = np.bincount(source)
+    assert per_keypoint.max() <= 3 and per_keypoint.mean() > 1.05  # some, not all, get more
+    # every word of a descriptor is a distinct leaf
+    assert len(np.unique(source.astype(np.int64) * WORDS + near_words)) == len(near_words)
+
+
+def test_a_query_with_several_words_per_keypoint_matches_each_keypoint_once(
+    photo: Path,
+) -> None:
+    several = replace(STORED, assignments=3, assignment_ratio=1.3)
+    query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), several)
+    assert query.keypoints is not None and len(query.words) > len(np.unique(query.keypoints))
+    q, _ = tentative_matches(query, features_of(photo))
+    assert len(np.unique(query.keypoints[q])) == len(q)
+    single = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), STORED)
+    verified, alone = verify(query, features_of(photo)), verify(single, features_of(photo))
+    assert verified is not None and alone is not None and verified.inliers >= alone.inliers
+
+
+def test_a_query_extracted_otherwise_finds_features_stored_with_the_legacy_extraction(
+    photo: Path,
+) -> None:
+    stored_before = local_features(decode_pixels(photo), LEGACY)
+    query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), SPLIT_QUERY)
+    verified = verify(query, stored_before)
+    assert verified is not None and verified.inliers >= 20
+    assert verified.target_overlap == pytest.approx(36, abs=5)

@@ -7,7 +7,7 @@ grid so a caption band or a busy corner cannot take them all. Points are kept in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import cv2
@@ -15,8 +15,6 @@ import numpy as np
 
 FRAME = 640
 MAX_KEYPOINTS = 500
-# candidates from the detector before the grid keeps the strongest of each cell
-_DETECTED = 3 * MAX_KEYPOINTS
 _GRID = 4
 
 cv2.setNumThreads(1)
@@ -32,22 +30,37 @@ class Extraction:
     # keypoints of this octave of the detection frame and above count as coarse
     coarse_octave: int = 1
     octave_layers: int = 3
+    # the strongest keypoints SIFT describes, before the grid keeps MAX_KEYPOINTS of them
+    detected: int = 3 * MAX_KEYPOINTS
+    # words per keypoint (vocabulary.quantise_near): more than 1 only for queries, never stored
+    assignments: int = 1
+    assignment_ratio: float = 1.0
 
 
 # SIFT on the FRAME frame itself, which OpenCV doubles to 1280 px before its first octave (about
-# three quarters of the time goes into that octave). The default: the candidates below do not
-# hold the dev accuracy yet (docs/partial-matching.md, "Cheaper extraction").
+# three quarters of the time goes into that octave). Any other extraction keeps the frame, the
+# vocabulary and the stored form, so features stored with this one stay valid.
 LEGACY = Extraction(detect_side=FRAME)
-# The fastest candidate measured: SIFT on a 320 px frame (doubled to 640, so its first octave is
-# the 640 px frame without doubling), a lower contrast threshold to keep the keypoint budget.
+# SIFT on a 320 px frame (doubled to 640, so its first octave is the 640 px frame without
+# doubling), a lower contrast threshold to keep the keypoint budget.
 HALF_FRAME = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0)
-EXTRACTION = LEGACY
+# What an add stores (its cost is the add's) and what a query is extracted with. They may differ
+# (points are in the FRAME frame either way) and a query may give its keypoints several words;
+# no cheaper pair measured so far holds the dev accuracy, so both are still LEGACY:
+# docs/partial-matching.md, "Cheaper extraction".
+STORED = LEGACY
+QUERY = LEGACY
+# the best split measured (2026-12-07): adds at 0.36x of LEGACY's CPU, queries at 1.14x, but
+# augly_perspective 0.946, augly_rotate_15 0.966 (LEGACY: 0.993, 0.987)
+SPLIT_STORED = replace(HALF_FRAME, detected=800)
+SPLIT_QUERY = replace(LEGACY, assignments=2, assignment_ratio=1.15)
+EXTRACTION = STORED
 
 
 @cache
 def _sift(extraction: Extraction) -> cv2.SIFT:
     return cv2.SIFT_create(
-        nfeatures=_DETECTED,
+        nfeatures=extraction.detected,
         nOctaveLayers=extraction.octave_layers,
         contrastThreshold=extraction.contrast_threshold,
     )

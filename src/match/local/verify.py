@@ -39,6 +39,10 @@ class LocalFeatures:
     words: np.ndarray  # (n,) uint32
     bits: np.ndarray  # (n,) uint64
     size: tuple[int, int]  # (width, height), long side FRAME
+    # a query's entries with several words each (multiple assignment, vocabulary.quantise_near):
+    # the keypoint each entry is, so one keypoint still matches at most once. None: one entry
+    # per keypoint, as stored
+    keypoints: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def tentative_matches_all(
     would be most of the work one target at a time.
 
     Pairs share a word and differ in at most MAX_HAMMING bits; then closest first (ties: lower
-    query index, then lower target index), each query keypoint keeps its closest partner and
+    query index, then lower target index), each query keypoint (all its entries, when it has
+    several words) keeps its closest partner and
     each target keypoint the closest of those. Each target's pairs come in that order."""
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if not targets:
@@ -103,7 +108,8 @@ def tentative_matches_all(
     # by target, then closest first; one partner per query keypoint, then per target keypoint
     ranked = np.lexsort((g, q, distance, owner))
     q, g, owner = q[ranked], g[ranked], owner[ranked]
-    _, first_q = np.unique(owner * len(query.words) + q, return_index=True)
+    keypoint = q if query.keypoints is None else query.keypoints[q]
+    _, first_q = np.unique(owner * len(query.words) + keypoint, return_index=True)
     kept = np.sort(first_q)
     q, g, owner = q[kept], g[kept], owner[kept]
     _, first_g = np.unique(g, return_index=True)

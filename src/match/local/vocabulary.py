@@ -58,6 +58,57 @@ class Vocabulary:
         words, bits = words[unsorted], bits[unsorted]
         return words, bits
 
+    def quantise_near(
+        self, descriptors: np.ndarray, assignments: int, ratio: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Multiple assignment (Jégou et al., 2010): each descriptor's nearest word and up to
+        ``assignments`` - 1 more among the leaves of its two nearest top clusters, those within
+        ``ratio`` times the nearest leaf's distance. Returns words, Hamming bits (each from the
+        residual to its own leaf, as a stored keypoint of that word has them) and the index of
+        the descriptor each came from; each descriptor's first word is the one ``quantise``
+        gives it. For queries: a stored keypoint whose descriptor fell just across a leaf
+        boundary is still found."""
+        if len(descriptors) == 0 or assignments <= 1:
+            words, bits = self.quantise(descriptors)
+            return words, bits, np.arange(len(words))
+        with _BLAS.limit(limits=1, user_api="blas"):
+            return self._quantise_near(descriptors, assignments, ratio)
+
+    def _quantise_near(
+        self, descriptors: np.ndarray, assignments: int, ratio: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n, leaves_per_top = len(descriptors), self.leaves.shape[1]
+        top_distances = self._top_norms - 2.0 * descriptors @ self.top.T
+        nearest_tops = np.argsort(top_distances, axis=1)[:, :2]
+        # squared distances to every leaf of the two nearest top clusters, and those leaves' words
+        distances = np.empty((n, 2 * leaves_per_top), np.float32)
+        for rank in range(2):
+            tops = nearest_tops[:, rank]
+            for cluster in np.unique(tops):
+                members = np.flatnonzero(tops == cluster)
+                block = descriptors[members] @ self.leaves[cluster].T
+                span = slice(rank * leaves_per_top, (rank + 1) * leaves_per_top)
+                distances[members, span] = self._leaf_norms[cluster] - 2.0 * block
+        leaf = np.arange(leaves_per_top)
+        words = (nearest_tops[:, :, None] * leaves_per_top + leaf).reshape(n, -1)
+        distances += np.einsum("nd,nd->n", descriptors, descriptors)[:, None]
+        # the word ``quantise`` gives (nearest leaf of the nearest top cluster) always comes first
+        primary = np.argmin(distances[:, :leaves_per_top], axis=1)
+        rows = np.arange(n)
+        nearest = distances[rows, primary].copy()
+        distances[rows, primary] = -np.inf
+        closest = np.argsort(distances, axis=1)[:, :assignments]
+        distances[rows, primary] = nearest
+        chosen = np.take_along_axis(distances, closest, axis=1)
+        keep = chosen <= (ratio * ratio) * np.maximum(chosen[:, :1], 1e-12)
+        keep[:, 0] = True
+        source = np.repeat(np.arange(n), keep.sum(axis=1))
+        near_words = np.take_along_axis(words, closest, axis=1)[keep].astype(np.uint32)
+        residuals = descriptors[source] - self.leaves.reshape(-1, descriptors.shape[1])[near_words]
+        signs = (residuals @ self.projection.T) > 0
+        bits = (signs.astype(np.uint64) * self._bit_weights).sum(axis=1, dtype=np.uint64)
+        return near_words, bits, source
+
 
 # RootSIFT components lie in [0, 1]: centroids are stored in 1/255 steps (2 MB instead of 8),
 # far finer than the distances between them.

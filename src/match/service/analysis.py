@@ -69,11 +69,13 @@ class Analyser:
         features: bool = True,
         thumbnail: bool = False,
         mirror: bool = True,
+        extraction: local.Extraction | None = None,
     ) -> Query:
         """The query of encoded image bytes: decoded once for both methods; local features
         only if partial matching is on and ``features``, and with ``mirror`` its mirror image's
         too (one more quantisation; compare may use them whatever the orientations); a
-        thumbnail if ``thumbnail``.
+        thumbnail if ``thumbnail``. Local features are extracted as ``extraction`` says
+        (default: local.QUERY; a record's are local.STORED).
         BlankImage naming ``name`` if the image is featureless."""
         count = len(sig.ORIENTATIONS) if all_orientations else 1
         with timed("signature", count):  # decoding included, as without partial matching
@@ -92,11 +94,12 @@ class Analyser:
             query = self._with_pdq(query, pixels, count)
         if not (features and self.partial_matching):
             return query
+        extraction = extraction or local.QUERY
         with timed("local", 1):
             if mirror:
-                found, mirrored = local.local_features_and_mirror(pixels)
+                found, mirrored = local.local_features_and_mirror(pixels, extraction)
             else:
-                found, mirrored = local.local_features(pixels), None
+                found, mirrored = local.local_features(pixels, extraction), None
         if not len(found.words):
             return query
         return dataclasses.replace(query, local=found, mirrored_local=mirrored)
@@ -122,7 +125,13 @@ class Analyser:
     ) -> ImageRecord:
         """The record to store for encoded image bytes: its upright signature, local features
         and size, and its thumbnail unless MATCH_THUMBNAILS is off."""
-        query = self.query(image, False, thumbnail=self.settings.match_thumbnails, mirror=False)
+        query = self.query(
+            image,
+            False,
+            thumbnail=self.settings.match_thumbnails,
+            mirror=False,
+            extraction=local.STORED,
+        )
         return ImageRecord(
             filepath,
             query.signatures[0],
