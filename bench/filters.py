@@ -145,7 +145,9 @@ class Population:
         words = np.searchsorted(self.cdf, rng.random(n), "right")
         return np.minimum(words, WORDS - 1).astype(np.uint32)
 
-    def fillers(self, first: int, n: int, rng: np.random.Generator, collection: str) -> list:
+    def fillers(
+        self, first: int, n: int, rng: np.random.Generator, collection: str, prefix: str = "syn"
+    ) -> list:
         signatures = synthetic(n, rng)
         records = []
         for i, signature in enumerate(signatures):
@@ -154,7 +156,9 @@ class Population:
             local = dataclasses.replace(base, words=self.draw_words(len(base.words), rng))
             metadata = {"shop": k % SHOPS, "half": k % 2}
             records.append(
-                ImageRecord(f"syn/{k}", signature, metadata, local=local, collection=collection)
+                ImageRecord(
+                    f"{prefix}/{k}", signature, metadata, local=local, collection=collection
+                )
             )
         return records
 
@@ -192,30 +196,33 @@ def fill(store: Store, population: Population, images: int, seed: int, jobs: int
         _add(store, population.small(np.random.default_rng(seed + 1), SMALL_COLLECTION))
         stored = len(population.trues) + len(population.decoys) + SMALL
     batches = [(first, min(BATCH, images - first)) for first in range(stored, images, BATCH)]
+    # filepaths of their own: batches of an interrupted fill end out of order
+    prefix = f"syn-{stored}"
     if jobs > 1 and isinstance(store, SQLiteStore):
         global _FILLING  # the workers, forked, read it
-        _FILLING = (population, store.path.parent, seed)
+        _FILLING = (population, store.path.parent, seed, prefix)
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             for done, _ in enumerate(pool.imap_unordered(_fill_batch, batches), 1):
                 _progress(done, batches, started)
     else:
         for done, (first, n) in enumerate(batches, 1):
             rng = np.random.default_rng([seed, first])
-            _add(store, population.fillers(first, n, rng, DEFAULT_COLLECTION))
+            _add(store, population.fillers(first, n, rng, DEFAULT_COLLECTION, prefix))
             _progress(done, batches, started)
     return time.perf_counter() - started
 
 
-_FILLING: tuple[Population, Path, int] | None = None
+_FILLING: tuple[Population, Path, int, str] | None = None
 
 
 def _fill_batch(batch: tuple[int, int]) -> None:
     """One batch of fillers, added by a worker process to the embedded store."""
     assert _FILLING is not None
-    population, folder, seed = _FILLING
+    population, folder, seed, prefix = _FILLING
     first, n = batch
     store = SQLiteStore(folder)
-    _add(store, population.fillers(first, n, np.random.default_rng([seed, first]), "default"))
+    rng = np.random.default_rng([seed, first])
+    _add(store, population.fillers(first, n, rng, DEFAULT_COLLECTION, prefix))
     store.close()
 
 
