@@ -1,9 +1,14 @@
 """Filtered search at 1M images (issue 17): filters and collections against unfiltered search.
 
-    .venv/bin/python bench/filters.py                           # embedded store, 1M images
+    .venv/bin/python bench/filters.py --jobs 4 --keep /tmp/filters  # embedded store, 1M images
     .venv/bin/python bench/filters.py --images 50000            # quick, for development
-    .venv/bin/python bench/filters.py --keep /tmp/i17/store     # keep (or reuse) the big store
-    .venv/bin/python bench/filters.py --engine http://127.0.0.1:9281 --images 100000
+    .venv/bin/python bench/filters.py --engine http://127.0.0.1:9281 --images 20000
+
+``--keep`` keeps the stores in that folder and reuses them (a fill that was stopped resumes);
+filling 1M records with local features takes about 10 GB and, on a busy 2-core machine, an hour
+(``--jobs`` processes fill at once). ``--engine`` measures Elasticsearch or OpenSearch instead,
+in the indexes ``i17-filters-<images>`` and ``i17-filters-1k`` (deleted after, unless
+``--keep-indexes``).
 
 One store of ``--images`` records, every one with a signature, local features and metadata
 ``{"shop": i % 100, "half": i % 2}``, plus a collection ``c1k`` of 1,000 records inside it; and,
@@ -26,6 +31,10 @@ query's words, and decoys outside them (shop != 7, half 1) that are closer: 15 a
 30 candidates). So the unfiltered top-k never holds the true original (checked and printed), and
 a filter applied after the cut would lose it; the recall of the true original is printed per
 variant.
+
+On the embedded store it also times partial matching's candidates in small scopes (the
+collection of 1k, filters matching 1% and 2%) both ways the word index can rank them: from the
+postings of the query's words, and from the scope's stored words (words.GATHER_COST picks one).
 """
 
 from __future__ import annotations
@@ -220,7 +229,7 @@ def _fill_batch(batch: tuple[int, int]) -> None:
     assert _FILLING is not None
     population, folder, seed, prefix = _FILLING
     first, n = batch
-    store = SQLiteStore(folder)
+    store = SQLiteStore(folder, busy_timeout=600)  # writers queue for the file's one lock
     rng = np.random.default_rng([seed, first])
     _add(store, population.fillers(first, n, rng, DEFAULT_COLLECTION, prefix))
     store.close()
