@@ -358,7 +358,7 @@ def word_paths(store: SQLiteStore, queries: list[Query]) -> None:
         chosen = store.count(collection=collection, where=where)
         times: dict[str, list[Timing]] = {"postings": [], "stored words": []}
         same = 0
-        for k, query in enumerate(queries * 2):
+        for k, query in enumerate(queries):
             found = {}
             ways = list(times) if k % 2 else list(times)[::-1]
             for way in ways:
