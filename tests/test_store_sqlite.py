@@ -471,6 +471,49 @@ def test_unreadable_local_features_are_skipped(tmp_path: Path, photos: Photos) -
         assert store.get("broken.jpg").filepath == "broken.jpg"
 
 
+def test_a_small_collection_and_a_selective_filter_rank_from_their_stored_words(
+    tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    features = [synthetic_local(400 + i, 150) for i in range(140)]
+    signature = photos.originals[0]
+    reads: list[int] = []
+    words_by_id = tables_module.words_by_id
+
+    def counted(conn: sqlite3.Connection, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        reads.append(len(ids))
+        return words_by_id(conn, ids)
+
+    monkeypatch.setattr(tables_module, "words_by_id", counted)
+    with SQLiteStore(tmp_path) as store:
+        store.add_many(
+            ImageRecord(f"d{i}", signature, {"shop": i % 10}, local=features[i]) for i in range(120)
+        )
+        store.add_many(
+            ImageRecord(f"s{i}", signature, {"shop": 3}, local=features[i], collection="small")
+            for i in range(100, 140)  # 100-119 as in default, too
+        )
+        query = np.concatenate([features[103].words[::2], features[13].words[::3]])
+        scopes = [("small", None), ("default", {"shop": 3}), ("default", {"shop": {"in": [3, 4]}})]
+        for collection, raw in scopes:
+            where = parse_filter(raw)
+            monkeypatch.setattr(words_module, "GATHER_COST", 10**9)  # the postings
+            expected = store.local_candidates(
+                query, 5, signatures=signature[None, :], collection=collection, where=where
+            )
+            assert reads == [] and expected[0].filepath in ("s103", "d103", "d13")
+            monkeypatch.setattr(words_module, "GATHER_COST", 1)  # the stored words
+            found = store.local_candidates(
+                query, 5, signatures=signature[None, :], collection=collection, where=where
+            )
+            assert reads.pop() > 0
+            assert [(c.filepath, c.metadata, c.distance) for c in found] == [
+                (c.filepath, c.metadata, c.distance) for c in expected
+            ]
+        store.delete("s103", collection="small")  # a dead row: the postings path again
+        found = store.local_candidates(query, 5, collection="small")
+        assert reads == [] and "s103" not in [c.filepath for c in found] and found
+
+
 def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
     tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -204,3 +204,50 @@ def test_killing_an_absent_id_beside_a_present_one_counts_one_death() -> None:
     index.kill(np.array([764, 765, 899, 900]))
     assert index.live_count == 2
     assert sorted(index.live_ids().tolist()) == [700, 800]
+
+
+def stored_words(images: dict[int, np.ndarray], reads: list[int]) -> words_module.WordsOf:
+    """The store's read of images' own words (tables.words_by_id), over ``images``: in an
+    order of its own, and counting the images each call reads."""
+
+    def read(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        present = [i for i in ids.tolist()[::-1] if i in images]
+        reads.append(len(present))
+        words = [images[i].astype("<u2") for i in present] or [np.zeros(0, "<u2")]
+        counts = np.array([len(images[i]) for i in present], dtype=np.int64)
+        return np.array(present, dtype=np.int64), counts, np.concatenate(words)
+
+    return read
+
+
+def test_a_few_chosen_rows_rank_from_their_own_words_as_from_the_postings(
+    small_segments: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = random_images(600, seed=21)
+    images[74] = images[0] = images[37]  # three chosen images tie: the earlier row goes first
+    ids = np.arange(1, 601)
+    order = np.random.default_rng(2).permutation(400)  # word rows out of id order
+    index = WordIndex()
+    index.set_segments([segment(ids[:400][order], [images[i] for i in order])], through=400)
+    append(index, ids[400:], images[400:])
+    live = dict(zip(ids.tolist(), images, strict=True))
+    chosen = index.selection(1, ids[::37])  # 17 images, in the segment and in the tail
+    queries = [images[37][::2], images[407], images[300], *random_images(2, seed=22)]
+    reads: list[int] = []
+    for query in queries:
+        monkeypatch.setattr(words_module, "GATHER_COST", 10**9)  # never: the postings
+        expected = index.top(query, 8, chosen, stored_words(live, reads)).tolist()
+        assert reads == [] and expected
+        monkeypatch.setattr(words_module, "GATHER_COST", 1)  # always: the words read
+        assert index.top(query, 8, chosen, stored_words(live, reads)).tolist() == expected
+        assert reads.pop() == 17
+    ties = index.top(images[37], 3, chosen, stored_words(live, reads)).tolist()
+    rows = {int(i): row for row, i in enumerate(index.live_ids())}
+    assert sorted(ties) == [1, 38, 75] and ties == sorted(ties, key=rows.__getitem__)
+    # with dead rows only the postings give the live document frequencies: no words read
+    index.kill(ids[1:3])
+    chosen = index.selection(1, ids[::37])
+    for query in queries:
+        found = index.top(query, 8, chosen, stored_words(live, reads)).tolist()
+        assert found == index.top(query, 8, chosen).tolist()
+    assert reads == [17]  # the ties' read, before

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +321,8 @@ class SQLiteStore:
             rows = self._chosen(conn, self._words, collection, where)
             if rows is None:
                 return []
-            ids = self._words.top(query, limit, rows).tolist()
+            words_of = partial(tables.words_by_id, conn)  # in this snapshot
+            ids = self._words.top(query, limit, rows, words_of).tolist()
             found = tables.rows_by_id(
                 conn,
                 "filepath, features, metadata, signature, width, height, pdq, pdq_quality",

@@ -163,6 +163,21 @@ def rows_by_id(
     return {row[-1]: row for row in rows}
 
 
+def words_by_id(
+    conn: sqlite3.Connection, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored words of those ``ids`` that have some: (ids, numbers of distinct words, the
+    words concatenated), in no particular order (words.WordsOf)."""
+    rows = conn.execute(
+        "SELECT id, words FROM words WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(ids.tolist()),),
+    ).fetchall()
+    found = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    counts = np.fromiter((len(row[1]) // 2 for row in rows), np.int64, len(rows))
+    words = np.frombuffer(b"".join(row[1] for row in rows), "<u2")
+    return found, counts, words
+
+
 def count(conn: sqlite3.Connection, collection: int) -> int:
     found = conn.execute("SELECT records FROM collections WHERE id = ?", (collection,)).fetchone()
     return int(found[0]) if found else 0

@@ -10,7 +10,10 @@ The shared segments (segments.py) hold nearly everything, mapped from disk by ev
 goes first to a small unsorted run, which becomes an in-memory segment when it fills, merged
 LSM-style with the one before it while that one is not much bigger. A query scores every image
 sharing one of its words (``score``: binary tf-idf) with a few vectorised passes over its words'
-postings, at most POSTINGS_BUDGET of them.
+postings, at most POSTINGS_BUDGET of them; or, when it is limited to fewer images than those
+postings / GATHER_COST (a small collection, a selective filter), it reads those images' own
+words from the file and scores only them, so a collection of 1k costs about as much inside 1M
+images as alone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ POSTINGS_BUDGET = 4_000_000
 """Most postings one query reads. Past it, the query's most frequent words (the lowest idf,
 adding nearly the same to every image) are left out: a query reads about 3 M postings at 100k
 images of photos' words, exact, but 30 M (~200 ms) at 1M."""
+
+GATHER_COST = 1_000
+"""About how many postings a query scores in the time it reads one image's words from the file:
+a query limited to fewer images than the postings it would read / GATHER_COST scores those
+images from their stored words instead. bench/filters.py at 1M images (4M postings a query):
+1k images 10 ms of CPU from their words against 56 ms from the postings, 10k images 125 ms
+against 65 ms: they break even near 5k."""
+
+WordsOf = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""The stored words of images: given ids, those still stored as (ids, numbers of distinct
+words, the words concatenated), in any order."""
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Images in word-row order: word-row keys, ids, collections, their numbers of distinct words,
@@ -187,25 +201,53 @@ class WordIndex(RowIndex):
         if len(self._tail_rows) >= TAIL_POSTINGS:
             self._flush_tail()
 
-    def top(self, query: np.ndarray, limit: int, rows: np.ndarray | None = None) -> np.ndarray:
+    def top(
+        self,
+        query: np.ndarray,
+        limit: int,
+        rows: np.ndarray | None = None,
+        words_of: WordsOf | None = None,
+    ) -> np.ndarray:
         """Ids of the ``limit`` live images (among the chosen ``rows``, a mask, see
         ``selection``) scoring highest for the query's words, best first, ties by row; images
-        sharing no word are never returned. A word's rarity counts every live image."""
+        sharing no word are never returned. A word's rarity counts every live image. With
+        ``words_of`` and few chosen rows, those rows are scored from their stored words (every
+        query word counts then: the budget is for postings)."""
         query = np.unique(query)
         if limit == 0 or len(query) == 0 or self.live_count == 0:
             return np.zeros(0, dtype=np.int64)
-        postings, blocks = self._postings(self._within_budget(query))
+        counts = self._counts(query)
+        gather = rows is not None and words_of is not None and not self._dead
+        postings_read = min(int(counts.sum()), POSTINGS_BUDGET)
+        if gather and np.count_nonzero(rows) * GATHER_COST < postings_read:  # few: read them
+            return self._top_of_rows(query, counts, limit, np.flatnonzero(rows), words_of)
+        postings, blocks = self._postings(self._within_budget(query, counts))
         df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
         hit, scores = score(postings, blocks, self._distinct[: self._size], df, self.live_count)
         chosen = (self._alive if rows is None else rows)[hit]
         hit, scores = hit[chosen], scores[chosen]
-        if len(hit) > limit:
-            # everything tying with the limit-th best, then an exact sort of those few
-            threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
-            keep = scores >= threshold
-            hit, scores = hit[keep], scores[keep]
-        best = np.lexsort((hit, -scores))[:limit]
-        return self._ids[hit[best]]
+        return self._ids[hit[_best(scores, hit, limit)]]
+
+    def _top_of_rows(
+        self, query: np.ndarray, df: np.ndarray, limit: int, rows: np.ndarray, words_of: WordsOf
+    ) -> np.ndarray:
+        """``top`` among these ``rows`` (ascending, all live: ``df``, the query words'
+        postings, is then their live document frequency), scored from their stored words."""
+        ids = self._ids[rows]
+        found, distinct, words = words_of(ids)
+        if len(found) == 0:
+            return np.zeros(0, dtype=np.int64)
+        idf = np.log1p((self.live_count - df + 0.5) / (df + 0.5))
+        weight = np.zeros(WORDS, dtype=np.float64)
+        weight[query] = idf * idf
+        owner = np.repeat(np.arange(len(found)), distinct)
+        totals = np.bincount(owner, weights=weight[words], minlength=len(found))
+        hit = np.flatnonzero(totals > 0)
+        scores = totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
+        # ties go to the earlier row, as with the postings: the row of each id found
+        by_id = np.argsort(ids)
+        found_rows = rows[by_id[np.searchsorted(ids, found[hit], sorter=by_id)]]
+        return found[hit][_best(scores, found_rows, limit)]
 
     def nbytes(self) -> int:
         """Memory of this process's own part of the index (the shared segments are mapped)."""
@@ -237,13 +279,16 @@ class WordIndex(RowIndex):
             return np.zeros(0, np.intp), np.zeros((0, len(query)), np.int64)
         return np.concatenate(pieces, dtype=np.intp), np.stack(blocks)
 
-    def _within_budget(self, query: np.ndarray) -> np.ndarray:
-        """The query's words, less its most frequent ones if all would read more than
-        POSTINGS_BUDGET postings (dead ones included)."""
+    def _counts(self, query: np.ndarray) -> np.ndarray:
+        """Each query word's number of postings, dead ones included."""
         counts = np.zeros(len(query), dtype=np.int64)
         for segment, _ in self._segments():
             counts += segment.counts(query)
-        counts += np.bincount(self._tail_words, minlength=WORDS)[query]
+        return counts + np.bincount(self._tail_words, minlength=WORDS)[query]
+
+    def _within_budget(self, query: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The query's words, less its most frequent ones if all would read more than
+        POSTINGS_BUDGET postings (``counts``, dead ones included)."""
         if counts.sum() <= POSTINGS_BUDGET:
             return query
         rarest = np.argsort(counts, kind="stable")
@@ -281,3 +326,13 @@ class WordIndex(RowIndex):
 
     def _grow_columns(self, capacity: int) -> None:
         self._distinct = grown(self._distinct, self._size, capacity)
+
+
+def _best(scores: np.ndarray, rows: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` highest scores, best first, ties by row."""
+    if len(scores) > limit:
+        # everything tying with the limit-th best, then an exact sort of those few
+        threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
+        keep = np.flatnonzero(scores >= threshold)
+        return keep[np.lexsort((rows[keep], -scores[keep]))[:limit]]
+    return np.lexsort((rows, -scores))[:limit]
