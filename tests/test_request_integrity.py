@@ -119,7 +119,9 @@ def test_a_whole_multipart_add_is_stored_with_its_metadata(
     server: MatchServer, api: Api, image: bytes
 ) -> None:
     filepath = f"whole-{uuid.uuid4().hex[:8]}.jpg"
-    status, body = exchange(server, http_request("POST", "/add", add_body(filepath, image), MULTIPART))
+    status, body = exchange(
+        server, http_request("POST", "/add", add_body(filepath, image), MULTIPART)
+    )
     assert (status, body["status"]) == (200, "ok"), body
     found = {match["filepath"]: match for match in api.search(image)}
     assert found[filepath]["metadata"] == {"kept": True}
@@ -238,7 +240,9 @@ def test_a_filepath_not_utf8_in_the_query_string_is_refused(
 
 
 @pytest.mark.parametrize("path", ["/delete", "/rest/delete/"])
-def test_a_filepath_not_utf8_in_a_urlencoded_body_is_refused(server: MatchServer, path: str) -> None:
+def test_a_filepath_not_utf8_in_a_urlencoded_body_is_refused(
+    server: MatchServer, path: str
+) -> None:
     request = http_request(
         "DELETE" if path == "/delete" else "POST",
         path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
 from typing import Any
 
@@ -20,7 +21,7 @@ import uvicorn
 
 from match.errors import MatchError
 from match.http.auth import load_keys
-from match.http.connections import HeaderDeadlineProtocol
+from match.http.connections import MatchProtocol
 from match.http.logs import log_config
 from match.http.metrics import prepare_multiprocess
 from match.settings import SETTINGS, Settings, SettingsError
@@ -34,17 +35,30 @@ APP = "match.http.app:create_app"
 # (match.http.limits.BODY_TIMEOUT_SECONDS), so a slow client cannot pin a connection forever.
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
-# Open connections per worker beyond which new ones get 503 instead of queueing without bound.
+# Open connections per worker; beyond it the oldest idle one is closed, and when none is idle a
+# new one is answered 503 in the envelope (match.http.connections).
 MAX_CONNECTIONS_PER_WORKER = 200
+# File descriptors the server asks for (its soft limit, up to the hard one): every connection is
+# one, and a flood of sockets must meet the connection cap before it meets EMFILE.
+WANTED_FILE_DESCRIPTORS = 65536
 
 
 def serve(settings: Settings) -> None:
     """Serve the API until SIGTERM/SIGINT (blocks)."""
     load_keys(settings)  # a bad key setting stops the server here, not in each worker
+    raise_file_limit()  # before the workers start: they inherit it
     export_settings(settings)
     prepare_multiprocess(settings.worker_count)  # metrics shared by the workers
     prepare_store(settings)
     uvicorn.run(APP, factory=True, **uvicorn_options(settings))
+
+
+def raise_file_limit(wanted: int = WANTED_FILE_DESCRIPTORS) -> None:
+    """Raise the soft limit of open files towards ``wanted`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def prepare_store(settings: Settings) -> None:
@@ -68,8 +82,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        # the cap of match.http.connections: beyond it, the oldest idle connection is closed
         "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
-        "http": HeaderDeadlineProtocol,  # slow or silent request headers: closed (slowloris)
+        "http": MatchProtocol,
         "log_level": settings.match_log_level.lower(),
         # MATCH_LOG_FORMAT lines at MATCH_LOG_LEVEL; the access log is match.http.metrics'
         "log_config": log_config(settings.match_log_level, settings.match_log_format),
