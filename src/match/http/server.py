@@ -4,8 +4,9 @@
 ``settings.host:settings.port``; each builds its own app and opens its own store. Workers read
 their settings from the environment, so ``serve`` first writes the settings it was given into
 the environment (a CLI option overriding a setting then reaches every worker). Logs and the
-access log go to stdout as JSON lines (match.http.logs); SIGTERM or SIGINT stop accepting
-connections and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``).
+access log go to stdout as JSON lines (match.http.logs); SIGTERM or SIGINT close the listener
+at once, so new connections are refused rather than queued and reset (match.http.supervisor),
+and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from match.http.auth import load_keys
 from match.http.connections import MatchProtocol
 from match.http.logs import log_config
 from match.http.metrics import prepare_multiprocess
+from match.http.supervisor import Supervisor
 from match.settings import SETTINGS, Settings, SettingsError
 from match.stores import open_store
 
@@ -50,7 +52,12 @@ def serve(settings: Settings) -> None:
     export_settings(settings)
     prepare_multiprocess(settings.worker_count)  # metrics shared by the workers
     prepare_store(settings)
-    uvicorn.run(APP, factory=True, **uvicorn_options(settings))
+    config = uvicorn.Config(APP, factory=True, **uvicorn_options(settings))
+    if config.workers > 1:
+        # match.http.supervisor: on SIGTERM the shared listener closes before the workers stop
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+    else:  # one process owns the listener, and closes it as its shutdown begins
+        uvicorn.Server(config).run()
 
 
 def raise_file_limit(wanted: int = WANTED_FILE_DESCRIPTORS) -> None:
@@ -85,6 +92,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # the cap of match.http.connections: beyond it, the oldest idle connection is closed
         "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
         "http": MatchProtocol,
+        "loop": "match.http.supervisor:WorkerLoop",
         "log_level": settings.match_log_level.lower(),
         # MATCH_LOG_FORMAT lines at MATCH_LOG_LEVEL; the access log is match.http.metrics'
         "log_config": log_config(settings.match_log_level, settings.match_log_format),
