@@ -37,6 +37,10 @@ APP = "match.http.app:create_app"
 # (match.http.limits.BODY_TIMEOUT_SECONDS), so a slow client cannot pin a connection forever.
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
+# Seconds the supervisor waits for a worker to answer its health ping before killing it as hung.
+# uvicorn's 5 s is shorter than a worker takes to start (importing numpy and OpenCV) on a busy
+# machine: the soak (bench/soak.py) saw a new worker killed every 5.6 s for the whole run.
+WORKER_HEALTHCHECK_SECONDS = 60
 # Open connections per worker; beyond it the oldest idle one is closed, and when none is idle a
 # new one is answered 503 in the envelope (match.http.connections).
 MAX_CONNECTIONS_PER_WORKER = 200
@@ -89,6 +93,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
         # the cap of match.http.connections: beyond it, the oldest idle connection is closed
         "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
         "http": MatchProtocol,
