@@ -56,6 +56,7 @@ class Soak:
     images: list[bytes]
     requests: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    error_times: list[float] = field(default_factory=list)  # seconds since the start
     acknowledged: set[str] = field(default_factory=set)  # added (200) and not deleted since
     unknown: int = 0  # adds or deletes whose outcome the client could not know
     lost: list[str] = field(default_factory=list)  # acknowledged, not deleted, not stored
@@ -116,6 +117,7 @@ async def client(soak: Soak, number: int, stop: float) -> None:
                     soak.acknowledged.discard(filepath)
                 continue
             soak.errors[f"{operation}: {_kind(response, error)}"] += 1
+            soak.error_times.append(time.monotonic() - soak.started)
             if operation == "delete":
                 soak.acknowledged.discard(filepath)  # it may or may not be gone now
                 soak.unknown += 1
@@ -181,6 +183,7 @@ async def soak_run(args: argparse.Namespace, url: str, server, faults) -> Soak:
     soak.note(f"warm: workers' RSS {_mib(rss_start)}; soaking for {args.minutes:g} min")
     soak.requests.clear()
     soak.errors.clear()
+    soak.error_times.clear()
     total = args.minutes * 60.0
     stop = time.monotonic() + total
     clients = asyncio.gather(*(client(soak, n, stop) for n in range(CLIENTS)))
@@ -207,6 +210,10 @@ def report(args, soak: Soak, rss_start, rss_end, lost: list[str], stored: int) -
     print(f"errors: {sum(soak.errors.values())}")
     for kind, count in soak.errors.most_common():
         print(f"  {count:6d}  {kind}")
+    windows = Counter(int(at // 30) * 30 for at in soak.error_times)
+    print(
+        "errors by 30 s window: " + ", ".join(f"{at} s: {n}" for at, n in sorted(windows.items()))
+    )
     print(f"acknowledged adds still expected: {len(soak.acknowledged)}; stored: {stored}")
     print(f"acknowledged adds lost: {len(lost)} {lost[:10]}")
     print(f"adds/deletes with an unknown outcome (failed): {soak.unknown}")
