@@ -1,5 +1,6 @@
 """Request bodies that do not end properly, and text that is not UTF-8, are refused before any
-handler runs: raw sockets against a real `match serve` (2 workers, embedded store) on loopback.
+handler runs: raw sockets against a real server (`python -m match.http.server`, what `match
+serve` runs: 2 workers, embedded store) on loopback.
 
 - A multipart body without its closing boundary (cut inside or after any of its parts) is a 400
   and nothing is stored, even though every byte of its Content-Length arrived.
