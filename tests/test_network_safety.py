@@ -229,7 +229,7 @@ def photo(photo_paths: list[Path]) -> Path:
     return photo_paths[0]
 
 
-# -- slow clients cannot hold a connection forever (HeaderDeadlineProtocol) --------------------
+# -- slow clients cannot hold a connection forever (match.http.connections) --------------------
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatchServer]:
     folder = tmp_path_factory.mktemp("slow-clients")

@@ -2,12 +2,14 @@
 
 A route declares its parameters as ``Param`` entries (name, type, help, required, default,
 bounds). ``Params.read(request, params, max_upload_bytes)`` collects the query string and the
-urlencoded or multipart form, or a JSON object body (match.http.json_body; the body wins when
-both give a name), and ``params["limit"]`` then returns the value parsed by its declared type,
-or its default. Any bad value raises ``BadParameter`` (400) naming the parameter; an upload over
-the cap raises ``TooLarge`` (413). The same declarations produce the OpenAPI description, so docs
-and parsing cannot drift: reading a parameter a route did not declare is a programming error
-(``KeyError``). ``unknown()`` names the parameters sent that the route does not declare.
+urlencoded or multipart form (read strictly by match.http.forms: text that is not UTF-8, or a
+multipart body without its closing boundary, is a 400), or a JSON object body
+(match.http.json_body; the body wins when both give a name), and ``params["limit"]`` then
+returns the value parsed by its declared type, or its default. Any bad value raises
+``BadParameter`` (400) naming the parameter; an upload over the cap raises ``TooLarge`` (413).
+The same declarations produce the OpenAPI description, so docs and parsing cannot drift:
+reading a parameter a route did not declare is a programming error (``KeyError``).
+``unknown()`` names the parameters sent that the route does not declare.
 
 Types: ``string``; ``integer`` and ``number`` with optional bounds; ``boolean`` (true/false/1/0
 in any case); ``json`` (a JSON object); ``file`` (a multipart upload, returned as bytes).
@@ -16,6 +18,7 @@ An empty value counts as not given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -26,7 +29,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from match.errors import BadParameter, TooLarge
-from match.http import json_body
+from match.http import forms, json_body
 from match.settings import parse_bool
 from match.sizes import human_size
 
@@ -67,7 +70,7 @@ class Params:
     ) -> Params:
         """Collect the query string and form of ``request``; uploads are read into memory."""
         values: dict[str, list[Raw]] = {}
-        for name, value in request.query_params.multi_items():
+        for name, value in forms.query_items(request.scope["query_string"]):
             values.setdefault(name, []).append(value)
         if json_body.is_json(request):  # a JSON object of parameters (match.http.json_body)
             values.update(await json_body.json_values(request))
@@ -75,7 +78,8 @@ class Params:
         await json_body.refuse_unread_body(request)
         # Text fields are held in memory: each is capped like an upload (Starlette's error for a
         # larger one becomes a 413 in the endpoint wrapper).
-        form = await request.form(max_part_size=max_upload_bytes)
+        async with contextlib.aclosing(request.stream()) as stream:
+            form = await forms.read_form(request.headers, stream, max_upload_bytes)
         try:
             from_form: dict[str, list[Raw]] = {}
             for name, item in form.multi_items():

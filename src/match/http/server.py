@@ -4,8 +4,9 @@
 ``settings.host:settings.port``; each builds its own app and opens its own store. Workers read
 their settings from the environment, so ``serve`` first writes the settings it was given into
 the environment (a CLI option overriding a setting then reaches every worker). Logs and the
-access log go to stdout as JSON lines (match.http.logs); SIGTERM or SIGINT stop accepting
-connections and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``).
+access log go to stdout as JSON lines (match.http.logs); SIGTERM or SIGINT close the listener
+at once, so new connections are refused rather than queued and reset (match.http.supervisor),
+and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
 from typing import Any
 
@@ -20,9 +22,10 @@ import uvicorn
 
 from match.errors import MatchError
 from match.http.auth import load_keys
-from match.http.connections import HeaderDeadlineProtocol
+from match.http.connections import MatchProtocol
 from match.http.logs import log_config
 from match.http.metrics import prepare_multiprocess
+from match.http.supervisor import Supervisor
 from match.settings import SETTINGS, Settings, SettingsError
 from match.stores import open_store
 
@@ -34,17 +37,39 @@ APP = "match.http.app:create_app"
 # (match.http.limits.BODY_TIMEOUT_SECONDS), so a slow client cannot pin a connection forever.
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
-# Open connections per worker beyond which new ones get 503 instead of queueing without bound.
+# Seconds the supervisor waits for a worker to answer its health ping before killing it as hung.
+# uvicorn's 5 s is shorter than a worker takes to start (importing numpy and OpenCV) on a busy
+# machine: the soak (bench/soak.py) saw a new worker killed every 5.6 s for the whole run.
+WORKER_HEALTHCHECK_SECONDS = 60
+# Open connections per worker; beyond it the oldest idle one is closed, and when none is idle a
+# new one is answered 503 in the envelope (match.http.connections).
 MAX_CONNECTIONS_PER_WORKER = 200
+# File descriptors the server asks for (its soft limit, up to the hard one): every connection is
+# one, and a flood of sockets must meet the connection cap before it meets EMFILE.
+WANTED_FILE_DESCRIPTORS = 65536
 
 
 def serve(settings: Settings) -> None:
     """Serve the API until SIGTERM/SIGINT (blocks)."""
     load_keys(settings)  # a bad key setting stops the server here, not in each worker
+    raise_file_limit()  # before the workers start: they inherit it
     export_settings(settings)
     prepare_multiprocess(settings.worker_count)  # metrics shared by the workers
     prepare_store(settings)
-    uvicorn.run(APP, factory=True, **uvicorn_options(settings))
+    config = uvicorn.Config(APP, factory=True, **uvicorn_options(settings))
+    if config.workers > 1:
+        # match.http.supervisor: on SIGTERM the shared listener closes before the workers stop
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+    else:  # one process owns the listener, and closes it as its shutdown begins
+        uvicorn.Server(config).run()
+
+
+def raise_file_limit(wanted: int = WANTED_FILE_DESCRIPTORS) -> None:
+    """Raise the soft limit of open files towards ``wanted`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def prepare_store(settings: Settings) -> None:
@@ -68,8 +93,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
+        # the cap of match.http.connections: beyond it, the oldest idle connection is closed
         "limit_concurrency": MAX_CONNECTIONS_PER_WORKER,
-        "http": HeaderDeadlineProtocol,  # slow or silent request headers: closed (slowloris)
+        "http": MatchProtocol,
+        "loop": "match.http.supervisor:WorkerLoop",
         "log_level": settings.match_log_level.lower(),
         # MATCH_LOG_FORMAT lines at MATCH_LOG_LEVEL; the access log is match.http.metrics'
         "log_config": log_config(settings.match_log_level, settings.match_log_format),
