@@ -33,7 +33,7 @@ from match.settings import Settings
 HARDENING_SUITE = True
 
 FLOOD = 1000
-SEARCHES = 7
+SEARCHES = 9
 CAP = 4  # connections of the in-thread server
 
 
@@ -83,8 +83,8 @@ def test_searches_keep_answering_while_1000_idle_sockets_are_held(
     url = served.base_url
     port = int(url.rsplit(":", 1)[1])
     image = photo_paths[0].read_bytes()
-    _search_seconds(url, image)  # warm both workers' caches before measuring
-    _search_seconds(url, image)
+    for _ in range(4):  # warm both workers' caches before measuring (either may answer)
+        _search_seconds(url, image)
     before = statistics.median(_search_seconds(url, image) for _ in range(SEARCHES))
     flood: list[socket.socket] = []
     try:
