@@ -32,10 +32,10 @@ holds other indexes too).
 **accuracy** runs the scan on a store holding every original, every distractor and every query
 copy of the harness (``match add`` of the three folders, keys ``originals/<id>.jpg``,
 ``distractors/<id>.jpg``, ``queries/<family>/<id>.jpg``), once, then groups its links at several
-``min_score`` values and compares the groups with the ground truth (each original with its
-copies): precision and recall of pairs per family (pairs with an image of that family), how
-often the keeper is the original, and the groups holding images of two originals (or of a
-distractor and an original).
+``min_score`` values by each keeper rule (``--keepers``) and compares the groups with the ground
+truth (each original with its copies): precision and recall of pairs per family (pairs with an
+image of that family), how often the keeper is the original, and the groups holding images of
+two originals (or of a distractor and an original).
 """
 
 from __future__ import annotations
@@ -340,8 +340,10 @@ def accuracy(args: argparse.Namespace) -> None:
         for a, b in itertools.combinations(paths, 2):
             for family in {truth[a][1], truth[b][1]}:
                 true_pairs[family] += 1
-    for min_score in args.min_scores:
-        report(links, truth, true_pairs, settings.match_distance_cutoff, min_score)
+    for keeper in args.keepers:
+        for min_score in args.min_scores:
+            rule = KeeperRule.parse(keeper)
+            report(links, truth, true_pairs, settings.match_distance_cutoff, min_score, rule)
 
 
 def report(
@@ -350,8 +352,9 @@ def report(
     true_pairs: Counter[str],
     cutoff: float,
     min_score: float,
+    rule: KeeperRule,
 ) -> None:
-    groups = group(links, KeeperRule(), cutoff, min_score)
+    groups = group(links, rule, cutoff, min_score)
     grouped, right = Counter(), Counter()
     impure = []
     keeper_is_original = 0
@@ -366,7 +369,7 @@ def report(
             for family in {truth[a][1], truth[b][1]}:
                 grouped[family] += 1
                 right[family] += same
-    print(f"\n-- min_score {min_score:g}: {len(groups)} groups --")
+    print(f"\n-- min_score {min_score:g}, keeper {rule}: {len(groups)} groups --")
     print(f"{'family':22} {'precision':>9} {'recall':>7}  pairs grouped / true")
     order = ["original", *sorted(f for f in true_pairs if f not in ("original", "distractor"))]
     for family in order:
@@ -460,6 +463,7 @@ def main() -> None:
     accurate.add_argument(
         "--links", type=Path, help="keep the scan's links in this file (read it if it exists)"
     )
+    accurate.add_argument("--keepers", type=lambda t: t.split(","), default=["earliest", "largest"])
     accurate.add_argument(
         "--min-scores", type=lambda t: [float(x) for x in t.split(",")], default=MIN_SCORES
     )
