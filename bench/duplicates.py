@@ -3,6 +3,8 @@ costs at 10k and 100k stored images, and how well its groups agree with the dev 
 
     .venv/bin/python bench/duplicates.py scale --images 10000                  # embedded store
     .venv/bin/python bench/duplicates.py scale --images 10000 --engine http://127.0.0.1:9281
+    .venv/bin/python bench/duplicates.py scale --images 30000 --sample 1000 \
+        --engine http://127.0.0.1:9281 --beside-embedded             # both, one run
     .venv/bin/python bench/duplicates.py scale --images 100000 --sample 5000
     .venv/bin/python bench/duplicates.py accuracy --data DIR --queries DIR
 
@@ -21,13 +23,19 @@ then runs the scan on every core and prints, side by side in the same run:
   timed, times N(N-1)/2);
 - the estimate for 1M images from the per-image cost at this size.
 
+With ``--engine URL --beside-embedded`` the same records and the same sample are scanned on the
+embedded store and then on the engine, each in its own process (so that each peak memory is its
+own), and the engine's figures are printed as ratios to the embedded store's. On an engine it
+also prints the index's size and the node's JVM heap (the engine's memory; a shared node's heap
+holds other indexes too).
+
 **accuracy** runs the scan on a store holding every original, every distractor and every query
 copy of the harness (``match add`` of the three folders, keys ``originals/<id>.jpg``,
 ``distractors/<id>.jpg``, ``queries/<family>/<id>.jpg``), once, then groups its links at several
-``min_score`` values and compares the groups with the ground truth (each original with its
-copies): precision and recall of pairs per family (pairs with an image of that family), how
-often the keeper is the original, and the groups holding images of two originals (or of a
-distractor and an original).
+``min_score`` values by each keeper rule (``--keepers``) and compares the groups with the ground
+truth (each original with its copies): precision and recall of pairs per family (pairs with an
+image of that family), how often the keeper is the original, and the groups holding images of
+two originals (or of a distractor and an original).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import json
 import os
 import pickle
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,6 +145,9 @@ def fill(store: Any, real: list[ImageRecord], images: int, seed: int) -> float:
 
 # -- scale --------------------------------------------------------------------------------------
 def scale(args: argparse.Namespace) -> None:
+    if args.beside_embedded and args.engine:
+        beside(args)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as work:
         env = {"MATCH_DATA_DIR": str(Path(work) / "data")}
         if args.engine:
@@ -146,15 +158,44 @@ def scale(args: argparse.Namespace) -> None:
             }
         settings = Settings.from_env(env)
         try:
-            run_scale(settings, args)
+            figures = run_scale(settings, args)
         finally:
             if args.engine:
                 store = open_store(settings)
                 store.client.request("DELETE", f"/{settings.elasticsearch_index}", allow=(404,))  # type: ignore[attr-defined]
                 store.close()
+    if args.figures is not None:
+        args.figures.write_text(json.dumps(figures))
 
 
-def run_scale(settings: Settings, args: argparse.Namespace) -> None:
+def beside(args: argparse.Namespace) -> None:
+    """The embedded store, then the engine, each in a process of its own, and the ratios."""
+    figures = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as work:
+        for name in ("embedded", "engine"):
+            command = [sys.executable, __file__, "scale", "--images", str(args.images)]
+            command += ["--jobs", str(args.jobs), "--figures", f"{work}/{name}.json"]
+            for option in ("sample", "queries", "cache", "dir"):
+                if getattr(args, option) is not None:
+                    command += [f"--{option}", str(getattr(args, option))]
+            if name == "engine":
+                command += ["--engine", args.engine]
+            subprocess.run(command, check=True)
+            figures[name] = json.loads(Path(f"{work}/{name}.json").read_text())
+    embedded, engine = figures["embedded"], figures["engine"]
+    print(f"\n== engine / embedded store, {args.images:,} images, same run ==")
+    for key, text in (
+        ("wall_ms", "wall per image searched"),
+        ("cpu_ms", "client CPU per image (engine's own CPU not counted)"),
+        ("main_mib", "peak memory, main process"),
+        ("worker_mib", "peak memory, largest worker"),
+        ("fill_s", "filling the store"),
+    ):
+        ratio = engine[key] / embedded[key] if embedded[key] else float("nan")
+        print(f"{text:52} {engine[key]:10.1f} / {embedded[key]:10.1f} = {ratio:.2f}x")
+
+
+def run_scale(settings: Settings, args: argparse.Namespace) -> dict[str, float]:
     jobs = args.jobs
     where = f"engine {args.engine}" if args.engine else "embedded store"
     print(f"== duplicates scan, {args.images:,} images, {where}, {jobs} jobs; load {load()} ==")
@@ -169,6 +210,8 @@ def run_scale(settings: Settings, args: argparse.Namespace) -> None:
         store.prepare()  # the shared indexes built once, as `match serve` does at start
     count = store.count()
     print(f"filled: {count:,} images in {adding:.0f} s; load {load()}")
+    if args.engine:
+        engine_memory(store, settings.elasticsearch_index, count)
     matcher = Matcher(settings, store)
     task = Task()
     sample = min(args.sample or count, count)
@@ -183,7 +226,7 @@ def run_scale(settings: Settings, args: argparse.Namespace) -> None:
     grouping_started = time.perf_counter()
     groups = group(links, KeeperRule(), settings.match_distance_cutoff, 0.0)
     grouping = time.perf_counter() - grouping_started
-    cpu = cpu_seconds() - cpu
+    scan_cpu = cpu = cpu_seconds() - cpu
     per_image = searching / sample
     whole = per_image * count
     print(
@@ -200,7 +243,9 @@ def run_scale(settings: Settings, args: argparse.Namespace) -> None:
     )
 
     # the reference: one process, and all pairs
-    chosen = list(itertools.islice(store.scan(batch=50), 0, count, max(1, count // 200)))[:200]
+    chosen = list(itertools.islice(store.scan(batch=50), 0, count, max(1, count // 200)))[
+        : min(200, sample)
+    ]
     wall, cpu = time.perf_counter(), time.process_time()
     for record in chosen:
         duplicates.matches_of(matcher, record, task)
@@ -232,6 +277,27 @@ def run_scale(settings: Settings, args: argparse.Namespace) -> None:
         "grows with the store: see docs/duplicates.md)"
     )
     store.close()
+    return {
+        "wall_ms": 1000 * per_image,
+        "cpu_ms": 1000 * scan_cpu / sample,
+        "main_mib": peak_mib(resource.RUSAGE_SELF),
+        "worker_mib": peak_mib(resource.RUSAGE_CHILDREN),
+        "fill_s": adding,
+    }
+
+
+def engine_memory(store: Any, index: str, count: int) -> None:
+    """The index's size and the node's JVM heap: the engine's side of memory."""
+    _, stats = store.client.request("GET", f"/{index}/_stats/store")
+    size = stats["_all"]["primaries"]["store"]["size_in_bytes"]
+    _, nodes = store.client.request("GET", "/_nodes/stats/jvm")
+    heaps = [n["jvm"]["mem"] for n in nodes["nodes"].values()]
+    used = sum(h["heap_used_in_bytes"] for h in heaps) / 2**20
+    most = sum(h["heap_max_in_bytes"] for h in heaps) / 2**20
+    print(
+        f"engine: index {size / 2**20:.0f} MiB on disk ({size / count / 1024:.1f} KiB per image);"
+        f" node heap {used:.0f} of {most:.0f} MiB used (a shared node: other indexes included)"
+    )
 
 
 # -- accuracy -----------------------------------------------------------------------------------
@@ -274,8 +340,10 @@ def accuracy(args: argparse.Namespace) -> None:
         for a, b in itertools.combinations(paths, 2):
             for family in {truth[a][1], truth[b][1]}:
                 true_pairs[family] += 1
-    for min_score in args.min_scores:
-        report(links, truth, true_pairs, settings.match_distance_cutoff, min_score)
+    for keeper in args.keepers:
+        for min_score in args.min_scores:
+            rule = KeeperRule.parse(keeper)
+            report(links, truth, true_pairs, settings.match_distance_cutoff, min_score, rule)
 
 
 def report(
@@ -284,8 +352,9 @@ def report(
     true_pairs: Counter[str],
     cutoff: float,
     min_score: float,
+    rule: KeeperRule,
 ) -> None:
-    groups = group(links, KeeperRule(), cutoff, min_score)
+    groups = group(links, rule, cutoff, min_score)
     grouped, right = Counter(), Counter()
     impure = []
     keeper_is_original = 0
@@ -300,7 +369,7 @@ def report(
             for family in {truth[a][1], truth[b][1]}:
                 grouped[family] += 1
                 right[family] += same
-    print(f"\n-- min_score {min_score:g}: {len(groups)} groups --")
+    print(f"\n-- min_score {min_score:g}, keeper {rule}: {len(groups)} groups --")
     print(f"{'family':22} {'precision':>9} {'recall':>7}  pairs grouped / true")
     order = ["original", *sorted(f for f in true_pairs if f not in ("original", "distractor"))]
     for family in order:
@@ -379,6 +448,12 @@ def main() -> None:
     scaling.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     scaling.add_argument("--dir", help="work folder (default: a temporary one)")
     scaling.add_argument(
+        "--beside-embedded",
+        action="store_true",
+        help="with --engine: the embedded store first, same records, and the ratios",
+    )
+    scaling.add_argument("--figures", type=Path, help=argparse.SUPPRESS)
+    scaling.add_argument(
         "--cache", type=Path, help="keep the real photos' records in this file between runs"
     )
     accurate = commands.add_parser("accuracy")
@@ -388,6 +463,7 @@ def main() -> None:
     accurate.add_argument(
         "--links", type=Path, help="keep the scan's links in this file (read it if it exists)"
     )
+    accurate.add_argument("--keepers", type=lambda t: t.split(","), default=["earliest", "largest"])
     accurate.add_argument(
         "--min-scores", type=lambda t: [float(x) for x in t.split(",")], default=MIN_SCORES
     )

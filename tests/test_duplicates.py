@@ -127,9 +127,15 @@ def test_a_photo_and_its_edits_are_one_group_around_the_original(admin: Keyed, f
     assert body["next_since"].startswith("seq:")
     [group] = body["result"]
     assert set(group) == {"keeper", "reason", "members"}
-    # the largest (the rotated copy has as many pixels: the earliest added wins)
+    # the default keeper: the earliest added
     assert group["keeper"] == "original.jpg"
-    assert group["reason"].startswith("largest (") and "earliest added of the 3" in group["reason"]
+    assert group["reason"].startswith("earliest added (") and group["reason"].endswith(" UTC)")
+    # the largest: the rotated copy has as many pixels, so the earliest of the two wins
+    [largest] = admin.duplicates(collection=family, keeper="largest")["result"]
+    assert largest["keeper"] == "original.jpg"
+    assert (
+        largest["reason"].startswith("largest (") and "earliest added of the 3" in largest["reason"]
+    )
     members = {m["filepath"]: m for m in group["members"]}
     assert set(members) == {"half.jpg", "crop.jpg", "turned.jpg", "mirrored.jpg"}
     scores = [m["score"] for m in group["members"]]
@@ -157,6 +163,26 @@ def test_a_photo_and_its_edits_are_one_group_around_the_original(admin: Keyed, f
     assert {m["filepath"] for m in strict[0]["members"]} == set(members) - {
         m["filepath"] for m in group["members"] if m["score"] == min(scores)
     }
+
+
+def test_a_padded_copy_is_not_the_default_keeper(admin: Keyed, photo_paths: list[Path]) -> None:
+    """A black border adds pixels and no picture: the earliest added (the photo) is kept, where
+    `largest` would keep the padded copy added after it."""
+    collection = unique("padded")
+    image = Image.open(photo_paths[5]).convert("RGB")
+    width, height = image.size
+    padded = Image.new("RGB", (width * 6 // 5, height * 6 // 5))
+    padded.paste(image, (width // 10, height // 10))
+    admin.put("photo.jpg", photo_paths[5].read_bytes(), collection)
+    admin.put("padded.jpg", jpeg(padded), collection)
+    [group] = admin.duplicates(collection=collection)["result"]
+    assert (group["keeper"], [m["filepath"] for m in group["members"]]) == (
+        "photo.jpg",
+        ["padded.jpg"],
+    )
+    assert group["reason"].startswith("earliest added (")
+    [largest] = admin.duplicates(collection=collection, keeper="largest")["result"]
+    assert largest["keeper"] == "padded.jpg" and largest["reason"].startswith("largest (")
 
 
 def test_a_chain_of_partial_matches_is_not_one_group(admin: Keyed, photo_paths: list[Path]) -> None:

@@ -418,7 +418,7 @@ def _parser() -> argparse.ArgumentParser:
     duplicates.add_argument("--format", choices=("json", "csv"), default="json")
     duplicates.add_argument("--since", help="only the groups holding an image added after this")
     duplicates.add_argument(
-        "--keeper", help="largest (default), earliest, metadata:KEY or metadata:KEY:asc"
+        "--keeper", help="earliest (default), largest, metadata:KEY or metadata:KEY:asc"
     )
     duplicates.add_argument(
         "--jobs",

@@ -104,9 +104,10 @@ SINCE = Param(
 KEEPER = Param(
     "keeper",
     "string",
-    "Which image of a group to keep: largest (most pixels, then earliest added), earliest "
-    "(then largest), metadata:<key> (highest value) or metadata:<key>:asc (lowest).",
-    default="largest",
+    "Which image of a group to keep: earliest (earliest added, then largest), largest (most "
+    "pixels, then earliest added), metadata:<key> (highest value) or metadata:<key>:asc "
+    "(lowest).",
+    default=duplicates.KeeperRule.DEFAULT,
 )
 MEMBER = {
     "type": "object",
