@@ -74,6 +74,28 @@ class Index:
                 ) from None
         return self.name
 
+    def problems(self) -> list[str]:
+        """How the index differs from what Match reads and writes: a field of another type
+        (searches and adds would fail or answer wrongly), or a write block (the engine's
+        flood-stage disk watermark sets one)."""
+        _, body = self.request("GET", "/_mapping")
+        present = next(iter(body.values()), {}).get("mappings", {}).get("properties", {})
+        found = []
+        for name, wanted in docs.mapping()["properties"].items():
+            have = present.get(name, {}).get("type", "object" if name in present else None)
+            image_match_path = name == "path" and self.path_field == "path.keyword"
+            if have not in (None, wanted.get("type", "object")) and not image_match_path:
+                found.append(
+                    f"The index {self.name!r} maps {name!r} as {have}, Match needs "
+                    f"{wanted.get('type', 'object')}"
+                )
+        _, body = self.request("GET", "/_settings")
+        index = next(iter(body.values()), {}).get("settings", {}).get("index", {})
+        for block, value in index.get("blocks", {}).items():
+            if str(value).lower() == "true":
+                found.append(f"The index {self.name!r} refuses writes (index.blocks.{block})")
+        return found
+
     def refresh_param(self, final: bool = True) -> str:
         """The ``refresh`` parameter of a write: wait until it is searchable, unless bulk
         refresh is on or more writes of the same batch follow."""

@@ -127,7 +127,7 @@ STATEMENTS = (
 )
 
 
-def _term_sql(row: str, position: int) -> str:
+def term_sql(row: str, position: int) -> str:
     """SQL for the multi-index term ``position`` of ``row``'s hash: position * 65536 + the
     16-bit value of its bytes 2p and 2p + 1, read from their hex digits (SQLite has no function
     that reads a blob's bytes as numbers)."""
@@ -140,13 +140,12 @@ def _term_sql(row: str, position: int) -> str:
 
 
 def _terms_select(row: str) -> str:
-    return " UNION ALL ".join(f"SELECT {_term_sql(row, p)}, {row}.id" for p in range(16))
+    return " UNION ALL ".join(f"SELECT {term_sql(row, p)}, {row}.id" for p in range(16))
 
 
 def _terms_delete(table: str) -> str:
     return " ".join(
-        f"DELETE FROM {table} WHERE term = {_term_sql('old', p)} AND id = old.id;"
-        for p in range(16)
+        f"DELETE FROM {table} WHERE term = {term_sql('old', p)} AND id = old.id;" for p in range(16)
     )
 
 

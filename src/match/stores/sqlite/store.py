@@ -28,6 +28,7 @@ from match.stores.base import (
     HashRecord,
     Hit,
     ImageRecord,
+    Integrity,
     LocalCandidate,
     Metadata,
     PdqHit,
@@ -36,7 +37,8 @@ from match.stores.base import (
 )
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 from match.stores.ranking import closest, with_distances
-from match.stores.sqlite import pdq, tables
+from match.stores.sqlite import health, integrity, pdq, tables
+from match.stores.sqlite import repair as rebuild
 from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.database import Database
@@ -253,7 +255,7 @@ class SQLiteStore:
             if rows is None:
                 return []
             ids = self._codes.live_ids(rows)[offset : offset + limit]
-            found = tables.rows_by_id(conn, "filepath", ids)
+            found = tables.every_row(conn, "filepath", ids, "codes")
         return [found[int(i)][0] for i in ids]
 
     def collections(self) -> list[tuple[str, int]]:
@@ -283,7 +285,7 @@ class SQLiteStore:
             if rows is None:
                 return []
             ids = self._codes.candidates(self._coder.encode(queries), stages, rows)
-            found = tables.rows_by_id(conn, "filepath, signature", ids).values()
+            found = tables.every_row(conn, "filepath, signature", ids, "codes").values()
             return self._hits(conn, _rank(queries, found, cutoff)[offset : offset + limit])
 
     def local_candidates(
@@ -305,15 +307,15 @@ class SQLiteStore:
             if rows is None:
                 return []
             ids = self._words.top(query, limit, rows).tolist()
-            found = tables.rows_by_id(
+            found = tables.every_row(
                 conn,
                 "filepath, features, metadata, signature, width, height, pdq, pdq_quality",
                 ids,
+                "words",
                 join="JOIN local USING (id)",
             )
-        ordered = [found[i] for i in ids if i in found]
-        # a row whose features cannot be read is skipped, not an error for the query
-        readable = [(r, local) for r in ordered if (local := tables.unpacked(r[1])) is not None]
+            ordered = [found[i] for i in ids]
+            readable = [(r, tables.features_of(r[1], r[-1])) for r in ordered]
         candidates = [
             LocalCandidate(
                 r[0],
@@ -418,6 +420,34 @@ class SQLiteStore:
         with self._db.read() as conn:
             conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
 
+    def readiness(self, min_free_bytes: int = 0) -> list[str]:
+        return health.readiness(self._db, min_free_bytes)
+
+    def check(self, *, repair: bool = False) -> Integrity:
+        with self._db.maintenance() as conn:
+            report = integrity.full_check(conn)
+            if report.problems and not repair:
+                self._db.flag_damage("; ".join(report.problems[:3]))
+            if not repair:
+                return Integrity(report.problems, damaged=self._db.damage() is not None)
+            if not report.repairable:
+                self._db.flag_damage("; ".join(report.problems[:3]))
+                return Integrity(report.problems, damaged=True)
+            try:
+                done = rebuild.repair(conn, self.path, report) if report.problems else []
+            except sqlite3.DatabaseError as error:  # damage beyond what is rebuilt here
+                self._db.flag_damage("; ".join(report.problems[:3]))
+                stopped = f"the repair stopped: {error} (restore a backup)"
+                return Integrity(report.problems, [stopped], damaged=True)
+            after = integrity.full_check(conn)
+            if after.problems:
+                self._db.flag_damage("; ".join(after.problems[:3]))
+                return Integrity(report.problems + after.problems, done, damaged=True)
+        # every process reloads its indexes from the repaired file
+        rebuild.reset_shared_indexes(self.path, self._db.meta["store_id"])
+        self._db.clear_damage()
+        return Integrity(report.problems, done, damaged=False)
+
     def close(self) -> None:
         self._db.close()
 
@@ -469,8 +499,8 @@ class SQLiteStore:
         return len(batch)
 
     def _hits(self, conn: sqlite3.Connection, ranked: list[Ranked]) -> list[Hit]:
-        found = tables.rows_by_id(
-            conn, "metadata, width, height, pdq, pdq_quality", [item[2] for item in ranked]
+        found = tables.every_row(
+            conn, "metadata, width, height, pdq, pdq_quality", [item[2] for item in ranked], "codes"
         )
         hits = []
         for distance, filepath, image_id, orientation in ranked:
