@@ -12,6 +12,7 @@ with StoreDamaged until the store is repaired.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -49,13 +50,21 @@ class Database:
                 self.meta = open_schema(self._connection(), str(self.path))
             self._opened = True
             if check and self.damage() is None:
-                with self._guard(), self._lock:
-                    report = integrity.quick_check(self._connection())
-                if report.problems:
-                    self.flag_damage("; ".join(report.problems[:3]))
+                self._quick_check()
         except BaseException:
             self.close()
             raise
+
+    def _quick_check(self) -> None:
+        """integrity.quick_check; what it finds (or a read of it that fails) is flagged, and
+        the store opens: it then refuses every request with the reason."""
+        try:
+            with self._guard():
+                report = integrity.quick_check(self._connection())
+        except StoreDamaged:
+            return  # flagged by _guard
+        if report.problems:
+            self.flag_damage("; ".join(report.problems[:3]))
 
     def damage(self) -> str | None:
         """Why the store is flagged as damaged (by any process), or None."""
@@ -105,6 +114,10 @@ class Database:
                 self._conn.close()
             self._conn = None
             self._closed = True
+
+    def guarded(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose sqlite3 errors are translated, and damage met in it flagged."""
+        return self._guard()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

@@ -112,8 +112,14 @@ def unflag(store_file: Path) -> None:
 def quick_check(conn: sqlite3.Connection, seconds: float = QUICK_CHECK_SECONDS) -> Report:
     """The check run when the store opens (see the module docstring)."""
     report = Report()
-    _check_ends(conn, report)
-    _check_counts(conn, report)
+    for table, pair, key in PAIRS:
+        _counted(
+            conn,
+            report,
+            (table, pair),
+            lambda table=table, pair=pair, key=key: _check_ends(conn, report, table, pair, key),
+        )
+    _counted(conn, report, ("collections", "algorithms"), lambda: _check_counts(conn, report))
     deadline = time.monotonic() + seconds
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
@@ -248,14 +254,13 @@ def _pages_of(conn: sqlite3.Connection, names: Iterable[str]) -> tuple[dict[int,
     return pages, broken
 
 
-def _check_ends(conn: sqlite3.Connection, report: Report) -> None:
+def _check_ends(conn: sqlite3.Connection, report: Report, table: str, pair: str, key: str) -> None:
     """The paired tables end on the same row: two b-tree descents each, whatever the size."""
-    for table, pair, column in PAIRS:
-        for end in ("max", "min"):
-            mine = _scalar(conn, f"SELECT {end}({column}) FROM {table}")
-            theirs = _scalar(conn, f"SELECT {end}({column}) FROM {pair}")
-            if mine != theirs:
-                report.add(pair, f"its {end}({column}) is {theirs}, {table}'s is {mine}")
+    for end in ("max", "min"):
+        mine = _scalar(conn, f"SELECT {end}({key}) FROM {table}")
+        theirs = _scalar(conn, f"SELECT {end}({key}) FROM {pair}")
+        if mine != theirs:
+            report.add(pair, f"its {end}({key}) is {theirs}, {table}'s is {mine}")
 
 
 def _check_counts(conn: sqlite3.Connection, report: Report) -> None:

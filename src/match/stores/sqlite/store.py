@@ -453,9 +453,12 @@ class SQLiteStore:
 
     def prepare(self) -> None:
         """Build the shared indexes up to what is stored and map them: run before a server's
-        workers start (and by each at its start), so no search waits for it."""
-        for shared in (self._codes_shared, self._words_shared):
-            shared.build(wait=True)
+        workers start (and by each at its start), so no search waits for it. A damaged store
+        is refused (StoreDamaged), as any read of it is."""
+        self._db.refuse_if_damaged()
+        with self._db.guarded():  # the builds read on connections of their own
+            for shared in (self._codes_shared, self._words_shared):
+                shared.build(wait=True)
         with self._db.read() as conn:
             self._codes_shared.refresh(conn)
             self._words_shared.refresh(conn)
