@@ -281,8 +281,8 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _optional,
         "API keys, comma-separated; a key ending in `:ro` is read-only, `key@name` acts on the "
-        "collection `name` only. Set: every endpoint but /ping needs one (HTTP Basic password "
-        "or Bearer token).",
+        "collection `name` only. Set: every endpoint but /ping, /health/live and /health/ready "
+        "needs one (HTTP Basic password or Bearer token).",
         secret=True,
     ),
     Setting(

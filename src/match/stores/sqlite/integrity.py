@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from match.stores.sqlite.tables import unpacked
+
 log = logging.getLogger(__name__)
 
 QUICK_CHECK_SECONDS = 0.5
@@ -39,6 +41,9 @@ DERIVED = ("codes", "words", "fields", "pdq_terms", "hash_terms", "algorithms")
 """Tables rebuilt from the records by ``repair`` (words: from the local features)."""
 EXPENDABLE = ("thumbnails",)
 """Tables ``repair`` empties when damaged: nothing is lost but the web page's previews."""
+FEATURES = "local features"
+"""Stored local features that do not unpack: ``repair`` drops them (the images stay, without
+partial matching until they are added again)."""
 FREE_PAGES = "free pages"
 """Pages no tree or free list holds (lost with a damaged tree): ``repair`` reclaims them."""
 RECORDS = ("images", "local", "hashes", "collections", "meta", "sqlite_sequence")
@@ -57,6 +62,7 @@ class Report:
     """What a check found: a line per problem, and the tables they are in."""
 
     problems: list[str] = field(default_factory=list)
+    unreadable: list[int] = field(default_factory=list)  # ids whose local features are
     tables: set[str] = field(default_factory=set)  # tables and indexes
     indexes: set[str] = field(default_factory=set)  # those that are indexes: REINDEX rebuilds
     complete: bool = True  # False: the structural check was cut at its time budget
@@ -67,7 +73,7 @@ class Report:
 
     @property
     def repairable(self) -> bool:
-        repairable = {*DERIVED, *EXPENDABLE, FREE_PAGES}
+        repairable = {*DERIVED, *EXPENDABLE, FREE_PAGES, FEATURES}
         return not (self.tables - repairable - self.indexes)
 
 
@@ -147,6 +153,7 @@ def full_check(conn: sqlite3.Connection) -> Report:
                 (one, other),
                 lambda one=one, other=other, key=key: _missing(conn, report, one, other, key),
             )
+    _counted(conn, report, ("local", FEATURES), lambda: _check_features(conn, report))
     for terms, source in (("pdq_terms", "images"), ("hash_terms", "hashes")):
         _counted(
             conn,
@@ -178,6 +185,18 @@ def _missing(conn: sqlite3.Connection, report: Report, one: str, other: str, col
     if missing:
         derived = other if other in DERIVED else one
         report.add(derived, f"{missing} rows of {one} have no row in {other}")
+
+
+def _check_features(conn: sqlite3.Connection, report: Report) -> None:
+    """Every stored local feature blob unpacks (the writer packed it: bytes that do not are
+    damage SQLite cannot see)."""
+    cursor = conn.execute("SELECT id, features FROM local ORDER BY id")
+    while rows := cursor.fetchmany(1000):
+        report.unreadable += [image_id for image_id, blob in rows if unpacked(blob) is None]
+    if report.unreadable:
+        shown = ", ".join(map(str, report.unreadable[:10]))
+        count = len(report.unreadable)
+        report.add(FEATURES, f"those of {count} images cannot be read (ids {shown})")
 
 
 def _terms_count(conn: sqlite3.Connection, report: Report, terms: str, source: str) -> None:

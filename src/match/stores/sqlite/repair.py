@@ -44,6 +44,16 @@ def repair(conn: sqlite3.Connection, path: Path, report: integrity.Report) -> li
     meta = open_schema(conn, str(path))  # creates the dropped tables again, empty
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if report.unreadable:
+            listed = json.dumps(report.unreadable)
+            for table in ("local", "words"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?))", (listed,)
+                )
+            done.append(
+                f"{integrity.FEATURES}: dropped the unreadable ones of "
+                f"{len(report.unreadable)} images (add them again for partial matching)"
+            )
         for table in sorted(report.tables & set(integrity.DERIVED)):
             rows = FILL[table](conn, meta)
             done.append(f"{table}: rebuilt from the records ({rows} rows)")
