@@ -218,6 +218,38 @@ def test_the_cli_says_damage_and_refuses_to_repair_records(stored: Path, tmp_pat
     assert flag_path(folder / "match.sqlite3").exists()
 
 
+@pytest.mark.engine
+def test_a_wrongly_mapped_index_is_said_on_every_route(
+    engine_url: str, engine_index: str, tmp_path: Path, photo_paths: list[Path]
+) -> None:
+    """An index whose field Match writes has another type (made by hand, or by a dynamic
+    mapping): every route answers 503 naming the field, and readiness says so."""
+    wrong = {
+        "mappings": {"properties": {"path": {"type": "keyword"}, "algorithm": {"type": "long"}}}
+    }
+    httpx.put(f"{engine_url}/{engine_index}", json=wrong, timeout=30).raise_for_status()
+    env = {
+        "ELASTICSEARCH_URL": engine_url,
+        "ELASTICSEARCH_INDEX": engine_index,
+        "WORKER_COUNT": "1",
+    }
+    photo = photo_paths[0].read_bytes()
+    with MatchServer(env, tmp_path / "server.log", ready_status=None) as server:
+        api = Api(server.url)
+        for method, path, kwargs in (
+            ("POST", "/search", {"files": {"image": ("q.jpg", photo)}}),
+            ("POST", "/add", {"data": {"filepath": "a.jpg"}, "files": {"image": ("a.jpg", photo)}}),
+            ("GET", "/list", {}),
+            ("GET", "/count", {}),
+            ("GET", "/health/ready", {}),
+        ):
+            status, body = api.call(method, path, **kwargs)
+            assert status == 503, (path, status, body)
+            assert "maps 'algorithm' as long, Match needs keyword" in body["error"][0], path
+        assert api.call("GET", "/health/live")[0] == 200
+        api.close()
+
+
 def test_readiness_on_an_engine_that_cannot_be_reached(tmp_path: Path) -> None:
     env = {"ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}", "WORKER_COUNT": "1"}
     with MatchServer(env, tmp_path / "server.log", ready_status=None) as server:

@@ -270,7 +270,12 @@ class ElasticStore:
             return [error.message]
 
     def check(self, *, repair: bool = False) -> Integrity:
+        """The index is there, mapped as Match needs and takes writes; with ``repair``, an
+        index deleted while in use is created anew, empty (its records are gone)."""
         problems = self.readiness()
+        if repair and any("was deleted while in use" in p for p in problems):
+            self._index.recreate()
+            return Integrity(problems, [f"{self._index.name}: created anew, empty"])
         return Integrity(problems, damaged=bool(problems))
 
     def close(self) -> None:
