@@ -19,12 +19,16 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from api_server import Api, MatchServer, free_port
 from match.errors import StoreDamaged
 from match.service import Matcher
 from match.settings import Settings
+from match.signature import SIGNATURE_LENGTH
+from match.stores.base import ImageRecord
+from match.stores.elastic import ElasticStore, EngineClient
 from match.stores.sqlite import SQLiteStore
 from match.stores.sqlite.integrity import flag_path
 
@@ -219,35 +223,31 @@ def test_the_cli_says_damage_and_refuses_to_repair_records(stored: Path, tmp_pat
 
 
 @pytest.mark.engine
-def test_a_wrongly_mapped_index_is_said_on_every_route(
-    engine_url: str, engine_index: str, tmp_path: Path, photo_paths: list[Path]
+def test_a_wrongly_mapped_index_is_said_by_every_operation(
+    engine_url: str, engine_index: str
 ) -> None:
-    """An index whose field Match writes has another type (made by hand, or by a dynamic
-    mapping): every route answers 503 naming the field, and readiness says so."""
-    wrong = {
-        "mappings": {"properties": {"path": {"type": "keyword"}, "algorithm": {"type": "long"}}}
-    }
+    """An index that maps a field Match writes with another type (made by hand, or by a
+    dynamic mapping): every operation is StoreDamaged (503) naming the field, and readiness
+    says so."""
+    fields = {"path": {"type": "keyword"}, "algorithm": {"type": "long"}}
+    wrong = {"mappings": {"properties": fields}}
     httpx.put(f"{engine_url}/{engine_index}", json=wrong, timeout=30).raise_for_status()
-    env = {
-        "ELASTICSEARCH_URL": engine_url,
-        "ELASTICSEARCH_INDEX": engine_index,
-        "WORKER_COUNT": "1",
-    }
-    photo = photo_paths[0].read_bytes()
-    with MatchServer(env, tmp_path / "server.log", ready_status=None) as server:
-        api = Api(server.url)
-        for method, path, kwargs in (
-            ("POST", "/search", {"files": {"image": ("q.jpg", photo)}}),
-            ("POST", "/add", {"data": {"filepath": "a.jpg"}, "files": {"image": ("a.jpg", photo)}}),
-            ("GET", "/list", {}),
-            ("GET", "/count", {}),
-            ("GET", "/health/ready", {}),
-        ):
-            status, body = api.call(method, path, **kwargs)
-            assert status == 503, (path, status, body)
-            assert "maps 'algorithm' as long, Match needs keyword" in body["error"][0], path
-        assert api.call("GET", "/health/live")[0] == 200
-        api.close()
+    store = ElasticStore(EngineClient(engine_url, retries=1), engine_index)
+    said = "maps 'algorithm' as long, Match needs keyword"
+    signature = np.random.default_rng(1).integers(-2, 3, SIGNATURE_LENGTH, dtype=np.int8)
+    record = ImageRecord("a.jpg", signature)
+    for operation in (
+        store.count,
+        lambda: store.list(),
+        lambda: store.add(record),
+        lambda: store.search(record.signature[None, :], 0.45, 10),
+        lambda: store.get("a.jpg"),
+    ):
+        with pytest.raises(StoreDamaged, match=said):
+            operation()
+    assert said in store.readiness()[0]
+    assert store.check().damaged
+    store.close()
 
 
 def test_readiness_on_an_engine_that_cannot_be_reached(tmp_path: Path) -> None:
