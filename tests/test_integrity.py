@@ -122,6 +122,9 @@ def test_a_row_hidden_from_a_lookup_is_damage_not_a_shorter_answer(
     with pytest.raises(StoreDamaged):  # flagged: writes are refused too
         store.delete("anything.jpg")
     assert flag_path(store.path).exists()
+    assert any("no row in images" in p for p in store.check().problems)
+    assert not store.check(repair=True).damaged  # codes rebuilt from the records left
+    assert len(store.list(limit=100)) == PHOTOS - 1
 
 
 def test_readiness_says_what_keeps_the_store_from_serving(stored: Path, tmp_path: Path) -> None:

@@ -57,10 +57,14 @@ def repair(conn: sqlite3.Connection, path: Path, report: integrity.Report) -> li
         for table in sorted(report.tables & set(integrity.DERIVED)):
             rows = FILL[table](conn, meta)
             done.append(f"{table}: rebuilt from the records ({rows} rows)")
+        # the counts kept by triggers, recounted: a row lost from images leaves them high
         conn.execute(
             "UPDATE collections SET records = "
             "(SELECT count(*) FROM images WHERE images.collection = collections.id)"
         )
+        if "algorithms" not in report.tables:
+            conn.execute("DELETE FROM algorithms")
+            _fill_algorithms(conn, meta)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -424,29 +424,30 @@ class SQLiteStore:
         return health.readiness(self._db, min_free_bytes)
 
     def check(self, *, repair: bool = False) -> Integrity:
+        """integrity.full_check; what it finds is flagged (every process keeps off the store,
+        also while it is repaired). A flag with nothing found (damage seen by a read) is
+        cleared only by a repair, which then rebuilds the indexes all the same."""
         with self._db.maintenance() as conn:
             report = integrity.full_check(conn)
-            if report.problems and not repair:
+            if report.problems:
                 self._db.flag_damage("; ".join(report.problems[:3]))
-            if not repair:
-                return Integrity(report.problems, damaged=self._db.damage() is not None)
-            if not report.repairable:
-                self._db.flag_damage("; ".join(report.problems[:3]))
-                return Integrity(report.problems, damaged=True)
+            flagged = self._db.damage()
+            problems = report.problems or ([f"flagged: {flagged}"] if flagged else [])
+            if not repair or not report.repairable:
+                return Integrity(problems, damaged=flagged is not None)
             try:
                 done = rebuild.repair(conn, self.path, report) if report.problems else []
             except sqlite3.DatabaseError as error:  # damage beyond what is rebuilt here
-                self._db.flag_damage("; ".join(report.problems[:3]))
                 stopped = f"the repair stopped: {error} (restore a backup)"
-                return Integrity(report.problems, [stopped], damaged=True)
+                return Integrity(problems, [stopped], damaged=True)
             after = integrity.full_check(conn)
             if after.problems:
                 self._db.flag_damage("; ".join(after.problems[:3]))
-                return Integrity(report.problems + after.problems, done, damaged=True)
+                return Integrity(problems + after.problems, done, damaged=True)
         # every process reloads its indexes from the repaired file
         rebuild.reset_shared_indexes(self.path, self._db.meta["store_id"])
         self._db.clear_damage()
-        return Integrity(report.problems, done, damaged=False)
+        return Integrity(problems, done, damaged=False)
 
     def close(self) -> None:
         self._db.close()
