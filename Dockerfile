@@ -44,5 +44,5 @@ USER 10001:10001
 EXPOSE 8888
 # slim has no curl: the image's own Python asks /ping on the port the server listens on.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8888') + '/ping', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8888') + '/health/ready', timeout=4)"]
 CMD ["match", "serve"]

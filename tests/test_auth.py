@@ -12,7 +12,7 @@ import pytest
 
 from api_server import Api, MatchServer
 from match.http.app import ENDPOINTS
-from match.http.auth import load_keys, parse_keys
+from match.http.auth import OPEN_PATHS, load_keys, parse_keys
 from match.settings import Settings, SettingsError
 
 WRITE_KEY = "w-3f1c7a9e52b04d6e8a1b"
@@ -20,11 +20,12 @@ READ_KEY = "r-9b2e4d6f80a1c3e5f7a9"
 FILE_KEY = "f-5d7e9a1b3c5d7e9f1a3b"
 KEYS = (WRITE_KEY, READ_KEY, FILE_KEY)
 
-# Every route and method the app serves besides /ping (the API, TinEye's, description, metrics).
+# Every route and method the app serves besides the open probes (the API, TinEye's,
+# description, metrics).
 GUARDED = [
     (verb, endpoint.path)
     for endpoint in ENDPOINTS
-    if endpoint.path != "/ping"
+    if endpoint.path not in OPEN_PATHS
     for verb in endpoint.methods
 ] + [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/metrics")]
 
@@ -68,6 +69,11 @@ def photo(photo_paths: list[Path]) -> bytes:
 
 def test_ping_needs_no_key(api: Api) -> None:
     assert api.ok("GET", "/ping") == []
+
+
+def test_the_health_probes_need_no_key(api: Api) -> None:
+    assert api.ok("GET", "/health/live") == []
+    assert api.ok("GET", "/health/ready") == []
 
 
 @pytest.mark.parametrize(("verb", "path"), GUARDED)

@@ -436,8 +436,9 @@ def test_settings_come_from_the_configmap_and_the_secret() -> None:
 
 def test_probes_resources_and_security() -> None:
     spec, main = pod_spec(), container()
+    paths = {"startupProbe": "/health/live", "readinessProbe": "/health/ready"}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert main[probe]["httpGet"]["path"] == "/ping"
+        assert main[probe]["httpGet"]["path"] == paths.get(probe, "/health/live")
         assert main[probe]["httpGet"]["port"] in {port["name"] for port in main["ports"]}
     for kind in ("cpu", "memory"):
         assert main["resources"]["requests"][kind] and main["resources"]["limits"][kind]

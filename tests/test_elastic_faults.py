@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from match.errors import BadParameter, StoreUnavailable
+from match.errors import BadParameter, StoreDamaged, StoreUnavailable
 from match.signature import SIGNATURE_LENGTH
 from match.stores.base import ImageRecord
 from match.stores.elastic import ElasticStore, EngineClient
@@ -183,11 +183,24 @@ def test_outage_shorter_than_the_retries_is_invisible(
         store.close()
 
 
-def test_index_deleted_behind_the_store_is_recreated(engine_url: str, engine_index: str) -> None:
+def test_index_deleted_behind_the_store_is_said_until_repaired(
+    engine_url: str, engine_index: str
+) -> None:
+    """Not created again, empty, to answer as if nothing had been stored: StoreDamaged (503)
+    naming it, reads and writes alike, until ``match check --repair`` creates it anew."""
     store = store_at(engine_url, engine_index)
     store.add_many(some_records(3))
     httpx.delete(f"{engine_url}/{engine_index}").raise_for_status()
-    assert store.local_candidates(np.array([1, 2, 3]), 30) == []  # recreates the index
+    for operation in (
+        lambda: store.local_candidates(np.array([1, 2, 3]), 30),
+        store.count,
+        lambda: store.add(some_records(1)[0]),
+    ):
+        with pytest.raises(StoreDamaged, match=f"{engine_index}' was deleted while in use"):
+            operation()
+    assert "was deleted" in store.readiness()[0]
+    repaired = store.check(repair=True)
+    assert not repaired.damaged and "created anew" in repaired.repaired[0]
     assert store.count() == 0
     store.add(some_records(1)[0])
     mapping = httpx.get(f"{engine_url}/{engine_index}/_mapping").json()

@@ -15,7 +15,7 @@ import match.stores.sqlite.indexes as indexes_module
 import match.stores.sqlite.schema as schema_module
 import match.stores.sqlite.tables as tables_module
 import match.stores.sqlite.words as words_module
-from match.errors import BadParameter, IncompatibleRecord, StoreUnavailable
+from match.errors import BadParameter, IncompatibleRecord, StoreDamaged, StoreUnavailable
 from match.local import WORDS, LocalFeatures
 from match.settings import Settings
 from match.signature import ALGORITHM, normalized_distances
@@ -456,7 +456,12 @@ def test_deleting_an_image_deletes_its_local_features(tmp_path: Path, photos: Ph
     connection.close()
 
 
-def test_unreadable_local_features_are_skipped(tmp_path: Path, photos: Photos) -> None:
+def test_unreadable_local_features_are_damage_that_repair_drops(
+    tmp_path: Path, photos: Photos
+) -> None:
+    """Features the writer packed but that do not unpack are damage SQLite cannot see: a
+    search meeting them is refused (not answered without that image), and the repair drops
+    them (the image stays, without partial matching)."""
     local = synthetic_local(5)
     with SQLiteStore(tmp_path) as store:
         store.add(ImageRecord("broken.jpg", photos.originals[0], local=local))
@@ -465,6 +470,11 @@ def test_unreadable_local_features_are_skipped(tmp_path: Path, photos: Photos) -
         with connection:
             connection.execute("UPDATE local SET features = x'0102' WHERE id = 1")
         connection.close()
+        with pytest.raises(StoreDamaged, match="local features of image 1 cannot be read"):
+            store.local_candidates(local.words, 10)
+        assert "local features: those of 1 images" in store.check().problems[0]
+        repaired = store.check(repair=True)
+        assert not repaired.damaged and "local features" in repaired.repaired[0]
         found = store.local_candidates(local.words, 10)
         assert [c.filepath for c in found] == ["fine.jpg"]
         assert store.get("broken.jpg").local is None

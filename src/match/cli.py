@@ -298,6 +298,25 @@ def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the whole store (slow: it reads everything); with --repair, rebuild what can be
+    rebuilt from the stored records (indexes, codes, words, PDQ terms, filters) and clear the
+    damage flag. A damaged store answers nothing (503) until then. Exit 0: sound.
+
+    Example: match check --repair
+    """
+    outcome = Matcher(settings).check(repair=args.repair)
+    for problem in outcome.problems:
+        print(f"damaged: {problem}")
+    for done in outcome.repaired:
+        print(f"repaired: {done}")
+    if outcome.damaged:
+        advice = "" if args.repair else "; run match check --repair"
+        return _fail(f"the store is damaged{advice}", EXIT_FAILED)
+    print("the store is sound" + (" (repaired)" if outcome.repaired else ""))
+    return EXIT_OK
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -440,6 +459,10 @@ def _parser() -> argparse.ArgumentParser:
     scoped(command("count", cmd_count), filtered=True)
     collections = command("collections", cmd_collections)
     collections.add_argument("--drop", metavar="NAME", help="delete this collection's images")
+    check = command("check", cmd_check)
+    check.add_argument(
+        "--repair", action="store_true", help="rebuild what is derived from the records"
+    )
     return parser
 
 

@@ -13,6 +13,8 @@
     ├── NotFound (404)              an unknown filepath or collection
     ├── IncompatibleRecord (409)    a stored record made by another signature algorithm/version
     ├── StoreUnavailable (503)      the embedded store or the search engine cannot be reached
+    │   └── StoreDamaged (503)      the store is damaged (a malformed file, missing rows, a
+    │                               missing or wrongly mapped index): refused until repaired
     └── ServiceUnreachable          (match.client) no answer from the Match server at all
 
 The HTTP layer turns each into the one error envelope; the CLI into a one-line message; the
@@ -80,6 +82,11 @@ class IncompatibleRecord(MatchError):
 
 class StoreUnavailable(MatchError):
     status = 503
+
+
+class StoreDamaged(StoreUnavailable):
+    """Damage was seen: the store answers nothing from it (never a wrong result) until it is
+    repaired (``match check --repair``) or restored."""
 
 
 class ServiceUnreachable(MatchError):

@@ -39,6 +39,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -121,6 +128,12 @@ SETTINGS: tuple[Setting, ...] = (
         "./data",
         str,
         "Folder of the embedded store (used when ELASTICSEARCH_URL is unset).",
+    ),
+    Setting(
+        "MATCH_MIN_FREE_MB",
+        "100",
+        _non_negative_int,
+        "`/health/ready` answers 503 when the embedded store's disk has less free space (MB).",
     ),
     Setting(
         "ELASTICSEARCH_URL",
@@ -269,8 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _optional,
         "API keys, comma-separated; a key ending in `:ro` is read-only, `key@name` acts on the "
-        "collection `name` only. Set: every endpoint but /ping needs one (HTTP Basic password "
-        "or Bearer token).",
+        "collection `name` only. Set: every endpoint but /ping, /health/live and /health/ready "
+        "needs one (HTTP Basic password or Bearer token).",
         secret=True,
     ),
     Setting(
@@ -304,6 +317,7 @@ class Settings:
     host: str
     worker_count: int
     match_data_dir: str
+    match_min_free_mb: int
     elasticsearch_url: str | None
     elasticsearch_index: str
     elasticsearch_doc_type: str | None

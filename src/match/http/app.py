@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from match.errors import MatchError
-from match.http import api, duplicates, hashes, tineye, web
+from match.http import api, duplicates, hashes, health, tineye, web
 from match.http.auth import access_control
 from match.http.docs import render_docs
 from match.http.endpoints import AppContext, Endpoint, starlette_route
@@ -40,6 +40,7 @@ log = logging.getLogger("match.http")
 # Every API route the app serves, in the order the docs list them.
 ENDPOINTS: tuple[Endpoint, ...] = (
     *api.ENDPOINTS,
+    *health.ENDPOINTS,
     *duplicates.ENDPOINTS,
     *hashes.ENDPOINTS,
     *web.ENDPOINTS,

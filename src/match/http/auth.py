@@ -1,8 +1,9 @@
 """Optional access control: API keys, checked by an ASGI middleware before anything else runs.
 
 Off unless MATCH_API_KEYS or MATCH_API_KEYS_FILE gives at least one key. Then every request but
-``/ping`` (the health check of load balancers and Kubernetes) and the web page's own files
-(``match.http.page``: code and no data, so that the page can ask for the key) must carry a key,
+the probes (``/ping``, ``/health/live``, ``/health/ready``: match.http.health) and the web
+page's own files (``match.http.page``: code and no data, so that the page can ask for the key)
+must carry a key,
 either as the password of HTTP Basic (any user name) or as a Bearer token. A key written with
 the suffix ``:ro`` is read-only: it may search, compare, count and list, but a request to a
 method that writes (add, delete, update_metadata, on dsys/match's and TinEye's routes alike) is
@@ -44,7 +45,7 @@ STATE_KEY = "match_collections"
 """Where the middleware leaves the collections a request's key may act on (None: any)."""
 READ_ONLY_KEY = "match_read_only"
 """Where it leaves whether the request's key is read-only (absent: no keys are set)."""
-OPEN_PATHS = frozenset({"/ping"})
+OPEN_PATHS = frozenset({"/ping", "/health/live", "/health/ready"})
 CHALLENGE = 'Basic realm="match", charset="UTF-8", Bearer realm="match"'
 
 

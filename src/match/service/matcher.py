@@ -13,6 +13,7 @@ from match.service.analysis import Analyser, Query
 from match.service.results import SCORE_TOLERANCE, Comparison, Match, Metadata, is_match
 from match.settings import Settings
 from match.stores import BulkResult, HashRecord, ImageRecord, Store, Thumbnail, open_store
+from match.stores.base import Integrity
 from match.stores.checks import check_new_filepath
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 
@@ -193,6 +194,13 @@ class Matcher:
 
     def ping(self) -> None:
         self.store.ping()
+
+    def readiness(self) -> list[str]:
+        """What keeps the service from serving now (empty: ready)."""
+        return self.store.readiness(self.settings.match_min_free_mb * 1024 * 1024)
+
+    def check(self, *, repair: bool = False) -> Integrity:
+        return self.store.check(repair=repair)
 
     def close(self) -> None:
         if self._store is not None:

@@ -131,6 +131,16 @@ class BulkResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Integrity:
+    """What a store's full check found (a line per problem, empty when none) and, when asked
+    to repair, what was done; ``damaged``: the store still refuses to answer."""
+
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    damaged: bool = False
+
+
 class Store(Protocol):
     """Every operation acts on one collection (``default`` unless named); ``where`` is a
     metadata filter (stores/filters.py), applied inside the engine's own search, never after
@@ -253,6 +263,14 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""
+
+    def readiness(self, min_free_bytes: int = 0) -> list[str]:
+        """What keeps the store from serving reads and writes now (empty: ready): it cannot be
+        reached, it is damaged, it refuses a write, its disk is (nearly) full."""
+
+    def check(self, *, repair: bool = False) -> Integrity:
+        """The full check of the store (slow: it reads everything); with ``repair``, rebuild
+        what can be rebuilt from the records, and clear the damage flag once it is sound."""
 
     def close(self) -> None:
         """Release connections and files."""

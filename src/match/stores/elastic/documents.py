@@ -176,7 +176,13 @@ def added_fields(index_mapping: dict[str, Any]) -> dict[str, Any] | None:
     for the packed signature) or of an earlier Match (without the local features fields)."""
     fields = mapping()["properties"]
     present = index_mapping.get("properties", {})
-    ours = (
+    missing = {name: fields[name] for name in own_fields() if name not in present}
+    return {"properties": missing} if missing else None
+
+
+def own_fields() -> tuple[str, ...]:
+    """The fields Match added to image-match's (which keeps its own types for the others)."""
+    return (
         "algorithm",
         "seq",
         PACKED_FIELD,
@@ -185,8 +191,21 @@ def added_fields(index_mapping: dict[str, Any]) -> dict[str, Any] | None:
         *pdq_fields(),
         THUMBNAIL_FIELD,
     )
-    missing = {name: fields[name] for name in ours if name not in present}
-    return {"properties": missing} if missing else None
+
+
+def wrong_fields(index_mapping: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, its type in the index, the type Match needs) for each of Match's own fields
+    the index maps otherwise: writes to it would fail and reads answer wrongly."""
+    fields = mapping()["properties"]
+    present = index_mapping.get("properties", {})
+    wrong = []
+    for name in own_fields():
+        if name in present:
+            have = present[name].get("type", "object")
+            need = fields[name].get("type", "object")
+            if have != need:
+                wrong.append((name, have, need))
+    return wrong
 
 
 def index_body(

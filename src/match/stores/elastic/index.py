@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from match.errors import StoreUnavailable
+from match.errors import StoreDamaged, StoreUnavailable
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import EngineClient, EngineError, IndexMissing
 
@@ -38,6 +38,7 @@ class Index:
         self.name = name
         self.settings = settings
         self._path_field: str | None = None  # known once the index is ready
+        self._vanished = False  # it was deleted while this process used it
 
     @property
     def path_field(self) -> str:
@@ -45,19 +46,23 @@ class Index:
         return self._path_field or "path"
 
     def call(self, operation: Callable[[], T]) -> T:
-        """Run an operation on the ready index; if the index vanished (deleted behind our
-        back), create it again and retry once, so the store never stays broken."""
+        """Run an operation on the ready index. An index that vanished while in use (deleted
+        behind our back) is not silently created again, empty, to answer searches as if
+        nothing had been stored: it is StoreDamaged until it is back (restored) or
+        ``recreate`` makes a new one (``match check --repair``)."""
         try:
             self.ready()
             return operation()
         except IndexMissing:
             self._path_field = None
-        try:
-            self.ready()
-            return operation()
-        except IndexMissing:
-            self._path_field = None
-            raise StoreUnavailable(f"The index {self.name!r} disappeared while in use") from None
+            self._vanished = True
+            raise self._vanished_error() from None
+
+    def recreate(self) -> None:
+        """Accept that a vanished index is gone: create it anew, empty."""
+        self._vanished = False
+        self._path_field = None
+        self.ready()
 
     def ready(self) -> str:
         """The index name, once the engine is checked and the index exists with a path field."""
@@ -74,6 +79,18 @@ class Index:
                 ) from None
         return self.name
 
+    def problems(self) -> list[str]:
+        """What keeps the ready index from taking writes: a write block (the engine's
+        flood-stage disk watermark sets one). A missing or wrongly mapped index raises."""
+        self.ready()
+        found = []
+        _, body = self.request("GET", "/_settings")
+        index = next(iter(body.values()), {}).get("settings", {}).get("index", {})
+        for block, value in index.get("blocks", {}).items():
+            if str(value).lower() == "true":
+                found.append(f"The index {self.name!r} refuses writes (index.blocks.{block})")
+        return found
+
     def refresh_param(self, final: bool = True) -> str:
         """The ``refresh`` parameter of a write: wait until it is searchable, unless bulk
         refresh is on or more writes of the same batch follow."""
@@ -86,10 +103,19 @@ class Index:
     def _open(self) -> str:
         status, body = self.request("GET", "/_mapping", allow=(404,))
         if status == 404:
+            if self._vanished:
+                raise self._vanished_error()
             self._create()
             status, body = self.request("GET", "/_mapping")
+        self._vanished = False  # there (again: restored from a snapshot)
         # an alias answers with its concrete index's name
         index_mapping = next(iter(body.values()), {}).get("mappings", {})
+        wrong = self._wrong_fields(index_mapping)
+        if wrong:
+            raise StoreDamaged(
+                "; ".join(wrong) + ": adds would fail and searches answer wrongly; set "
+                "ELASTICSEARCH_INDEX to a new index (Match creates it) and add the images again"
+            )
         field = docs.path_field(index_mapping)
         if field is None:
             raise StoreUnavailable(
@@ -100,6 +126,18 @@ class Index:
         if added is not None:
             self._add_fields(added)
         return field
+
+    def _wrong_fields(self, index_mapping: dict[str, Any]) -> list[str]:
+        return [
+            f"The index {self.name!r} maps {name!r} as {have}, Match needs {need}"
+            for name, have, need in docs.wrong_fields(index_mapping)
+        ]
+
+    def _vanished_error(self) -> StoreDamaged:
+        return StoreDamaged(
+            f"The index {self.name!r} was deleted while in use: the records it held are gone. "
+            "Restore it from a snapshot, or run match check --repair to create it empty"
+        )
 
     def _add_fields(self, added: dict[str, Any]) -> None:
         """Declare the fields an older index lacks (image-match's, or Match's before partial

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from match.errors import BadParameter
+from match.errors import BadParameter, StoreUnavailable
 from match.pdq import PROBE_FLIPS
 from match.settings import Settings
 from match.signature import ALGORITHM
@@ -28,6 +28,7 @@ from match.stores.base import (
     HashRecord,
     Hit,
     ImageRecord,
+    Integrity,
     LocalCandidate,
     Metadata,
     PdqHit,
@@ -259,6 +260,23 @@ class ElasticStore:
 
     def ping(self) -> None:
         self._index.call(lambda: self._index.request("GET", "/_count"))
+
+    def readiness(self, min_free_bytes: int = 0) -> list[str]:
+        # the engine watches its own disks: min_free_bytes is the embedded store's
+        try:
+            self.ping()
+            return self._index.problems()
+        except StoreUnavailable as error:
+            return [error.message]
+
+    def check(self, *, repair: bool = False) -> Integrity:
+        """The index is there, mapped as Match needs and takes writes; with ``repair``, an
+        index deleted while in use is created anew, empty (its records are gone)."""
+        problems = self.readiness()
+        if repair and any("was deleted while in use" in p for p in problems):
+            self._index.recreate()
+            return Integrity(problems, [f"{self._index.name}: created anew, empty"])
+        return Integrity(problems, damaged=bool(problems))
 
     def close(self) -> None:
         self.client.close()

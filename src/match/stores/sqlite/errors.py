@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from match.errors import StoreUnavailable
+from match.errors import StoreDamaged, StoreUnavailable
 
 # primary result codes (https://sqlite.org/rescode.html)
 _PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT = 3, 5, 6, 8, 10, 11
@@ -24,7 +24,10 @@ def translate(error: sqlite3.Error, path: str, busy_seconds: float) -> StoreUnav
     elif primary == _FULL:
         reason = "cannot grow: the disk is full"
     elif primary in (_CORRUPT, _NOTADB):
-        reason = "is corrupt or not a Match store (restore it from a backup or move it away)"
+        return StoreDamaged(
+            f"{where} is damaged: corrupt or not a Match store ({error}); repair it "
+            "(match check --repair), restore it from a backup or move it away"
+        )
     elif primary in (_CANTOPEN, _PERM):
         reason = "cannot be opened (check that the folder exists and is writable)"
     elif primary == _READONLY:

@@ -30,6 +30,7 @@ from match.stores.base import (
     HashRecord,
     Hit,
     ImageRecord,
+    Integrity,
     LocalCandidate,
     Metadata,
     PdqHit,
@@ -38,7 +39,8 @@ from match.stores.base import (
 )
 from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 from match.stores.ranking import closest, with_distances
-from match.stores.sqlite import pdq, tables
+from match.stores.sqlite import health, integrity, pdq, tables
+from match.stores.sqlite import repair as rebuild
 from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.database import Database
@@ -270,7 +272,7 @@ class SQLiteStore:
             if rows is None:
                 return []
             ids = self._codes.live_ids(rows)[offset : offset + limit]
-            found = tables.rows_by_id(conn, "filepath", ids)
+            found = tables.every_row(conn, "filepath", ids, "codes")
         return [found[int(i)][0] for i in ids]
 
     def collections(self) -> list[tuple[str, int]]:
@@ -300,7 +302,7 @@ class SQLiteStore:
             if rows is None:
                 return []
             ids = self._codes.candidates(self._coder.encode(queries), stages, rows)
-            found = tables.rows_by_id(conn, "filepath, signature", ids).values()
+            found = tables.every_row(conn, "filepath, signature", ids, "codes").values()
             return self._hits(conn, _rank(queries, found, cutoff)[offset : offset + limit])
 
     def local_candidates(
@@ -323,15 +325,15 @@ class SQLiteStore:
                 return []
             words_of = partial(tables.words_by_id, conn)  # in this snapshot
             ids = self._words.top(query, limit, rows, words_of).tolist()
-            found = tables.rows_by_id(
+            found = tables.every_row(
                 conn,
                 "filepath, features, metadata, signature, width, height, pdq, pdq_quality",
                 ids,
+                "words",
                 join="JOIN local USING (id)",
             )
-        ordered = [found[i] for i in ids if i in found]
-        # a row whose features cannot be read is skipped, not an error for the query
-        readable = [(r, local) for r in ordered if (local := tables.unpacked(r[1])) is not None]
+            ordered = [found[i] for i in ids]
+            readable = [(r, tables.features_of(r[1], r[-1])) for r in ordered]
         candidates = [
             LocalCandidate(
                 r[0],
@@ -438,14 +440,46 @@ class SQLiteStore:
         with self._db.read() as conn:
             conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
 
+    def readiness(self, min_free_bytes: int = 0) -> list[str]:
+        return health.readiness(self._db, min_free_bytes)
+
+    def check(self, *, repair: bool = False) -> Integrity:
+        """integrity.full_check; what it finds is flagged (every process keeps off the store,
+        also while it is repaired). A flag with nothing found (damage seen by a read) is
+        cleared only by a repair, which then rebuilds the indexes all the same."""
+        with self._db.maintenance() as conn:
+            report = integrity.full_check(conn)
+            if report.problems:
+                self._db.flag_damage("; ".join(report.problems[:3]))
+            flagged = self._db.damage()
+            problems = report.problems or ([f"flagged: {flagged}"] if flagged else [])
+            if not repair or not report.repairable:
+                return Integrity(problems, damaged=flagged is not None)
+            try:
+                done = rebuild.repair(conn, self.path, report) if report.problems else []
+            except sqlite3.DatabaseError as error:  # damage beyond what is rebuilt here
+                stopped = f"the repair stopped: {error} (restore a backup)"
+                return Integrity(problems, [stopped], damaged=True)
+            after = integrity.full_check(conn)
+            if after.problems:
+                self._db.flag_damage("; ".join(after.problems[:3]))
+                return Integrity(problems + after.problems, done, damaged=True)
+        # every process reloads its indexes from the repaired file
+        rebuild.reset_shared_indexes(self.path, self._db.meta["store_id"])
+        self._db.clear_damage()
+        return Integrity(problems, done, damaged=False)
+
     def close(self) -> None:
         self._db.close()
 
     def prepare(self) -> None:
         """Build the shared indexes up to what is stored and map them: run before a server's
-        workers start (and by each at its start), so no search waits for it."""
-        for shared in self._shared():
-            shared.build(wait=True)
+        workers start (and by each at its start), so no search waits for it. A damaged store
+        is refused (StoreDamaged), as any read of it is."""
+        self._db.refuse_if_damaged()
+        with self._db.guarded():  # the builds read on connections of their own
+            for shared in self._shared():
+                shared.build(wait=True)
         with self._db.read() as conn:
             for shared in self._shared():
                 shared.refresh(conn)
@@ -503,8 +537,8 @@ class SQLiteStore:
         return len(batch)
 
     def _hits(self, conn: sqlite3.Connection, ranked: list[Ranked]) -> list[Hit]:
-        found = tables.rows_by_id(
-            conn, "metadata, width, height, pdq, pdq_quality", [item[2] for item in ranked]
+        found = tables.every_row(
+            conn, "metadata, width, height, pdq, pdq_quality", [item[2] for item in ranked], "codes"
         )
         hits = []
         for distance, filepath, image_id, orientation in ranked:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from match.errors import IncompatibleRecord
+from match.errors import IncompatibleRecord, StoreDamaged
 from match.local import LocalFeatures, pack, unpack
 from match.stores.base import Metadata
 from match.stores.checks import CheckedRecord
@@ -178,6 +178,20 @@ def words_by_id(
     return found, counts, words
 
 
+def every_row(
+    conn: sqlite3.Connection, columns: str, ids: Iterable[int], index: str, join: str = ""
+) -> dict[int, tuple[Any, ...]]:
+    """rows_by_id for ids that an ``index`` read in the same snapshot holds: each must be
+    found, or the file is damaged (a page that hides rows from lookups raises no error)."""
+    ids = [int(i) for i in ids]
+    found = rows_by_id(conn, columns, ids, join)
+    if len(found) < len(set(ids)):
+        missing = next(i for i in ids if i not in found)
+        where = "images" + (f" {join}" if join else "")
+        raise StoreDamaged(f"the {index} index holds image {missing}, not found in {where}")
+    return found
+
+
 def count(conn: sqlite3.Connection, collection: int) -> int:
     found = conn.execute("SELECT records FROM collections WHERE id = ?", (collection,)).fetchone()
     return int(found[0]) if found else 0
@@ -325,6 +339,15 @@ def unpacked(features: bytes | None) -> LocalFeatures | None:
         return unpack(features)
     except ValueError:
         return None
+
+
+def features_of(features: bytes, image_id: int) -> LocalFeatures:
+    """Stored local features that must be readable: the writer packed them, so bytes that do
+    not unpack are damage."""
+    local = unpacked(features)
+    if local is None:
+        raise StoreDamaged(f"the local features of image {image_id} cannot be read")
+    return local
 
 
 def updated_since(conn: sqlite3.Connection, seq: int | None) -> tuple[int, np.ndarray | None]:
