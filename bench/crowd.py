@@ -329,6 +329,37 @@ def load(view: Path, data_dir: Path, images: int) -> None:
     )
 
 
+def _record(item: tuple[str, Path]):
+    from match.errors import MatchError
+    from match.service import Matcher
+    from match.settings import Settings
+
+    global _MATCHER
+    if "_MATCHER" not in globals():
+        _MATCHER = Matcher(Settings.from_env(match_partial_matching=True))
+    try:
+        return _MATCHER.record(item[0], item[1].read_bytes())
+    except MatchError:  # a blank wallpaper, refused as the server refuses it
+        return None
+
+
+def add_set(view: Path, data_dir: Path) -> None:
+    """What the harness adds from the view (filepaths: the ids), for ``ranks`` offline."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from match.stores.sqlite import SQLiteStore
+
+    meta = json.loads((view / "set.json").read_text())
+    files = [(i, view / "originals" / f"{i}.jpg") for i in meta["indexed"]]
+    files += [(d, view / "distractors" / f"{d}.jpg") for d in meta["distractors"]]
+    with ProcessPoolExecutor(2) as pool:
+        records = [r for r in pool.map(_record, files, chunksize=8) if r is not None]
+    store = SQLiteStore(data_dir)
+    assert not store.add_many(records).failed
+    store.close()
+    print(f"{len(records)} of the view's images added to {data_dir}")
+
+
 def fidelity(view: Path, images: int, out: Path | None) -> None:
     """Emulated against real features of the first ``images`` crowd images."""
     from match.local import local_features
@@ -394,6 +425,58 @@ def ranks(view: Path, data_dir: Path, families: list[str], limit: int, out: Path
                 lines.flush()
 
 
+def cost(view: Path, data_dir: Path, families: list[str], per_family: int) -> None:
+    """CPU time of a search's local part (both passes: the store's candidates, then tentative
+    matches and RANSAC), the shortlist against the 30 candidates of before, back to back in
+    alternating order, and whether the original was verified by each."""
+    from match.local import verify
+    from match.service import LOCAL_CANDIDATES, LOCAL_SHORTLIST, Matcher
+    from match.settings import Settings
+    from match.stores.sqlite import SQLiteStore
+
+    queried = json.loads((view / "set.json").read_text())["indexed"]
+    store = SQLiteStore(data_dir)
+    matcher = Matcher(Settings.from_env(match_partial_matching=True), store)
+    variants = {
+        "before": (LOCAL_CANDIDATES, None),
+        "shortlist": (LOCAL_SHORTLIST, LOCAL_CANDIDATES),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    found = dict.fromkeys(variants, 0)
+    store.local_candidates(np.arange(10), 1)  # the word index, mapped
+    count = 0
+    for family in families:
+        for original in queried[:per_family]:
+            query = matcher.query(
+                (view / "queries" / family / f"{original}.jpg").read_bytes(), True
+            )
+            names = list(variants) if count % 2 == 0 else list(variants)[::-1]
+            count += 1
+            for name in names:
+                limit, fits = variants[name]
+                start, hit = time.process_time(), False
+                for local, mirror in ((query.local, None), (query.mirrored_local, "query")):
+                    if local is None:
+                        continue
+                    candidates = store.local_candidates(local.words, limit)
+                    fitted = verify.verify_all(
+                        local, [c.local for c in candidates], mirror_of=mirror, fits=fits
+                    )
+                    hit |= any(
+                        c.filepath == original and v is not None and v.inliers >= 8
+                        for c, v in zip(candidates, fitted, strict=True)
+                    )
+                times[name].append(time.process_time() - start)
+                found[name] += hit
+    print(f"local part of a search (both passes), {count} queries, {store.count()} images:")
+    for name, spent in times.items():
+        ms = 1000 * np.array(spent)
+        print(
+            f"  {name:<9}: CPU p50 {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms, "
+            f"mean {ms.mean():.1f} ms; original verified (8+ inliers) {found[name]}/{count}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -404,6 +487,9 @@ def main() -> None:
     loading.add_argument("view", type=Path)
     loading.add_argument("data_dir", type=Path)
     loading.add_argument("--images", type=int, default=10_000)
+    adding = commands.add_parser("addset")
+    adding.add_argument("view", type=Path)
+    adding.add_argument("data_dir", type=Path)
     checking = commands.add_parser("fidelity")
     checking.add_argument("view", type=Path)
     checking.add_argument("--images", type=int, default=200)
@@ -414,13 +500,22 @@ def main() -> None:
     ranking.add_argument("out", type=Path)
     ranking.add_argument("--families", default="augly_screenshot,screenshot_60,crop_center_70")
     ranking.add_argument("--limit", type=int, default=1000)
+    costing = commands.add_parser("cost")
+    costing.add_argument("view", type=Path)
+    costing.add_argument("data_dir", type=Path)
+    costing.add_argument("--families", default="augly_screenshot,screenshot_60,crop_center_70")
+    costing.add_argument("--per-family", type=int, default=25)
     args = parser.parse_args()
     if args.command == "make":
         make(args.view, photos_dir("bench/crowd.py", PHOTOS), args.queries.resolve())
     elif args.command == "load":
         load(args.view, args.data_dir, args.images)
+    elif args.command == "addset":
+        add_set(args.view, args.data_dir)
     elif args.command == "fidelity":
         fidelity(args.view, args.images, args.out)
+    elif args.command == "cost":
+        cost(args.view, args.data_dir, args.families.split(","), args.per_family)
     else:
         ranks(args.view, args.data_dir, args.families.split(","), args.limit, args.out)
 
