@@ -361,12 +361,21 @@ def add_set(view: Path, data_dir: Path) -> None:
 
 
 def fidelity(view: Path, images: int, out: Path | None) -> None:
-    """Emulated against real features of the first ``images`` crowd images."""
+    """Emulated against real features of the first ``images`` crowd images. For scale, the same
+    measure between the real features of each image and of its copy at 80% size, JPEG quality
+    75 (what re-extraction alone changes), and between two different crowd images."""
+    import io
+
     from match.local import local_features
+    from match.signature.decode import decode_pixels
+
+    def share(a: LocalFeatures, b: LocalFeatures) -> float:
+        return len(np.intersect1d(a.words, b.words)) / max(1, len(np.unique(b.words)))
 
     files, planned = crowd_plans(view, images)
     keypoints: dict[int, SourceKeypoints] = {}
-    shared, counts = [], []
+    emulation, again, unrelated, counts = [], [], [], []
+    previous = None
     for number, plan in enumerate(planned):
         for piece in plan.pieces:
             if piece.source not in keypoints:
@@ -378,22 +387,37 @@ def fidelity(view: Path, images: int, out: Path | None) -> None:
             out.mkdir(parents=True, exist_ok=True)
             image.save(out / f"{number:06d}.jpg", quality=plan.quality)
         real = local_features(np.array(image))
-        common = np.intersect1d(fake.words, real.words)
-        shared.append(len(common) / max(1, len(np.unique(real.words))))
+        smaller = io.BytesIO()
+        image.resize((max(1, image.width * 4 // 5), max(1, image.height * 4 // 5))).save(
+            smaller, "JPEG", quality=75
+        )
+        copy = local_features(decode_pixels(smaller.getvalue()))
+        emulation.append(share(fake, real))
+        again.append(share(copy, real))
+        if previous is not None:
+            unrelated.append(share(previous, real))
+        previous = real
         counts.append((len(fake.words), len(real.words)))
     counts_ = np.array(counts)
     print(
-        f"{images} crowd images: keypoints emulated / real, mean {counts_[:, 0].mean():.0f} / "
-        f"{counts_[:, 1].mean():.0f}; share of a real image's distinct words the emulated one "
-        f"has: p50 {np.median(shared):.2f}, p10 {np.percentile(shared, 10):.2f}"
+        f"{images} crowd images: keypoints emulated / real, mean "
+        f"{counts_[:, 0].mean():.0f} / {counts_[:, 1].mean():.0f}"
     )
+    print("share of a real image's distinct words found in (p50, p10):")
+    for name, values in (
+        ("its emulated features", emulation),
+        ("its 80% JPEG-75 copy, extracted", again),
+        ("another crowd image", unrelated),
+    ):
+        print(f"  {name:<32} {np.median(values):.2f}, {np.percentile(values, 10):.2f}")
 
 
 def ranks(view: Path, data_dir: Path, families: list[str], limit: int, out: Path) -> None:
     """Where each query's original ranks among the store's local candidates (both passes), with
     every candidate's number of tentative matches and the original's RANSAC inliers: the
     candidate step studied offline, one JSON line per query in ``out``."""
-    from match.local import verify
+    from match.local import verify as verify_one
+    from match.local.verify import tentative_matches_all
     from match.service import Matcher
     from match.settings import Settings
     from match.stores.sqlite import SQLiteStore
@@ -415,11 +439,11 @@ def ranks(view: Path, data_dir: Path, families: list[str], limit: int, out: Path
                         continue
                     found = store.local_candidates(local.words, limit)
                     paths = [c.filepath for c in found]
-                    tentative = verify.tentative_matches_all(local, [c.local for c in found])
+                    tentative = tentative_matches_all(local, [c.local for c in found])
                     rank = paths.index(original) if original in paths else None
                     row[name] = {"rank": rank, "tentative": [len(t[0]) for t in tentative]}
                     if rank is not None:
-                        fit = verify.verify(local, found[rank].local, mirror_of=mirror)
+                        fit = verify_one(local, found[rank].local, mirror_of=mirror)
                         row[name]["inliers"] = fit.inliers if fit else 0
                 lines.write(json.dumps(row) + "\n")
                 lines.flush()
@@ -429,7 +453,7 @@ def cost(view: Path, data_dir: Path, families: list[str], per_family: int) -> No
     """CPU time of a search's local part (both passes: the store's candidates, then tentative
     matches and RANSAC), the shortlist against the 30 candidates of before, back to back in
     alternating order, and whether the original was verified by each."""
-    from match.local import verify
+    from match.local.verify import verify_all
     from match.service import LOCAL_CANDIDATES, LOCAL_SHORTLIST, Matcher
     from match.settings import Settings
     from match.stores.sqlite import SQLiteStore
@@ -459,7 +483,7 @@ def cost(view: Path, data_dir: Path, families: list[str], per_family: int) -> No
                     if local is None:
                         continue
                     candidates = store.local_candidates(local.words, limit)
-                    fitted = verify.verify_all(
+                    fitted = verify_all(
                         local, [c.local for c in candidates], mirror_of=mirror, fits=fits
                     )
                     hit |= any(
