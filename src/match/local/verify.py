@@ -138,13 +138,17 @@ def verify_all(
 ) -> list[Verified | None]:
     """``verify`` of the query with each target (their tentative matches in one pass).
 
-    With ``fits``, RANSAC runs on at most that many targets: those with the most tentative
-    matches (ties: the earlier target); the others are None. Counting tentative matches is
-    cheap, a fit is not, and a target with few tentative matches cannot have many inliers."""
+    With ``fits``, RANSAC runs on at most twice that many targets: the first ``fits`` (the
+    store's best by shared words) and the ``fits`` with the most tentative matches (ties: the
+    earlier target); the others are None. Counting tentative matches is cheap, a fit is not,
+    and a target with few tentative matches cannot have many inliers; but a repetitive texture
+    can have many tentative matches and no geometry, so the store's own best are kept too."""
     if mirror_of not in (None, "query", "target"):
         raise ValueError(f"mirror_of is None, 'query' or 'target', not {mirror_of!r}")
     tentative = tentative_matches_all(query, targets)
-    fitted = set(range(len(targets))) if fits is None else most_matched(tentative, fits)
+    fitted = set(range(len(targets)))
+    if fits is not None:
+        fitted = set(range(min(fits, len(targets)))) | most_matched(tentative, fits)
     return [
         _mirrored(_fit(query, target, q, t), query, target, mirror_of) if n in fitted else None
         for n, (target, (q, t)) in enumerate(zip(targets, tentative, strict=True))
