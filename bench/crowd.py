@@ -4,7 +4,9 @@ distractors share the index.
     .venv/bin/python bench/crowd.py make VIEW --queries QUERIES      # the split and the view
     .venv/bin/python bench/crowd.py load VIEW DATA_DIR [--images 10000]   # the crowd, stored
     .venv/bin/python bench/crowd.py fidelity VIEW [--images 200]      # emulated against real
+    .venv/bin/python bench/crowd.py addset VIEW DATA_DIR              # what the harness adds
     .venv/bin/python bench/crowd.py ranks VIEW DATA_DIR OUT           # the candidate step
+    .venv/bin/python bench/crowd.py cost VIEW DATA_DIR                # the shortlist's CPU
 
 **The split.** The harness's indexed originals are split in two by id: the first half (A)
 keeps its queries; the second half (B) joins the harness's distractors, indexed and never
