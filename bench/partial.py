@@ -8,8 +8,9 @@ It prints:
 1. time per add: ``Matcher.record`` on every dev photo (originals and distractors), partial
    matching on and off (the first call, which loads the vocabulary, is left out);
 2. time per search: building the query (``Matcher.query(..., True)``) on and off, and the local
-   part of a search alone (``store.local_candidates`` of 30 images, then ``local.verify_all`` of
-   them; the same for the mirror image's pass), at the size below;
+   part of a search alone (``store.local_candidates`` of the shortlist, 200 images, then
+   ``local.verify_all`` of them, 30 fitted; the same for the mirror image's pass), at the size
+   below;
 3. bytes per image: packed local features, SQLite file with and without them (the same photos),
    and the in-memory word index;
 4. search latency in the embedded store at ``--images`` images: end to end (``Matcher.query`` +
@@ -43,7 +44,7 @@ from PIL import Image
 
 from match.errors import BlankImage
 from match.local import WORDS, LocalFeatures, pack, verify_all
-from match.service import LOCAL_CANDIDATES, Matcher
+from match.service import LOCAL_CANDIDATES, LOCAL_SHORTLIST, Matcher
 from match.service.analysis import Query
 from match.settings import Settings
 from match.stores.base import ImageRecord
@@ -238,10 +239,12 @@ def local_part(
 ) -> tuple[Timing, Timing]:
     """Times of the local search's two steps: candidates, then verification of each (of the
     query's mirror image, ``mirrored``, when ``features`` are its)."""
-    candidates, retrieval = timed(store.local_candidates, features.words, LOCAL_CANDIDATES)
+    candidates, retrieval = timed(store.local_candidates, features.words, LOCAL_SHORTLIST)
     targets = [candidate.local for candidate in candidates]
     mirror_of = "query" if mirrored else None
-    _, verification = timed(verify_all, features, targets, mirror_of=mirror_of)
+    _, verification = timed(
+        verify_all, features, targets, mirror_of=mirror_of, fits=LOCAL_CANDIDATES
+    )
     return retrieval, verification
 
 

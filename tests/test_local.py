@@ -294,3 +294,24 @@ def test_a_query_extracted_otherwise_finds_features_stored_with_the_legacy_extra
     verified = verify(query, stored_before)
     assert verified is not None and verified.inliers >= 20
     assert verified.target_overlap == pytest.approx(36, abs=5)
+
+
+def test_fitting_only_the_most_matched_targets_keeps_the_true_one(
+    photo_paths: list[Path], photo: Path
+) -> None:
+    # a 60% crop among other photos, its photo last: counting tentative matches singles it out
+    # and it is fitted exactly as without the limit; besides it only the first target (the
+    # store's best) may be fitted, the others are not fitted at all
+    query = edited(photo, centre_crop(0.6))
+    targets = [features_of(p) for p in photo_paths[:12] if p != photo]
+    truth = len(targets)
+    targets.append(features_of(photo))
+    everything = verify_all(query, targets)
+    one = verify_all(query, targets, fits=1)
+    assert {n for n, v in enumerate(one) if v is not None} - {0} == {truth}
+    assert one[truth] is not None and everything[truth] is not None
+    assert one[truth].inliers == everything[truth].inliers
+    assert np.array_equal(one[truth].matrix, everything[truth].matrix)
+    assert verify_all(query, targets, fits=0) == [None] * len(targets)
+    fitted = [n for n, v in enumerate(verify_all(query, targets, fits=3)) if v is not None]
+    assert truth in fitted and len(fitted) <= 6

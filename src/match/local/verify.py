@@ -136,15 +136,37 @@ def verify(
 
 
 def verify_all(
-    query: LocalFeatures, targets: Sequence[LocalFeatures], *, mirror_of: str | None = None
+    query: LocalFeatures,
+    targets: Sequence[LocalFeatures],
+    *,
+    mirror_of: str | None = None,
+    fits: int | None = None,
 ) -> list[Verified | None]:
-    """``verify`` of the query with each target (their tentative matches in one pass)."""
+    """``verify`` of the query with each target (their tentative matches in one pass).
+
+    With ``fits``, RANSAC runs on at most twice that many targets: the first ``fits`` (the
+    store's best by shared words) and the ``fits`` with the most tentative matches (ties: the
+    earlier target); the others are None. Counting tentative matches is cheap, a fit is not,
+    and a target with few tentative matches cannot have many inliers; but a repetitive texture
+    can have many tentative matches and no geometry, so the store's own best are kept too."""
     if mirror_of not in (None, "query", "target"):
         raise ValueError(f"mirror_of is None, 'query' or 'target', not {mirror_of!r}")
+    tentative = tentative_matches_all(query, targets)
+    fitted = set(range(len(targets)))
+    if fits is not None:
+        fitted = set(range(min(fits, len(targets)))) | most_matched(tentative, fits)
     return [
-        _mirrored(_fit(query, target, q, t), query, target, mirror_of)
-        for target, (q, t) in zip(targets, tentative_matches_all(query, targets), strict=True)
+        _mirrored(_fit(query, target, q, t), query, target, mirror_of) if n in fitted else None
+        for n, (target, (q, t)) in enumerate(zip(targets, tentative, strict=True))
     ]
+
+
+def most_matched(tentative: Sequence[tuple[np.ndarray, np.ndarray]], count: int) -> set[int]:
+    """Indices of the ``count`` targets with the most tentative matches (ties: the earlier),
+    leaving out those with too few to be fitted."""
+    matched = np.array([len(q) for q, _ in tentative], dtype=np.int64)
+    order = np.lexsort((np.arange(len(matched)), -matched))[:count]
+    return {int(n) for n in order if matched[n] >= MIN_MATCHES}
 
 
 def _fit(

@@ -7,7 +7,7 @@ merges them (methods.py), and answers Matches (results.py, which also turns them
 
 from match.service.analysis import Query
 from match.service.matcher import Matcher
-from match.service.methods import LOCAL_CANDIDATES
+from match.service.methods import LOCAL_CANDIDATES, LOCAL_SHORTLIST
 from match.service.results import (
     Comparison,
     Match,
@@ -21,6 +21,7 @@ from match.service.timing import TIMING_OBSERVERS
 
 __all__ = [
     "LOCAL_CANDIDATES",
+    "LOCAL_SHORTLIST",
     "TIMING_OBSERVERS",
     "Comparison",
     "Match",

@@ -3,7 +3,8 @@
 - The signature (match.signature): the store finds the stored images whose signature lies under
   the distance cutoff of any of the query's orientations; scored 100 * (1 - distance).
 - Partial matching (match.local): the store ranks stored images by the visual words they share
-  with the query; the best LOCAL_CANDIDATES are verified geometrically and scored by their
+  with the query; of the best LOCAL_SHORTLIST, the LOCAL_CANDIDATES with the most tentative
+  matches (shared words, close Hamming bits) are verified geometrically and scored by their
   inliers (match.local.score). Each candidate arrives with its signature's distance to the
   query, read from the same version of the record, so its signature match is known too. A query
   in all 8 orientations makes a second pass with its mirror image's words (match.local.mirror).
@@ -33,8 +34,13 @@ from match.service.timing import timed
 from match.stores import LocalCandidate, Store
 from match.stores.filters import DEFAULT_COLLECTION, Filter
 
+LOCAL_SHORTLIST = 200
+"""Stored images the store ranks first by shared words, per pass: their tentative matches (shared
+words with close Hamming bits, local.verify) are counted, cheaply, to pick the ones to verify.
+Ranking by words alone loses an original among thousands of look-alikes when little of the
+query shows it (a small tile in a screenshot); its tentative matches still single it out."""
 LOCAL_CANDIDATES = 30
-"""Stored images verified geometrically per search (the store ranks them by shared words)."""
+"""Stored images verified geometrically per pass: the shortlist's with most tentative matches."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,7 @@ def local_matches(
             assert features is not None
             candidates = store.local_candidates(
                 features.words,
-                LOCAL_CANDIDATES,
+                LOCAL_SHORTLIST,
                 signatures=query.signatures,
                 collection=scope.collection,
                 where=scope.where,
@@ -161,7 +167,8 @@ def _candidate_matches(
     query: Query, candidates: Sequence[LocalCandidate], mirrored: bool, min_overlap: float
 ) -> list[Match]:
     matches = []
-    found = verify_all(query, [candidate.local for candidate in candidates], mirrored=mirrored)
+    stored = [candidate.local for candidate in candidates]
+    found = verify_all(query, stored, mirrored=mirrored, fits=LOCAL_CANDIDATES)
     for candidate, verified in zip(candidates, found, strict=True):
         if verified is not None and verified.target_overlap >= min_overlap:
             local_match = _local_match(query, candidate, verified)
@@ -240,15 +247,21 @@ def _best_local(first: Query, second: Query) -> local.Verified | None:
 
 
 def verify_all(
-    query: Query, stored: Sequence[local.LocalFeatures], *, mirrored: bool = False
+    query: Query,
+    stored: Sequence[local.LocalFeatures],
+    *,
+    mirrored: bool = False,
+    fits: int | None = None,
 ) -> list[local.Verified | None]:
     """The query's local match with each stored image, or its mirror image's (``mirrored``,
     only when the query matches mirror images). Local features find any rotation; a query of
-    one orientation (all_orientations off) accepts only upright matches, as the signature."""
+    one orientation (all_orientations off) accepts only upright matches, as the signature.
+    With ``fits``, only that many stored images are fitted (local.verify_all)."""
     features = query.mirrored_local if mirrored else query.local
     if features is None or (mirrored and not query.mirrors):
         return [None] * len(stored)
-    found = local.verify_all(features, stored, mirror_of="query" if mirrored else None)
+    mirror_of = "query" if mirrored else None
+    found = local.verify_all(features, stored, mirror_of=mirror_of, fits=fits)
     if query.upright_only:
         return [v if v is not None and v.quarter_turns == 0 else None for v in found]
     return found
