@@ -29,6 +29,8 @@ def _live_responder(
     endpoint: Endpoint, context: AppContext
 ) -> Callable[[Request], Awaitable[Response]]:
     async def respond(request: Request) -> Response:
+        if refused := await _body_refused(endpoint, request):
+            return refused
         return ok(endpoint.name)  # in the event loop: no worker thread, no store
 
     return respond
@@ -38,6 +40,8 @@ def _ready_responder(
     endpoint: Endpoint, context: AppContext
 ) -> Callable[[Request], Awaitable[Response]]:
     async def respond(request: Request) -> Response:
+        if refused := await _body_refused(endpoint, request):
+            return refused
         try:
             problems = await anyio.to_thread.run_sync(
                 lambda: context.matcher.readiness(), limiter=context.limiter
@@ -49,6 +53,16 @@ def _ready_responder(
         return ok(endpoint.name)
 
     return respond
+
+
+async def _body_refused(endpoint: Endpoint, request: Request) -> Response | None:
+    """Read the body as every other route does, so one cut short is refused here too (a probe
+    sends none: this costs it nothing)."""
+    try:
+        await request.body()
+    except MatchError as error:
+        return fail(endpoint.name, error.status, error.message)
+    return None
 
 
 def _unused(context: AppContext, params: Params) -> list:
