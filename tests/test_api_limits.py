@@ -3,10 +3,7 @@ the app under a real uvicorn server in a thread, with a short body deadline, and
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import uvicorn
 
 from match.http.app import create_app
 from match.settings import Settings
+from raw_http import read_answer, server_in_thread
 
 BODY_TIMEOUT = 0.5
 
@@ -23,35 +21,13 @@ BODY_TIMEOUT = 0.5
 def port(tmp_path: Path) -> Iterator[int]:
     settings = Settings.from_env({"MATCH_DATA_DIR": str(tmp_path / "data")})
     app = create_app(settings, body_timeout=BODY_TIMEOUT)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("the server thread stopped before starting")
-        time.sleep(0.05)
-    yield server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    thread.join()
+    with server_in_thread(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")) as p:
+        yield p
 
 
 def _response(sock: socket.socket) -> tuple[int, dict]:
-    data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    return int(head.split()[1]), json.loads(body)
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
+    status, _, body = read_answer(sock)
+    return status, body
 
 
 def test_a_body_that_does_not_arrive_in_time_is_408(port: int) -> None:

@@ -15,7 +15,6 @@ import json
 import resource
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from match.http.app import create_app
 from match.http.connections import MatchProtocol
 from match.http.server import MAX_CONNECTIONS_PER_WORKER
 from match.settings import Settings
+from raw_http import server_in_thread
 
 HARDENING_SUITE = True
 
@@ -116,16 +116,8 @@ def port(tmp_path: Path) -> Iterator[int]:
         http=MatchProtocol,
         limit_concurrency=CAP,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("the server thread stopped before starting")
-        time.sleep(0.05)
-    yield server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    thread.join(30)
+    with server_in_thread(config) as bound:
+        yield bound
 
 
 def _answer(sock: socket.socket) -> tuple[int, dict[str, str], dict]:

@@ -13,7 +13,6 @@ serve` runs: 2 workers, embedded store) on loopback.
 
 from __future__ import annotations
 
-import json
 import socket
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 
 from api_server import Api, MatchServer
 from match.http.app import ENDPOINTS
+from raw_http import read_answer
 
 HARDENING_SUITE = True
 
@@ -58,24 +58,9 @@ def exchange(server: MatchServer, request: bytes, *, close_input: bool = False) 
         sock.sendall(request)
         if close_input:
             sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head, "the server closed the connection without answering"
-    assert b"content-type: application/json" in head.lower(), data[:300]
-    return int(head.split()[1]), json.loads(body)
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
+        status, head, answer = read_answer(sock)
+    assert b"content-type: application/json" in head.lower(), head[:300]
+    return status, answer
 
 
 def http_request(
