@@ -192,16 +192,21 @@ class SQLiteStore:
     # -- reads ------------------------------------------------------------------------------
     def get(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> ImageRecord:
         filepath, collection = _key(filepath, collection)
+        row = self._row_of(f"{RECORD_COLUMNS}, id", "local", filepath, collection)
+        return _record(row, collection)
+
+    def _row_of(self, columns: str, joined: str, filepath: str, collection: str) -> tuple[Any, ...]:
+        """``columns`` of the image stored under ``filepath`` with its row of ``joined`` (a
+        table keyed by the image's id; NULLs when it has none), or NotFound."""
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {RECORD_COLUMNS}, id FROM images LEFT JOIN local USING (id) "
-                "WHERE filepath = ? AND collection = "
-                "(SELECT id FROM collections WHERE name = ?)",
+                f"SELECT {columns} FROM images LEFT JOIN {joined} USING (id) "
+                "WHERE filepath = ? AND collection = (SELECT id FROM collections WHERE name = ?)",
                 (filepath, collection),
             ).fetchone()
         if row is None:
             raise checks.not_found(filepath, collection)
-        return _record(row, collection)
+        return row
 
     def scan(
         self,
@@ -234,15 +239,7 @@ class SQLiteStore:
 
     def thumbnail(self, filepath: str, *, collection: str = DEFAULT_COLLECTION) -> Thumbnail | None:
         filepath, collection = _key(filepath, collection)
-        with self._db.read() as conn:
-            row = conn.execute(
-                "SELECT image, width, height FROM images LEFT JOIN thumbnails USING (id) "
-                "WHERE filepath = ? AND collection = "
-                "(SELECT id FROM collections WHERE name = ?)",
-                (filepath, collection),
-            ).fetchone()
-        if row is None:
-            raise checks.not_found(filepath, collection)
+        row = self._row_of("image, width, height", "thumbnails", filepath, collection)
         return None if row[0] is None else Thumbnail(bytes(row[0]), _size(row[1], row[2]))
 
     def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
