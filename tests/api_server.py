@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -153,11 +152,6 @@ class MatchServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-    def access_pids(self, request_line: str) -> list[int]:
-        """Worker pids that logged an access line containing ``request_line``, in order."""
-        pattern = re.compile(r"\[(\d+)\] INFO: .*\"" + re.escape(request_line))
-        return [int(found.group(1)) for found in pattern.finditer(self.log())]
 
 
 @contextmanager
