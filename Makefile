@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8888
 export PORT
+# processes `make test` runs the suite in (pytest-xdist); most tests wait on a server or an engine
+TEST_WORKERS ?= 2
 
 .PHONY: install install-serve serve test test-deep lint format bench bench-signatures bench-cli clean
 
@@ -33,11 +35,18 @@ $(VENV)/.installed-serve: pyproject.toml
 serve: install-serve
 	$(BIN)/match serve
 
+# pytest runs the suite in TEST_WORKERS processes (one test file per process at a time, so a
+# file's servers are shared by its tests), then the tests marked `alone` (they measure time or
+# kill servers) by themselves; the second part runs whatever the first gives, and either failing
+# fails.
 test: install
 	sh scripts/install-browser.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/pytest
+	status=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not alone" || status=$$?; \
+	$(BIN)/pytest -m alone || status=$$?; \
+	exit $$status
 
 # The property tests searching freely (random examples, many more of them) instead of CI's fixed set.
 test-deep: install

@@ -31,6 +31,8 @@ from match.settings import Settings
 from raw_http import server_in_thread
 
 HARDENING_SUITE = True
+# a timing comparison: run alone, not beside the parallel run's other tests
+pytestmark = pytest.mark.alone
 
 FLOOD = 1000
 SEARCHES = 9

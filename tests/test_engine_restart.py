@@ -39,7 +39,7 @@ from api_server import Api, MatchServer
 from conftest import skip_or_fail
 from engines import delete_indexes, load_script
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.alone]
 
 ENGINE = "os2"
 HTTP_PORT = 9681  # clear of the shared engines (92xx, 93xx) and bench/cluster.py's (94xx, 95xx)

@@ -12,11 +12,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from api_server import GRACEFUL
 from match.settings import Settings
 from match.stores import open_store
 from server_process import ServerProcess, environment
+
+# signal latencies and a handshake window in fractions of a second: run alone
+pytestmark = pytest.mark.alone
 
 BOUNDARY = "graceful-stop"
 PROBE_SECONDS = 3.0

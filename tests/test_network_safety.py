@@ -27,6 +27,8 @@ from match.fetch import FetchLimits, address_problem, fetch_image
 from match.http.connections import HEADER_TIMEOUT_SECONDS
 
 HARDENING_SUITE = True  # deselected on engines past the first: api_server.HARDENING_STORE_KINDS
+# deadlines measured in seconds: run alone, not beside the parallel run's other tests
+pytestmark = pytest.mark.alone
 
 LOCAL = FetchLimits(timeout=10, max_bytes=5_000_000, max_redirects=3, allow_private=True)
 DEFAULT = FetchLimits(timeout=10, max_bytes=5_000_000, max_redirects=3, allow_private=False)
