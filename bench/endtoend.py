@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def clean_env() -> dict[str, str]:
 
 def start_seed(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = clean_env() | {"SEED_ES_URL": args.engine, "SEED_ES_INDEX": f"seed-{uuid.uuid4().hex}"}
+    env = clean_env() | {"SEED_ES_URL": args.engine, "SEED_ES_INDEX": args.seed_index}
     command = [
         str(seed_venv() / "gunicorn"),
         *("-w", str(args.workers), "-b", f"127.0.0.1:{port}", "-t", "60"),
@@ -104,7 +105,7 @@ def start_match(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Pope
     port = free_port()
     env = clean_env() | {"HOST": "127.0.0.1", "PORT": str(port), "WORKER_COUNT": str(args.workers)}
     if args.match_on_engine:
-        env |= {"ELASTICSEARCH_URL": args.engine, "ELASTICSEARCH_INDEX": f"e2e-{uuid.uuid4().hex}"}
+        env |= {"ELASTICSEARCH_URL": args.engine, "ELASTICSEARCH_INDEX": args.match_index}
     else:
         env["MATCH_DATA_DIR"] = str(folder / "data")
     command = [str(Path(sys.executable).parent / "match"), "serve"]
@@ -158,6 +159,14 @@ def photos(count: int) -> list[tuple[str, bytes, bytes]]:
 
 
 # -- the clients --------------------------------------------------------------------------------
+def error_of(answer: httpx.Response) -> str:
+    """The envelope's error, short; nothing if the body is not Match's envelope."""
+    try:
+        return "; ".join(answer.json()["error"])[:120]
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 async def run_phase(url: str, name: str, jobs: list[tuple[str, bytes]], concurrency: int) -> Phase:
     phase = Phase(name)
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
@@ -174,7 +183,7 @@ async def run_phase(url: str, name: str, jobs: list[tuple[str, bytes]], concurre
                 answer = await client.post(f"{url}/{name}", data=data, files=files)
                 elapsed = time.perf_counter() - started
                 if answer.status_code != 200:
-                    phase.errors.append(f"{answer.status_code}")
+                    phase.errors.append(f"{answer.status_code} {error_of(answer)}".strip())
                     continue
                 phase.latencies.append(elapsed)
                 result = answer.json()["result"]
@@ -223,6 +232,10 @@ def report(match: dict[str, Phase], seed: dict[str, Phase], match_store: str) ->
     for label, phases in (("Match", match), ("stand-in", seed)):
         search = phases["search"]
         print(f"{label}: original first for {search.firsts}/{len(search.latencies)} searches")
+        for phase in phases.values():
+            if phase.errors:  # what failed, so that an error count is not a mystery
+                kinds = Counter(phase.errors).most_common()
+                print(f"{label}: {phase.name} errors: " + ", ".join(f"{k} x{n}" for k, n in kinds))
     targets = {"add": 2.0, "search": 5.0}
     print(
         f"\n{'ratio (Match / stand-in)':<26} {'throughput':>10} {'target':>7} {'p99<seed p50':>13}"
@@ -249,9 +262,14 @@ def main() -> int:
     shared_photos.photos_dir("bench/endtoend.py")
     images = photos(args.photos)
     store = "engine" if args.match_on_engine else "embedded"
-    with tempfile.TemporaryDirectory(prefix="match-e2e-") as folder:
-        seed = measure(start_seed, args, images, Path(folder))
-        match = measure(start_match, args, images, Path(folder))
+    args.seed_index, args.match_index = f"seed-{uuid.uuid4().hex}", f"e2e-{uuid.uuid4().hex}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="match-e2e-") as folder:
+            seed = measure(start_seed, args, images, Path(folder))
+            match = measure(start_match, args, images, Path(folder))
+    finally:  # the engine is shared: leave nothing behind
+        for index in (args.seed_index, args.match_index, f"{args.match_index}-hashes"):
+            httpx.delete(f"{args.engine}/{index}", timeout=60)
     return report(match, seed, store)
 
 
