@@ -34,7 +34,8 @@ from store_contract import StoreContract
 
 pytestmark = pytest.mark.engine
 
-# adds wait for a refresh: a short interval keeps the suite quick without changing semantics
+# deletes and metadata updates wait for the periodic refresh (adds refresh the index
+# themselves): a short interval keeps the suite quick without changing semantics
 TEST_REFRESH = "200ms"
 
 
