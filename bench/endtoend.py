@@ -15,9 +15,12 @@ One run, both servers, same shape (the issue's): --workers each (2), an empty st
 distractors, by name) as they are on disk (JPEG q95, long side <= 1600 px). The servers run one
 after the other, never at once, so they do not share the 2 cores.
 
-Prints per server and phase: requests/s, p50/p99 latency, errors, and for search how often the
-original came first; then Match's ratios against the stand-in and the issue's targets (add >= 2x,
-search >= 5x, p99 of both under the stand-in's p50).
+Prints per server and phase: requests/s, p50/p99 latency, errors, the server's CPU per request
+(its processes' utime + stime from /proc; the engine's is not counted) and for search how often
+the original came first; then Match's ratios against the stand-in and the issue's targets (add
+>= 2x, search >= 5x, p99 of both under the stand-in's p50), and the stand-in's CPU per request
+over Match's: on a shared machine the throughput ratio follows who got the cores, the CPU
+ratio what throughput each would reach on cores of its own (if the engine is not the limit).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +58,12 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     firsts: int = 0
+    cpu: float = 0.0  # the server's processes' CPU seconds over the phase (not the engine's)
+
+    @property
+    def cpu_per_request(self) -> float:
+        done = len(self.latencies) + len(self.errors)
+        return self.cpu / done if done else 0.0
 
     @property
     def per_second(self) -> float:
@@ -91,7 +101,7 @@ def clean_env() -> dict[str, str]:
 
 def start_seed(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = clean_env() | {"SEED_ES_URL": args.engine, "SEED_ES_INDEX": f"seed-{uuid.uuid4().hex}"}
+    env = clean_env() | {"SEED_ES_URL": args.engine, "SEED_ES_INDEX": args.seed_index}
     command = [
         str(seed_venv() / "gunicorn"),
         *("-w", str(args.workers), "-b", f"127.0.0.1:{port}", "-t", "60"),
@@ -104,7 +114,7 @@ def start_match(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Pope
     port = free_port()
     env = clean_env() | {"HOST": "127.0.0.1", "PORT": str(port), "WORKER_COUNT": str(args.workers)}
     if args.match_on_engine:
-        env |= {"ELASTICSEARCH_URL": args.engine, "ELASTICSEARCH_INDEX": f"e2e-{uuid.uuid4().hex}"}
+        env |= {"ELASTICSEARCH_URL": args.engine, "ELASTICSEARCH_INDEX": args.match_index}
     else:
         env["MATCH_DATA_DIR"] = str(folder / "data")
     command = [str(Path(sys.executable).parent / "match"), "serve"]
@@ -158,6 +168,36 @@ def photos(count: int) -> list[tuple[str, bytes, bytes]]:
 
 
 # -- the clients --------------------------------------------------------------------------------
+def error_of(answer: httpx.Response) -> str:
+    """The envelope's error, short; nothing if the body is not Match's envelope."""
+    try:
+        return "; ".join(answer.json()["error"])[:120]
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def tree_cpu(pid: int) -> float:
+    """utime + stime (s) of ``pid`` and every process under it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def run_phase(url: str, name: str, jobs: list[tuple[str, bytes]], concurrency: int) -> Phase:
     phase = Phase(name)
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
@@ -174,7 +214,7 @@ async def run_phase(url: str, name: str, jobs: list[tuple[str, bytes]], concurre
                 answer = await client.post(f"{url}/{name}", data=data, files=files)
                 elapsed = time.perf_counter() - started
                 if answer.status_code != 200:
-                    phase.errors.append(f"{answer.status_code}")
+                    phase.errors.append(f"{answer.status_code} {error_of(answer)}".strip())
                     continue
                 phase.latencies.append(elapsed)
                 result = answer.json()["result"]
@@ -196,13 +236,17 @@ def measure(
 ) -> dict[str, Phase]:
     process, url = start(args, folder)
     try:
+        before = tree_cpu(process.pid)
         added = asyncio.run(
             run_phase(url, "add", [(f, data) for f, data, _ in images], args.concurrency)
         )
+        added.cpu, before = tree_cpu(process.pid) - before, tree_cpu(process.pid)
         time.sleep(args.settle)  # an engine's refresh, a deferred index: both servers alike
+        before = tree_cpu(process.pid)
         searched = asyncio.run(
             run_phase(url, "search", [(f, copy) for f, _, copy in images], args.concurrency)
         )
+        searched.cpu = tree_cpu(process.pid) - before
     finally:
         stop(process)
     return {"add": added, "search": searched}
@@ -210,7 +254,8 @@ def measure(
 
 # -- the report ---------------------------------------------------------------------------------
 def report(match: dict[str, Phase], seed: dict[str, Phase], match_store: str) -> int:
-    print(f"\n{'server':<34} {'phase':<7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    heads = f"{'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'CPU ms/req':>10}"
+    print(f"\n{'server':<34} {'phase':<7} {heads}")
     for label, phases in (
         (f"Match ({match_store})", match),
         ("stand-in (Flask+image-match)", seed),
@@ -218,21 +263,30 @@ def report(match: dict[str, Phase], seed: dict[str, Phase], match_store: str) ->
         for phase in phases.values():
             print(
                 f"{label:<34} {phase.name:<7} {phase.per_second:>7.1f} "
-                f"{phase.percentile(50):>8.0f} {phase.percentile(99):>8.0f} {len(phase.errors):>6}"
+                f"{phase.percentile(50):>8.0f} {phase.percentile(99):>8.0f} {len(phase.errors):>6} "
+                f"{phase.cpu_per_request * 1000:>10.1f}"
             )
     for label, phases in (("Match", match), ("stand-in", seed)):
         search = phases["search"]
         print(f"{label}: original first for {search.firsts}/{len(search.latencies)} searches")
+        for phase in phases.values():
+            if phase.errors:  # what failed, so that an error count is not a mystery
+                kinds = Counter(phase.errors).most_common()
+                print(f"{label}: {phase.name} errors: " + ", ".join(f"{k} x{n}" for k, n in kinds))
     targets = {"add": 2.0, "search": 5.0}
     print(
         f"\n{'ratio (Match / stand-in)':<26} {'throughput':>10} {'target':>7} {'p99<seed p50':>13}"
+        f" {'CPU/req':>8}"
     )
     met = True
     for name, target in targets.items():
         ratio = match[name].per_second / seed[name].per_second if seed[name].per_second else 0.0
         under = match[name].percentile(99) < seed[name].percentile(50)
         met = met and ratio >= target and under
-        print(f"{name:<26} {ratio:>9.2f}x {target:>6.1f}x {'yes' if under else 'no':>15}")
+        cpu = seed[name].cpu_per_request / match[name].cpu_per_request if match[name].cpu else 0.0
+        print(
+            f"{name:<26} {ratio:>9.2f}x {target:>6.1f}x {'yes' if under else 'no':>15} {cpu:>7.2f}x"
+        )
     print(f"targets {'met' if met else 'NOT met'}")
     return 0 if met else 1
 
@@ -249,9 +303,14 @@ def main() -> int:
     shared_photos.photos_dir("bench/endtoend.py")
     images = photos(args.photos)
     store = "engine" if args.match_on_engine else "embedded"
-    with tempfile.TemporaryDirectory(prefix="match-e2e-") as folder:
-        seed = measure(start_seed, args, images, Path(folder))
-        match = measure(start_match, args, images, Path(folder))
+    args.seed_index, args.match_index = f"seed-{uuid.uuid4().hex}", f"e2e-{uuid.uuid4().hex}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="match-e2e-") as folder:
+            seed = measure(start_seed, args, images, Path(folder))
+            match = measure(start_match, args, images, Path(folder))
+    finally:  # the engine is shared: leave nothing behind
+        for index in (args.seed_index, args.match_index, f"{args.match_index}-hashes"):
+            httpx.delete(f"{args.engine}/{index}", timeout=60)
     return report(match, seed, store)
 
 

@@ -83,7 +83,11 @@ class HttpSignatureES(SignatureDatabaseBase):
         self.client.post(f"{ES_URL}/{ES_INDEX}/_doc", json=rec, params=params).raise_for_status()
 
     def ids_with_path(self, path: str) -> list[str]:
-        body = {"query": {"match": {"path": path}}, "_source": False}
+        # dsys/match: es.search(q='path:' + json.dumps(path)), a query-string phrase on the
+        # analysed path, 10 hits. A bare `match` would OR the path's tokens ("e2e", "jpg") and
+        # so delete nearly every other image on each add.
+        query = {"query_string": {"query": "path:" + json.dumps(path)}}
+        body = {"query": query, "_source": False, "size": 10}
         return [hit["_id"] for hit in self._search(body)]
 
     def delete(self, id_: str) -> None:

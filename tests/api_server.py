@@ -70,7 +70,8 @@ def store_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     return lambda: {
         "ELASTICSEARCH_URL": engine_url,
         "ELASTICSEARCH_INDEX": f"match-api-{uuid.uuid4().hex[:12]}",
-        # an add waits for the next refresh: a short interval keeps the suite fast
+        # deletes and metadata updates wait for the next refresh: a short interval keeps the
+        # suite fast (adds refresh the index themselves)
         "ELASTICSEARCH_REFRESH_INTERVAL": "200ms",
     }
 

@@ -7,6 +7,7 @@ _msearch for all orientations, listing past 10,000, bulk ingest.
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,8 @@ from store_contract import StoreContract
 
 pytestmark = pytest.mark.engine
 
-# adds wait for a refresh: a short interval keeps the suite quick without changing semantics
+# deletes and metadata updates wait for the periodic refresh (adds refresh the index
+# themselves): a short interval keeps the suite quick without changing semantics
 TEST_REFRESH = "200ms"
 
 
@@ -184,6 +186,25 @@ def test_added_image_is_found_by_the_next_search(
     assert [(hit.filepath, hit.orientation) for hit in hits] == [(name, 0)]
     assert hits[0].distance == pytest.approx(0.0, abs=1e-6)
     assert store.count() == 1
+
+
+def test_concurrent_adds_are_searchable_at_once(engine_url: str, engine_index: str) -> None:
+    """Adds share refreshes (GroupRefresh) instead of waiting for the periodic one: with an
+    interval far longer than the test, each add is still found as soon as it returns, by a
+    search from its own thread while the other threads add."""
+    store = ElasticStore(EngineClient(engine_url), engine_index, refresh_interval="60s")
+    signatures = random_signatures(24, seed=5)
+
+    def add_then_find(n: int) -> list[str]:
+        store.add(ImageRecord(f"{n}.jpg", signatures[n]))
+        hits = store.search(signatures[n : n + 1], cutoff=0.01, limit=5)
+        return [hit.filepath for hit in hits]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        found = list(pool.map(add_then_find, range(len(signatures))))
+    assert found == [[f"{n}.jpg"] for n in range(len(signatures))]
+    assert store.count() == len(signatures)
+    store.close()
 
 
 def test_bulk_refresh_mode_still_stores_everything(engine_url: str, engine_index: str) -> None:

@@ -179,8 +179,8 @@ SETTINGS: tuple[Setting, ...] = (
         "ELASTICSEARCH_REFRESH_INTERVAL",
         "1s",
         _interval,
-        "Refresh interval of a new index: an add waits for the next refresh (up to this long) "
-        "before it answers, so that the next search finds it.",
+        "Refresh interval of a new index: how late a change becomes searchable when nothing "
+        "refreshes sooner (an add refreshes the index itself; deletes wait up to this long).",
     ),
     Setting(
         "ALL_ORIENTATIONS",

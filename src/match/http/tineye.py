@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from match.errors import BadParameter, NotFound
+from match.errors import BadParameter, MatchError, NotFound
 from match.http.api import HOW_IT_MATCHED, LIST_PARAMS, MAX_LIMIT, MIN_SCORE, SCORE
 from match.http.endpoints import AppContext, Endpoint, Handler
 from match.http.params import Param, Params, Upload
@@ -23,6 +23,7 @@ from match.http.scoping import COLLECTION, collection_of
 from match.http.sources import ImageSource, choose_source, image_bytes, naming, query
 from match.http.tineye_wire import MAX_BATCH, Field, Item, Reply, batch_items, each_item, responder
 from match.service import Comparison, Match, Metadata, Query, as_json
+from match.stores import ImageRecord
 
 MISSING = "This file does not exist in the image collection"  # MatchEngine's wording
 IMAGE_ID_MAX = 255  # characters, as MatchEngine allows
@@ -41,16 +42,44 @@ def add(context: AppContext, params: Params) -> Reply:
     if not items:
         raise BadParameter("Missing parameter: give 'image' or 'url', or 'images[N]' or 'urls[N]'")
     collection = collection_of(params)
-    return each_item(items, lambda item: _add_one(context, item, collection), _add_label)
+    records: list[tuple[Item, ImageRecord]] = []
+    reply = each_item(
+        items,
+        lambda item: records.append((item, _record_of(context, item, collection))),
+        _add_label,
+    )
+    reply.partial = _store_all(context, records, reply.errors)
+    return reply
 
 
-def _add_one(context: AppContext, item: Item, collection: str) -> None:
+def _record_of(context: AppContext, item: Item, collection: str) -> ImageRecord:
     source = choose_source(item.params, url=item.name("url"), image=item.name("image"))
     filepath = _add_filepath(item, source)
     metadata = _new_metadata(item)
     data = image_bytes(source, context.fetch_limits)
     with naming(source.name):
-        context.matcher.add(filepath, data, metadata, collection=collection)
+        return context.matcher.record(filepath, data, metadata, collection=collection)
+
+
+def _store_all(
+    context: AppContext, records: list[tuple[Item, ImageRecord]], errors: list[str]
+) -> bool:
+    """Store a batch's records in one write (one commit, one engine refresh, rather than one per
+    image); each that fails is reported in ``errors``. Whether any was stored."""
+    if not records:
+        return False
+    try:
+        result = context.matcher.add_many([record for _, record in records])
+    except MatchError as error:  # the store is down: nothing was stored
+        errors += [f"{_add_label(item)}: {error.message}" for item, _ in records]
+        return False
+    failed = dict(result.failed)
+    errors += [
+        f"{_add_label(item)}: {failed[record.filepath]}"
+        for item, record in records
+        if record.filepath in failed
+    ]
+    return result.added > 0
 
 
 def _add_filepath(item: Item, source: ImageSource) -> str:

@@ -5,11 +5,13 @@ index, its lifecycle and mapping (index.py, documents.py); writes (writes.py); d
 filepath, image-match's included (lookup.py); search and partial-matching candidates (search.py,
 bodies.py); listing (listing.py). An index written by image-match or dsys/match stays usable.
 
-Freshness: adds, deletes and metadata updates return once the change is searchable
-(``refresh=wait_for``). With ELASTICSEARCH_BULK_REFRESH=true they return at once and become
-searchable at the index's next refresh (within ``refresh_interval``, 1 s by default): faster bulk
-loads, at the price of a just-added image being briefly invisible. ``add_many`` waits for one
-refresh at its end, not per chunk.
+Freshness: adds, deletes and metadata updates return once the change is searchable. An add
+(and ``add_many``, once at its end) is written without a refresh, then refreshes the index
+itself, sharing that refresh with this process's other adds in flight (index.GroupRefresh):
+tens of milliseconds, where waiting for the periodic refresh (``refresh=wait_for``, as deletes
+and metadata updates still do) cost about ``refresh_interval`` per add. With
+ELASTICSEARCH_BULK_REFRESH=true adds return at once and become searchable at the index's next
+periodic refresh (within ``refresh_interval``, 1 s by default).
 """
 
 from __future__ import annotations

@@ -40,30 +40,32 @@ class Writer:
         actions, failed = self.index.call(lambda: self._prepare([record]))
         if failed:
             raise BadParameter(f"The image {failed[0][0]!r} cannot be stored: {failed[0][1]}")
-        result = self.index.call(lambda: self._send(actions, self.index.refresh_param()))
+        result = self.index.call(lambda: self._send(actions, "false"))
         if result.failed:
             reason = result.failed[0][1]
             if reason.startswith(ENGINE_FAILURE):  # the engine's fault, not the record's
                 raise StoreUnavailable(f"The image {record.filepath!r} was not stored: {reason}")
             raise BadParameter(f"The image {record.filepath!r} cannot be stored: {reason}")
+        self.index.call(self.index.searchable)
 
     def add_many(self, records: Iterable[ImageRecord]) -> BulkResult:
         """Chunks of CHUNK documents through _bulk. One sender thread sends chunk n (in order)
-        while the next is prepared; only the last chunk waits for the refresh."""
+        while the next is prepared; one refresh at the end makes them all searchable."""
         added, failed = 0, []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="match-bulk") as sender:
             in_flight: Future[BulkResult] | None = None
-            for chunk, last in _with_last(_chunks(records, CHUNK)):
+            for chunk in _chunks(records, CHUNK):
                 actions, invalid = self.index.call(lambda c=chunk: self._prepare(c))
                 if in_flight is not None:
                     result = in_flight.result()
                     added, failed = added + result.added, failed + result.failed
                 failed += invalid
-                refresh = self.index.refresh_param(final=last)
-                in_flight = sender.submit(self.index.call, partial(self._send, actions, refresh))
+                in_flight = sender.submit(self.index.call, partial(self._send, actions, "false"))
             if in_flight is not None:
                 result = in_flight.result()
                 added, failed = added + result.added, failed + result.failed
+        if added:
+            self.index.call(self.index.searchable)
         return BulkResult(added=added, failed=failed)
 
     def delete(self, filepath: str, collection: str) -> None:
@@ -138,8 +140,6 @@ class Writer:
         return actions, failed
 
     def _send(self, actions: list[Action], refresh: str) -> BulkResult:
-        if not actions and refresh == "wait_for":  # nothing valid in the last chunk: still
-            self.index.request("POST", "/_refresh")  # show the earlier ones
         added, failed = self._bulk(actions, refresh)
         return BulkResult(added=added, failed=failed)
 
@@ -231,16 +231,6 @@ def item_reason(result: dict[str, Any]) -> str:
             reason += f" ({cause['reason']})"
         return reason[:500]
     return f"HTTP {result.get('status', '?')}"
-
-
-def _with_last(chunks: Iterator[list[ImageRecord]]) -> Iterator[tuple[list[ImageRecord], bool]]:
-    """Each chunk with whether it is the last one."""
-    previous = next(chunks, None)
-    for chunk in chunks:
-        yield previous, False
-        previous = chunk
-    if previous is not None:
-        yield previous, True
 
 
 def _chunks(records: Iterable[ImageRecord], size: int) -> Iterator[list[ImageRecord]]:
