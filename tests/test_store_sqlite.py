@@ -552,6 +552,64 @@ def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
             store.wait_for_builds()
 
 
+def test_a_small_collection_inside_a_big_store_searches_as_its_records_alone(
+    tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a collection of a few percent of the rows is searched from its own rows (rows.py lists
+    # them), in shared segments and in the tail, read by another worker as it changes
+    monkeypatch.setattr(indexes_module, "BUILD_AFTER", 400)  # several shared segments
+    monkeypatch.setattr(candidates_module, "_CHUNK", 50)  # its rows in several blocks
+    named = [*zip(photos.names, photos.originals, strict=True), *photos.edits.items()]
+    named += [(f"near-{i}", _perturbed(photos.originals[i % 4], i)) for i in range(60)]
+    records = [
+        ImageRecord(n, s, {"shop": i % 3}, collection="small") for i, (n, s) in enumerate(named)
+    ]
+    early, late = records[::2], records[1::2]
+    # the same photos in the big store's default collection, which a wrong scope would find
+    others = [ImageRecord(r.filepath, r.signature, {"shop": 9}) for r in records]
+    noise = [ImageRecord(f"noise-{i}", s) for i, s in enumerate(synthetic(3000, seed=17))]
+    with (
+        SQLiteStore(tmp_path / "big") as big,
+        SQLiteStore(tmp_path / "big") as reader,
+        SQLiteStore(tmp_path / "alone") as alone,
+    ):
+        for store in (big, alone):
+            store.add_many(early)
+        big.add_many(noise[:2000] + others)
+        queries = [photos.originals[:1], photos.originals[2:3], photos.rotated[None, :]]
+        queries.append(photos.oriented)
+        filters = [None, parse_filter({"shop": 1}), parse_filter({"shop": {"in": [0, 2]}})]
+
+        def same() -> None:
+            found = 0
+            for query in queries:
+                for where in filters:
+                    hits = reader.search(query, 0.45, 1000, collection="small", where=where)
+                    expected = alone.search(query, 0.45, 1000, collection="small", where=where)
+                    assert hits == expected
+                    found += len(hits)
+            assert found > 3 * len(queries) * len(filters)
+            for where in filters:
+                listed = reader.list(0, 1000, collection="small", where=where)
+                assert listed == alone.list(0, 1000, collection="small", where=where)
+                assert reader.count(collection="small", where=where) == len(listed)
+
+        same()
+        big.prepare()  # the early rows in shared segments, then the late ones in the tail
+        for store in (big, alone):
+            store.add_many(late)
+        big.add_many(noise[2000:])
+        same()
+        for store in (big, alone):
+            store.delete(photos.names[0], collection="small")
+            store.add(ImageRecord("near-1", photos.originals[0], {"shop": 1}, collection="small"))
+        same()
+        small = tables_module.collection_id(sqlite3.connect(big.path), "small")
+        assert small is not None and reader._codes.selection(small).listed  # the path meant
+        big.wait_for_builds()
+        reader.wait_for_builds()
+
+
 def test_filters_see_what_other_processes_change(tmp_path: Path, photos: Photos) -> None:
     # two store objects on one file, as two workers: metadata updates keep the record's id, so
     # the other's field index learns of them from the field_updates log
