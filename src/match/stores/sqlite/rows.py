@@ -127,7 +127,14 @@ class RowIndex:
             return Selection(
                 size, mask=self._alive[:size] & (self._collections[:size] == collection)
             )
-        rows = np.unique(self._rows_of(ids))
+        rows = self._rows_of(ids)
+        if len(rows) > LISTED_SHARE * size:  # many: a mask (sorting them would cost more)
+            among = np.zeros(size, dtype=bool)
+            among[rows] = True
+            among &= self._alive[:size] & (self._collections[:size] == collection)
+            return Selection(size, mask=among)
+        rows = np.sort(rows)
+        rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows
         rows = rows[self._alive[rows] & (self._collections[rows] == collection)]
         return Selection(size, rows=rows)
 
