@@ -112,7 +112,7 @@ class CandidateIndex(RowIndex):
         self._last_key = 0
 
 
-Block = tuple[np.ndarray, int, "np.ndarray | tuple[int, np.ndarray]"]
+Block = tuple[np.ndarray, int, np.ndarray | tuple[int, np.ndarray]]
 """Rows of one part to scan: its code columns, its first row, and either the chosen rows'
 numbers (local to the part) or (start, mask) for the chunk of rows from ``start``, the mask
 telling which of them are chosen."""
