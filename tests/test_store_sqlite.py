@@ -22,7 +22,9 @@ from match.signature import ALGORITHM, normalized_distances
 from match.stores.base import HashRecord, ImageRecord
 from match.stores.filters import parse_filter
 from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite.candidates import CandidateIndex
 from match.stores.sqlite.codes import HyperplaneCoder, pack_signature
+from match.stores.sqlite.rows import Selection
 from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
 
 
@@ -550,6 +552,122 @@ def test_the_word_index_follows_many_replacements_and_pruned_tombstones(
         assert reader.local_candidates(features[210].words, 1)[0].filepath == "l5"
         for store in (writer, reader):
             store.wait_for_builds()
+
+
+def test_a_small_collection_inside_a_big_store_searches_as_its_records_alone(
+    tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a collection of a few percent of the rows is searched from its own rows (rows.py lists
+    # them), in shared segments and in the tail, read by another worker as it changes
+    monkeypatch.setattr(indexes_module, "BUILD_AFTER", 400)  # several shared segments
+    monkeypatch.setattr(candidates_module, "_CHUNK", 50)  # its rows in several blocks
+    named = [*zip(photos.names, photos.originals, strict=True), *photos.edits.items()]
+    named += [(f"near-{i}", _perturbed(photos.originals[i % 4], i)) for i in range(60)]
+    records = [
+        ImageRecord(n, s, {"shop": i % 3}, collection="small") for i, (n, s) in enumerate(named)
+    ]
+    early, late = records[::2], records[1::2]
+    # the same photos in the big store's default collection, which a wrong scope would find
+    others = [ImageRecord(r.filepath, r.signature, {"shop": 9}) for r in records]
+    noise = [ImageRecord(f"noise-{i}", s) for i, s in enumerate(synthetic(3000, seed=17))]
+    with (
+        SQLiteStore(tmp_path / "big") as big,
+        SQLiteStore(tmp_path / "big") as reader,
+        SQLiteStore(tmp_path / "alone") as alone,
+    ):
+        for store in (big, alone):
+            store.add_many(early)
+        big.add_many(noise[:2000] + others)
+        queries = [photos.originals[:1], photos.originals[2:3], photos.rotated[None, :]]
+        queries.append(photos.oriented)
+        filters = [None, parse_filter({"shop": 1}), parse_filter({"shop": {"in": [0, 2]}})]
+
+        def same() -> None:
+            found = 0
+            for query in queries:
+                for where in filters:
+                    hits = reader.search(query, 0.45, 1000, collection="small", where=where)
+                    expected = alone.search(query, 0.45, 1000, collection="small", where=where)
+                    assert hits == expected
+                    found += len(hits)
+            assert found > 3 * len(queries) * len(filters)
+            for where in filters:
+                listed = reader.list(0, 1000, collection="small", where=where)
+                assert listed == alone.list(0, 1000, collection="small", where=where)
+                assert reader.count(collection="small", where=where) == len(listed)
+
+        same()
+        big.prepare()  # the early rows in shared segments, then the late ones in the tail
+        for store in (big, alone):
+            store.add_many(late)
+        big.add_many(noise[2000:])
+        same()
+        for store in (big, alone):
+            store.delete(photos.names[0], collection="small")
+            store.add(ImageRecord("near-1", photos.originals[0], {"shop": 1}, collection="small"))
+        same()
+        small = tables_module.collection_id(sqlite3.connect(big.path), "small")
+        assert small is not None and reader._codes.selection(small).listed  # the path meant
+        big.wait_for_builds()
+        reader.wait_for_builds()
+
+
+def test_a_listed_collection_follows_appends_deletions_and_a_new_mapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the candidate index alone: a small collection's list of rows against the mask of every
+    # row (what choosing a big one costs), through the tail's appends, deletions and a remap
+    monkeypatch.setattr(candidates_module, "_CHUNK", 64)
+    rng = np.random.default_rng(4)
+    ids = np.arange(1, 2001)
+    collections = rng.choice([1, 2, 3], size=2000, p=[0.9, 0.07, 0.03]).astype(np.int32)
+    codes = rng.integers(0, 2**63, (2000, 4), dtype=np.uint64)
+    index = CandidateIndex(4)
+    mapped = np.zeros(0, dtype=np.int64)  # the images (positions in the arrays above) by row
+
+    def set_segments(*parts: np.ndarray) -> None:
+        nonlocal mapped
+        segments = [
+            {"ids": ids[p], "collections": collections[p], "codes": codes[p].T.copy()}
+            for p in parts
+        ]
+        index.set_segments(segments, through=int(ids[parts[-1][-1]]))
+        mapped = np.concatenate(parts)
+
+    def append(images: np.ndarray) -> None:
+        nonlocal mapped
+        index.append(ids[images], collections[images], codes[images])
+        mapped = np.concatenate([mapped, images])
+
+    def check(among: np.ndarray | None = None) -> None:
+        size = len(mapped)
+        alive = index._alive[:size]
+        for collection in (1, 2, 3):
+            chosen = index.selection(collection, among)
+            mask = alive & (collections[mapped] == collection)
+            if among is not None:
+                mask &= np.isin(ids[mapped], among)
+            few = among is not None and np.isin(among, ids[mapped]).sum() <= size / 4
+            assert chosen.listed == (collection != 1 or few)  # a list, or a mask of every row
+            assert np.array_equal(chosen.rows(), np.flatnonzero(mask))
+            assert np.array_equal(index.live_ids(chosen), ids[mapped][mask])
+            whole = Selection(size, mask=mask)
+            for query in (codes[images] for images in ([5], [7, 1500], [90, 91, 1999])):
+                for stages in ([(1, 30), (4, 110)], [(2, 50)]):
+                    found = index.candidates(query, stages, chosen)
+                    assert np.array_equal(found, index.candidates(query, stages, whole))
+
+    set_segments(np.arange(900), np.arange(900, 1500))
+    check()
+    append(np.arange(1500, 1800))
+    dead = np.flatnonzero(collections[:1800] == 2)[::3]
+    index.kill(ids[dead])
+    check()
+    check(ids[::5])
+    append(np.arange(1800, 2000))
+    check(ids[::3])
+    set_segments(np.setdiff1d(np.arange(2000), dead))  # rebuilt without the dead rows
+    check()
 
 
 def test_filters_see_what_other_processes_change(tmp_path: Path, photos: Photos) -> None:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from match.stores.sqlite.rows import RowIndex
+from match.stores.sqlite.rows import RowIndex, Selection
 
 _CHUNK = 1 << 16  # rows scanned at a time: keeps the temporaries in cache
 _SPARSE = 0.25
@@ -72,60 +72,35 @@ class CandidateIndex(RowIndex):
         self._last_key = int(ids[-1])
 
     def candidates(
-        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], rows: np.ndarray
+        self, queries: np.ndarray, stages: Sequence[tuple[int, int]], chosen: Selection
     ) -> np.ndarray:
-        """Ids of the chosen ``rows`` (a mask, see ``selection``) within reach of any query code
+        """Ids of the ``chosen`` rows (see ``selection``) within reach of any query code
         ((k, words) uint64), in row order.
 
         ``stages`` is a cascade of (words, threshold): a row must be within ``threshold`` bits
         of some query on its first ``words`` words at every stage. The first stage scans every
-        row; the later (longer, more selective) ones only the survivors. Chunks of rows are
-        scanned in parallel threads (numpy releases the GIL in its loops)."""
-        blocks = [
-            (codes, part.base, start)
-            for part, codes in zip(self._parts, self._segment_codes, strict=True)
-            for start in range(0, len(part.ids), _CHUNK)
+        row; the later (longer, more selective) ones only the survivors. A few chosen rows (a
+        small collection, a selective filter) are gathered instead, every stage on them only,
+        so their cost does not grow with the index. Blocks of rows are scanned in parallel
+        threads (numpy releases the GIL in its loops)."""
+        parts = [
+            (codes, part.base) for part, codes in zip(self._parts, self._segment_codes, strict=True)
         ]
-        blocks += [
-            (self._tail_codes, self._tail_start, start)
-            for start in range(0, self.tail_rows, _CHUNK)
-        ]
+        parts.append((self._tail_codes, self._tail_start))
+        if chosen.listed and len(chosen) < _SPARSE * self._size:
+            blocks = _gathered(chosen.rows(), parts, self._size)
+        else:
+            blocks = _chunked(chosen.mask(), parts, self._size)
 
-        def scan(block: tuple[np.ndarray, int, int]) -> np.ndarray:
-            codes, base, start = block
-            return self._scan(queries, stages, rows, codes, base, start)
+        def scan(block: Block) -> np.ndarray:
+            codes, base, rows = block
+            return self._ids[base + _passing(queries, stages, codes, rows)]
 
         if len(blocks) > 1 and SCAN_THREADS > 1:
             found = list(_scan_pool().map(scan, blocks))
         else:
             found = [scan(block) for block in blocks]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-    def _scan(
-        self,
-        queries: np.ndarray,
-        stages: Sequence[tuple[int, int]],
-        rows: np.ndarray,
-        codes: np.ndarray,
-        base: int,
-        start: int,
-    ) -> np.ndarray:
-        """The chosen rows of one chunk of a part (``codes`` its columns, ``base`` its first
-        row) that pass every stage."""
-        part_rows = self._size - base if codes is self._tail_codes else codes.shape[1]
-        stop = min(start + _CHUNK, part_rows)
-        chosen = rows[base + start : base + stop]
-        if chosen.mean() < _SPARSE:  # few chosen rows: gather them, every stage on them only
-            found = np.flatnonzero(chosen) + start
-            remaining = stages
-        else:  # most rows: the first stage scans the contiguous columns
-            words, threshold = stages[0]
-            near = _within(codes[:words, start:stop], queries, threshold)
-            found = np.flatnonzero(near & chosen) + start
-            remaining = stages[1:]
-        for words, threshold in remaining:
-            found = found[_within(codes[:words, found], queries, threshold)]
-        return self._ids[base + found]
 
     def nbytes(self) -> int:
         """Memory of this process's own part of the index (the segments are shared)."""
@@ -135,6 +110,56 @@ class CandidateIndex(RowIndex):
         self._segment_codes: list[np.ndarray] = []
         self._tail_codes = np.zeros((self.words, 0), dtype=np.uint64)
         self._last_key = 0
+
+
+Block = tuple[np.ndarray, int, np.ndarray | tuple[int, np.ndarray]]
+"""Rows of one part to scan: its code columns, its first row, and either the chosen rows'
+numbers (local to the part) or (start, mask) for the chunk of rows from ``start``, the mask
+telling which of them are chosen."""
+
+
+def _chunked(mask: np.ndarray, parts: list[tuple[np.ndarray, int]], size: int) -> list[Block]:
+    """Every part's rows in chunks of _CHUNK, with the mask's say on each."""
+    blocks: list[Block] = []
+    ends = [base for _, base in parts[1:]] + [size]
+    for (codes, base), end in zip(parts, ends, strict=True):
+        for start in range(base, end, _CHUNK):
+            blocks.append((codes, base, (start - base, mask[start : min(start + _CHUNK, end)])))
+    return blocks
+
+
+def _gathered(rows: np.ndarray, parts: list[tuple[np.ndarray, int]], size: int) -> list[Block]:
+    """The chosen ``rows`` (ascending) in blocks of at most _CHUNK, each within one part."""
+    blocks: list[Block] = []
+    ends = np.searchsorted(rows, [base for _, base in parts[1:]] + [size]).tolist()
+    first = 0
+    for (codes, base), last in zip(parts, ends, strict=True):
+        for start in range(first, last, _CHUNK):
+            blocks.append((codes, base, rows[start : min(start + _CHUNK, last)] - base))
+        first = last
+    return blocks
+
+
+def _passing(
+    queries: np.ndarray,
+    stages: Sequence[tuple[int, int]],
+    codes: np.ndarray,
+    rows: np.ndarray | tuple[int, np.ndarray],
+) -> np.ndarray:
+    """Which of a block's chosen rows (see Block) pass every stage, local to its part."""
+    remaining = stages
+    if isinstance(rows, tuple):
+        start, chosen = rows
+        if chosen.mean() < _SPARSE:  # few chosen rows: gather them, every stage on them only
+            rows = np.flatnonzero(chosen) + start
+        else:  # most rows: the first stage scans the contiguous columns
+            words, threshold = stages[0]
+            near = _within(codes[:words, start : start + len(chosen)], queries, threshold)
+            rows = np.flatnonzero(near & chosen) + start
+            remaining = stages[1:]
+    for words, threshold in remaining:
+        rows = rows[_within(codes[:words, rows], queries, threshold)]
+    return rows
 
 
 def _within(columns: np.ndarray, queries: np.ndarray, threshold: int) -> np.ndarray:

@@ -53,6 +53,7 @@ from match.stores.sqlite.indexes import (
     codes_family,
 )
 from match.stores.sqlite.pdq_index import PdqIndex
+from match.stores.sqlite.rows import Selection
 from match.stores.sqlite.schema import DEFAULT_COLLECTION_ID
 from match.stores.sqlite.sync import IndexSync
 from match.stores.sqlite.words import WordIndex
@@ -250,7 +251,7 @@ class SQLiteStore:
                 return 0 if found is None else tables.count(conn, found)
             self._codes_shared.refresh(conn)
             rows = self._chosen(conn, self._codes, collection, where)
-            return 0 if rows is None else int(np.count_nonzero(rows))
+            return 0 if rows is None else len(rows)
 
     def list(
         self,
@@ -551,9 +552,9 @@ class SQLiteStore:
         index: CandidateIndex | WordIndex,
         collection: str,
         where: Filter | None,
-    ) -> np.ndarray | None:
-        """The mask of ``index``'s rows in the collection and matching the filter (the index
-        brought up to date by the caller), or None when the collection does not exist."""
+    ) -> Selection | None:
+        """``index``'s rows in the collection and matching the filter (the index brought up to
+        date by the caller), or None when the collection does not exist."""
         found = tables.collection_id(conn, collection)
         if found is None:
             return None

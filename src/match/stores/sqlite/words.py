@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from match.local import WORDS
-from match.stores.sqlite.rows import RowIndex, grown
+from match.stores.sqlite.rows import RowIndex, Selection, grown
 
 TAIL_POSTINGS = 1 << 16
 """Postings of the tail kept unsorted before they become a segment (a query scans them all)."""
@@ -205,27 +205,27 @@ class WordIndex(RowIndex):
         self,
         query: np.ndarray,
         limit: int,
-        rows: np.ndarray | None = None,
+        chosen: Selection | None = None,
         words_of: WordsOf | None = None,
     ) -> np.ndarray:
-        """Ids of the ``limit`` live images (among the chosen ``rows``, a mask, see
-        ``selection``) scoring highest for the query's words, best first, ties by row; images
-        sharing no word are never returned. A word's rarity counts every live image. With
+        """Ids of the ``limit`` live images (among the ``chosen`` rows, see ``selection``)
+        scoring highest for the query's words, best first, ties by row; images sharing no word
+        are never returned. A word's rarity counts every live image. With
         ``words_of`` and few chosen rows, those rows are scored from their stored words (every
         query word counts then: the budget is for postings)."""
         query = np.unique(query)
         if limit == 0 or len(query) == 0 or self.live_count == 0:
             return np.zeros(0, dtype=np.int64)
         counts = self._counts(query)
-        gather = rows is not None and words_of is not None and not self._dead
+        gather = chosen is not None and words_of is not None and not self._dead
         postings_read = min(int(counts.sum()), POSTINGS_BUDGET)
-        if gather and np.count_nonzero(rows) * GATHER_COST < postings_read:  # few: read them
-            return self._top_of_rows(query, counts, limit, np.flatnonzero(rows), words_of)
+        if gather and len(chosen) * GATHER_COST < postings_read:  # few: read them
+            return self._top_of_rows(query, counts, limit, chosen.rows(), words_of)
         postings, blocks = self._postings(self._within_budget(query, counts))
         df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
         hit, scores = score(postings, blocks, self._distinct[: self._size], df, self.live_count)
-        chosen = (self._alive if rows is None else rows)[hit]
-        hit, scores = hit[chosen], scores[chosen]
+        keep = (self._alive if chosen is None else chosen.mask())[hit]
+        hit, scores = hit[keep], scores[keep]
         return self._ids[hit[_best(scores, hit, limit)]]
 
     def _top_of_rows(
@@ -240,8 +240,13 @@ class WordIndex(RowIndex):
         idf = np.log1p((self.live_count - df + 0.5) / (df + 0.5))
         weight = np.zeros(WORDS, dtype=np.float64)
         weight[query] = idf * idf
-        owner = np.repeat(np.arange(len(found)), distinct)
-        totals = np.bincount(owner, weights=weight[words], minlength=len(found))
+        # only the stored words that are query words, each given to its image by where it
+        # lies: a byte per word looked up, where a weight and an owner per word cost 6x more
+        wanted = np.zeros(WORDS, dtype=bool)
+        wanted[query] = True
+        shared = np.flatnonzero(wanted[words])
+        owner = np.searchsorted(np.cumsum(distinct), shared, side="right")
+        totals = np.bincount(owner, weights=weight[words[shared]], minlength=len(found))
         hit = np.flatnonzero(totals > 0)
         scores = totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
         # ties go to the earlier row, as with the postings: the row of each id found
