@@ -18,7 +18,7 @@ import match.stores.sqlite.indexes as indexes
 from match import pdq
 from match.pdq.codec import as_words
 from match.stores.base import HashRecord, ImageRecord
-from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite import SQLiteStore, pdq_index
 from pdq_contract import flipped, random_hash, spread
 
 SMALL_BUILD = 60  # rows in a tail before a build: small, so the tests cross it
@@ -60,7 +60,9 @@ def near_copies(stored: dict[str, bytes], rng: np.random.Generator, count: int) 
     return queries
 
 
-def test_lookups_find_exactly_what_brute_force_finds(tmp_path: Path) -> None:
+def test_lookups_find_exactly_what_brute_force_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(20)
     stored: dict[str, bytes] = {}  # the default collection's live hashes
     with SQLiteStore(tmp_path) as store:
@@ -100,6 +102,13 @@ def test_lookups_find_exactly_what_brute_force_finds(tmp_path: Path) -> None:
             batch = queries[start : start + 8]
             assert found(store, batch) == brute_force(stored, batch)
         assert found(store, queries[:1], collection="other") == brute_force(other, queries[:1])
+        # a batch: each hash on its own, compared a few queries at a time (small chunks here)
+        monkeypatch.setattr(pdq_index, "CHUNK", 20)
+        batch = store.pdq_search_batch(queries, 31, 100_000, images=False)
+        assert [{h.filepath: h.distance for h in hits} for hits in batch] == [
+            {name: distance for name, (distance, _) in brute_force(stored, [q]).items()}
+            for q in queries
+        ]
 
 
 def test_images_hashes_are_looked_up_too(tmp_path: Path) -> None:
@@ -130,7 +139,7 @@ WRITER = """
 import sys
 import numpy as np
 from match.stores.base import HashRecord
-from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite import SQLiteStore, pdq_index
 folder, start, count, delete = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rng = np.random.default_rng(start)
 with SQLiteStore(folder) as store:

@@ -20,6 +20,9 @@ from match.pdq.terms import TERM_BITS, TERMS
 from match.stores.sqlite.rows import RowIndex, grown
 
 TERM_VALUES = 1 << TERM_BITS
+CHUNK = 1 << 16
+"""Candidates compared at a time by a batch of lookups: their hashes (2 MB) stay in the
+cache; at 10M records that is one query at a time (~41,500 candidates each)."""
 TABLE = TERMS * TERM_VALUES
 """Offsets in a segment's CSR: one per term of every position."""
 
@@ -35,13 +38,14 @@ _FLIPS = (
 _POSITIONS = (np.arange(TERMS, dtype=np.int64) << TERM_BITS)[None, :, None]
 
 
-def probe_terms(queries: np.ndarray, flips: int) -> np.ndarray:
-    """The distinct terms (int64) a lookup probes for (q, 4) uint64 query hashes: their 16
-    terms and, with ``flips`` 1, every term one bit away from one."""
+def probe_terms_each(queries: np.ndarray, flips: int) -> tuple[np.ndarray, np.ndarray]:
+    """The terms (int64) a lookup probes for (q, 4) uint64 query hashes, and the query each
+    probe is for: every query's 16 terms and, with ``flips`` 1, every term one bit away from
+    one (one query's probes are distinct; several queries may share some)."""
     values = term_values(queries).astype(np.int64)[:, :, None]  # (q, 16, 1)
     probes = (_POSITIONS | (values ^ _FLIPS[flips][None, None, :])).ravel()
-    # one hash's probes are distinct; several hashes' (the 8 orientations) may share some
-    return probes if len(queries) == 1 else np.unique(probes)
+    owners = np.repeat(np.arange(len(queries), dtype=np.int64), len(probes) // len(queries))
+    return probes, owners
 
 
 def term_values(hashes: np.ndarray) -> np.ndarray:
@@ -118,37 +122,57 @@ class PdqIndex(RowIndex):
         """(ids, distances, orientations) of the live records in ``collection`` within
         ``max_distance`` of a (q, 4) uint64 query hash and found by probing at radius
         ``flips``: the distance to the nearest query, and which query that was."""
-        if self._size == 0:
+        asked, ids, distances = self.lookup_each(queries, max_distance, collection, flips)
+        if len(queries) > 1 and len(ids):
+            # each record once, with its nearest query (the first of equals)
+            order = np.lexsort((asked, distances, ids))
+            ids, distances, asked = ids[order], distances[order], asked[order]
+            first = np.ones(len(ids), dtype=bool)
+            first[1:] = ids[1:] != ids[:-1]
+            ids, distances, asked = ids[first], distances[first], asked[first]
+        return ids, distances, asked
+
+    def lookup_each(
+        self, queries: np.ndarray, max_distance: int, collection: int, flips: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(queries, ids, distances): every (query, live record in ``collection``) pair within
+        ``max_distance`` of each other among (q, 4) uint64 query hashes, found by probing at
+        radius ``flips``, each pair once, in no particular order. The probes of many queries
+        are gathered and compared at once (up to CHUNK candidates), so a batch pays the
+        per-lookup overhead once."""
+        if self._size == 0 or len(queries) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
-        probes = probe_terms(queries, flips)
-        found_rows, found_distances, found_queries = [], [], []
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        probes, owners = probe_terms_each(queries, flips)
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for part, (hashes, offsets, rows) in zip(self._parts, self._segments, strict=True):
-            local = _gather(rows, offsets[probes], offsets[probes + 1])
-            # np.take: a fancy index of 2-D rows is several times slower on 40k rows
-            distances, nearest = _nearest(queries, np.take(hashes, local, axis=0))
-            near = distances <= max_distance
-            found_rows.append(part.base + local[near].astype(np.int64))
-            found_distances.append(distances[near])
-            found_queries.append(nearest[near])
+            starts, ends = offsets[probes], offsets[probes + 1]
+            per_query = len(probes) // len(queries)
+            for chunk in _chunks(ends - starts, per_query):
+                first = chunk.start // per_query  # the chunk's queries, from this one
+                mine = queries[first : chunk.stop // per_query]
+                local, asked = _gather(rows, starts[chunk], ends[chunk], owners[chunk] - first)
+                near, distances = _within(mine, asked, hashes, local, max_distance)
+                rows_near = part.base + local[near].astype(np.int64)
+                found.append((rows_near, asked[near] + first, distances))
         if self.tail_rows:
-            distances, nearest = _nearest(queries, self._tail_hashes[: self.tail_rows])
-            near = np.flatnonzero(distances <= max_distance)
-            found_rows.append(self._tail_start + near)
-            found_distances.append(distances[near])
-            found_queries.append(nearest[near])
-        if not found_rows:
+            rows, asked, distances = _scan(
+                queries, self._tail_hashes[: self.tail_rows], max_distance
+            )
+            found.append((rows + self._tail_start, asked, distances))
+        if not found:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
-        rows_found = np.concatenate(found_rows)
-        # a record holding several probed terms is found once per term
-        rows_found, first = np.unique(rows_found, return_index=True)
+        rows_found = np.concatenate([f[0] for f in found])
+        asked = np.concatenate([f[1] for f in found])
+        distances = np.concatenate([f[2] for f in found]).astype(np.int64)
+        # a record holding several of a query's probed terms is found once per term
+        if len(rows_found) > 1:
+            _, first = np.unique(asked * self._size + rows_found, return_index=True)
+            rows_found, asked, distances = rows_found[first], asked[first], distances[first]
         chosen = self._alive[rows_found] & (self._collections[rows_found] == collection)
-        return (
-            self._ids[rows_found[chosen]],
-            np.concatenate(found_distances)[first][chosen],
-            np.concatenate(found_queries)[first][chosen],
-        )
+        return asked[chosen], self._ids[rows_found[chosen]], distances[chosen]
 
     def nbytes(self) -> int:
         """Memory of this process's own part of the index (the segments are shared)."""
@@ -165,28 +189,72 @@ class PdqIndex(RowIndex):
         self._last_key = 0
 
 
-def _gather(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``rows[starts[i]:ends[i]]`` for every i, concatenated, in one vectorised gather."""
+def _chunks(lengths: np.ndarray, per_query: int) -> list[slice]:
+    """Runs of whole queries' probes (``per_query`` each) holding about CHUNK candidates at
+    most (at least one query each), so that a large batch's temporaries stay small."""
+    if len(lengths) <= per_query:
+        return [slice(0, len(lengths))]
+    by_query = lengths.reshape(-1, per_query).sum(axis=1)
+    ends = np.cumsum(by_query)
+    cuts, start, done = [], 0, 0
+    while start < len(by_query):
+        stop = max(int(np.searchsorted(ends, done + CHUNK, side="right")), start + 1)
+        cuts.append(slice(start * per_query, stop * per_query))
+        done, start = int(ends[stop - 1]), stop
+    return cuts
+
+
+def _gather(
+    rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, owners: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rows[starts[i]:ends[i]]`` for every i, concatenated in one vectorised gather, and for
+    each row gathered the ``owners[i]`` (its query) of its range."""
     lengths = ends - starts
     total = int(lengths.sum())
     if total == 0:
-        return np.zeros(0, dtype=rows.dtype)
+        return np.zeros(0, dtype=rows.dtype), np.zeros(0, dtype=owners.dtype)
     before = np.cumsum(lengths) - lengths  # where each range lands in the output
-    return rows[np.arange(total) + np.repeat(starts - before, lengths)]
+    at = np.arange(total) + np.repeat(starts - before, lengths)
+    return rows[at], np.repeat(owners, lengths)
 
 
-def _nearest(queries: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each stored hash's distance to its nearest query, and that query's index. Column by
-    column: a reduction over the rows' 4 words costs 5 times more."""
-    if len(stored) == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-    columns = [np.ascontiguousarray(stored[:, word]) for word in range(4)]
-    distances = np.empty((len(queries), len(stored)), dtype=np.int32)
-    for row, query in zip(distances, queries, strict=True):
-        row[:] = np.bitwise_count(columns[0] ^ query[0])
-        for word in range(1, 4):
-            row += np.bitwise_count(columns[word] ^ query[word])
-    if len(queries) == 1:
-        return distances[0], np.zeros(len(stored), dtype=np.int64)
-    nearest = distances.argmin(axis=0)
-    return distances[nearest, np.arange(len(stored))], nearest
+def _within(
+    queries: np.ndarray, asked: np.ndarray, hashes: np.ndarray, local: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the candidate rows ``local`` lie within ``limit`` bits of their query
+    (``queries[asked]``), and those distances."""
+    if len(local) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    # np.take: a fancy index of 2-D rows is several times slower on 40k rows. This random
+    # read of 32 bytes a candidate is most of a lookup's cost.
+    stored = np.take(hashes, local, axis=0)
+    wanted = queries[:1] if len(queries) == 1 else np.take(queries, asked, axis=0)
+    # The first 128 bits alone reject nearly every candidate (a random one differs in ~64 of
+    # them); only the few left are compared on the other 128.
+    head = np.bitwise_count(stored[:, 0] ^ wanted[:, 0])
+    head += np.bitwise_count(stored[:, 1] ^ wanted[:, 1])  # uint8: at most 128
+    near = np.flatnonzero(head <= limit)
+    distances = head[near].astype(np.int32)
+    wanted = wanted if len(wanted) == 1 else wanted[near]
+    for word in (2, 3):
+        distances += np.bitwise_count(stored[near, word] ^ wanted[:, word])
+    keep = distances <= limit
+    return near[keep], distances[keep]
+
+
+def _scan(
+    queries: np.ndarray, stored: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, queries, distances) of every pair of a query and a row of ``stored`` (the tail,
+    scanned whole) within ``limit``, a few queries at a time."""
+    per = max(1, CHUNK // max(len(stored), 1))
+    found = []
+    for start in range(0, len(queries), per):
+        chunk = queries[start : start + per]
+        distances = np.bitwise_count(chunk[:, None, :] ^ stored[None, :, :]).sum(
+            axis=2, dtype=np.int32
+        )
+        asked, rows = np.nonzero(distances <= limit)
+        found.append((rows.astype(np.int64), asked + start, distances[asked, rows]))
+    rows, asked, distances = (np.concatenate(column) for column in zip(*found, strict=True))
+    return rows, asked, distances
