@@ -232,6 +232,13 @@ SETTINGS: tuple[Setting, ...] = (
         "finds ~99%; engines at 10M: use 0 (docs/pdq.md).",
     ),
     Setting(
+        "MATCH_PDQ_BATCH_MAX",
+        "10000",
+        _positive_int,
+        "Most PDQ hashes one `POST /hashes/search` request looks up (a larger list is refused "
+        "with 413; `match hashes search` has no limit).",
+    ),
+    Setting(
         "MATCH_THUMBNAILS",
         "true",
         parse_bool,
@@ -335,6 +342,7 @@ class Settings:
     match_pdq: bool
     match_pdq_min_quality: int
     match_pdq_probe_radius: int
+    match_pdq_batch_max: int
     match_thumbnails: bool
     match_duplicates_max_images: int
     match_max_upload_bytes: int
