@@ -60,9 +60,14 @@ def near_copies(stored: dict[str, bytes], rng: np.random.Generator, count: int) 
     return queries
 
 
+@pytest.mark.parametrize("split", ["narrow", "wide"])
 def test_lookups_find_exactly_what_brute_force_finds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str
 ) -> None:
+    if split == "wide":
+        # a large segment's split of fewer, wider terms (probed at radius 2), at a size
+        # whose tables stay small: 15 terms of 17-18 bits, from 1,000 records
+        monkeypatch.setattr(pdq_index, "SPLITS", ((1000, (18,) + (17,) * 14),))
     rng = np.random.default_rng(20)
     stored: dict[str, bytes] = {}  # the default collection's live hashes
     with SQLiteStore(tmp_path) as store:
@@ -78,6 +83,7 @@ def test_lookups_find_exactly_what_brute_force_finds(
         store.add_hashes(HashRecord(n, p, 90, collection="other") for n, p in other.items())
         store.prepare()  # a shared segment
         assert store._hash_pdq.tail_rows == 0
+        assert len(store._hash_pdq._splits[0]) == (15 if split == "wide" else 16)
         # then a tail, deletions and replacements
         tail = {f"t/{i}": flipped(stored[f"a/{i}"], spread(30, rng)) for i in range(40)}
         store.add_hashes(HashRecord(n, p, 90) for n, p in tail.items())
@@ -243,3 +249,27 @@ def test_a_schema_4_file_loses_its_term_tables_and_keeps_its_hashes(tmp_path: Pa
     connection.close()
     assert not names & {"pdq_terms", "hash_terms", "hash_added", "hash_deleted"}
     assert {"hash_tombstones", "hash_tombstone"} <= names and schema == ("5",)
+
+
+def test_segments_of_both_splits_are_looked_up_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_builds: None
+) -> None:
+    monkeypatch.setattr(pdq_index, "SPLITS", ((1000, (18,) + (17,) * 14),))
+    rng = np.random.default_rng(21)
+    stored = {f"w/{i}": random_hash(rng) for i in range(1200)}
+    with SQLiteStore(tmp_path) as store:
+        store.add_hashes(HashRecord(n, p, 90) for n, p in stored.items())
+        store.prepare()  # one wide segment
+        names = list(stored)
+        late = {f"n/{i}": flipped(stored[names[i]], spread(31, rng)) for i in range(200)}
+        store.add_hashes(HashRecord(n, p, 90) for n, p in late.items())
+        stored |= late
+        store.prepare()  # and narrow ones of the later records
+        splits = {len(split) for split in store._hash_pdq._splits}
+        assert splits == {15, 16} and store._hash_pdq.tail_rows == 0
+        queries = near_copies(stored, rng, 60)
+        batch = store.pdq_search_batch(queries, 31, 100_000, images=False)
+        assert [{h.filepath: h.distance for h in hits} for hits in batch] == [
+            {name: distance for name, (distance, _) in brute_force(stored, [q]).items()}
+            for q in queries
+        ]

@@ -1,58 +1,120 @@
 """The in-memory multi-index of PDQ hashes (match.pdq.terms), one per kind of record (images,
 hash-only records), shared between processes as segments (indexes.py) like the other indexes.
 
-A segment holds its records' hashes in one (n, 4) uint64 array, in key order, and 16 tables of
-term -> rows in CSR form: the rows holding term ``t`` (``position * 65536 + value``) are
-``rows[offsets[t]:offsets[t + 1]]``, ascending. A lookup probes each query hash's 16 terms and,
-at radius 1, their 16 one-bit neighbours (272 probes a hash), reads the rows under them in one
-vectorised gather, and re-ranks them by exact Hamming distance; the tail (records added since
-the last build, in memory) is scanned whole. Rows, ids, collections and deletions are kept as
-rows.py keeps them for every index.
+A segment holds its records' hashes in one (n, 4) uint64 array, in key order, and one table per
+**term** (a run of the hash's bits: a position) of term value -> rows in CSR form: the rows
+holding value ``v`` at position ``k`` are ``rows[offsets[base_k + v]:offsets[base_k + v + 1]]``
+(``base_k``: the sizes of the tables before). A segment's **split** says how its 256 bits are cut:
+16 terms of 16 bits (NARROW, the engines' terms), or in a large segment 12 terms of 21-22 bits
+(WIDE, from 2M records) or 11 of 23-24 (WIDEST, from 8M): fewer records share a wider term, so
+a lookup reads fewer candidates (at 10M 3,200 instead of 41,500), for a table of offsets whose
+size is fixed (SPLITS), so that only a large segment outweighs it.
+
+A lookup probes each query hash's terms and every value within the radius that finds every
+hash within 31 bits (pigeonhole: with k terms, some term lies within 31 // k bits; 15 // k with
+the exact-terms setting): 272 probes a hash at NARROW (radius 1), 2,872 at WIDE (radius 2).
+It reads the rows under them in one vectorised gather and re-ranks them by exact Hamming
+distance; the tail (records added since the last build, in memory) is scanned whole. Rows,
+ids, collections and deletions are kept as rows.py keeps them for every index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from match.pdq.terms import TERM_BITS, TERMS
 from match.stores.sqlite.rows import RowIndex, grown
 
-TERM_VALUES = 1 << TERM_BITS
 CHUNK = 1 << 16
 """Candidates compared at a time by a batch of lookups: their hashes (2 MB) stay in the
-cache; at 10M records that is one query at a time (~41,500 candidates each)."""
-TABLE = TERMS * TERM_VALUES
-"""Offsets in a segment's CSR: one per term of every position."""
+cache; at 10M records that is one or a few queries at a time."""
+
+NARROW = (TERM_BITS,) * TERMS
+"""16 terms of 16 bits: match.pdq.terms' split, the engines'; 272 probes a lookup, and a
+table of 1M offsets (8 MB) a segment."""
+WIDE = (22,) * 4 + (21,) * 8
+"""12 terms of 21-22 bits, probed at radius 2: 2,872 probes, and at 10M records 11,300
+candidates a lookup instead of NARROW's 41,500, for a table of 33.5M offsets (134 MB)."""
+WIDEST = (24,) * 3 + (23,) * 8
+"""11 terms of 23-24 bits, probed at radius 2: 3,119 probes, and at 10M records 3,200
+candidates a lookup, for a table of 117M offsets (470 MB) (bench/pdq_terms.py)."""
+SPLITS = ((1 << 23, WIDEST), (1 << 21, WIDE))
+"""The split of a segment of at least so many records (else NARROW): a wider split's table
+has a fixed size, which only a large segment outweighs."""
+
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Records in key order: ids, collections, (n, 4) uint64 hashes."""
 
 
-_FLIPS = (
-    np.zeros(1, dtype=np.int64),
-    np.array([0] + [1 << bit for bit in range(TERM_BITS)], dtype=np.int64),
-)
-"""What a term is XORed with to probe it and its neighbours, by probing radius."""
-_POSITIONS = (np.arange(TERMS, dtype=np.int64) << TERM_BITS)[None, :, None]
+def split_of(count: int) -> tuple[int, ...]:
+    """The split of a segment of ``count`` records."""
+    return next((split for least, split in SPLITS if count >= least), NARROW)
 
 
-def probe_terms_each(queries: np.ndarray, flips: int) -> tuple[np.ndarray, np.ndarray]:
-    """The terms (int64) a lookup probes for (q, 4) uint64 query hashes, and the query each
-    probe is for: every query's 16 terms and, with ``flips`` 1, every term one bit away from
-    one (one query's probes are distinct; several queries may share some)."""
-    values = term_values(queries).astype(np.int64)[:, :, None]  # (q, 16, 1)
-    probes = (_POSITIONS | (values ^ _FLIPS[flips][None, None, :])).ravel()
-    owners = np.repeat(np.arange(len(queries), dtype=np.int64), len(probes) // len(queries))
-    return probes, owners
+def radius_of(split: Sequence[int], flips: int) -> int:
+    """The probing radius of a split that finds every hash within 31 bits (``flips`` 1), or
+    within 15 (``flips`` 0, as exact 16-bit terms do)."""
+    return (31 if flips else 15) // len(split)
 
 
-def term_values(hashes: np.ndarray) -> np.ndarray:
-    """(n, 16) uint16: the 16-bit value of each term of (n, 4) uint64 hashes (the hashes' bytes
-    in PDQ's order, each term big-endian, as match.pdq.terms reads them)."""
+def bases_of(split: Sequence[int]) -> np.ndarray:
+    """Where each position's table starts among the offsets."""
+    sizes = [1 << width for width in split]
+    return np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64)
+
+
+def term_value(words: np.ndarray, start: int, width: int) -> np.ndarray:
+    """The ``width`` bits from bit ``start`` of each hash, as int64; ``words``: (n, 4) uint64 of
+    the hashes' bytes read big-endian (bit 0 is the top bit of the first byte, as PDQ's hex
+    writes it and match.pdq.terms reads it)."""
+    word, bit = divmod(start, 64)
+    if bit + width <= 64:
+        value = (words[:, word] >> np.uint64(64 - bit - width)) & np.uint64((1 << width) - 1)
+    else:  # the term runs into the next word
+        low = bit + width - 64
+        high = (words[:, word] & np.uint64((1 << (64 - bit)) - 1)) << np.uint64(low)
+        value = high | (words[:, word + 1] >> np.uint64(64 - low))
+    return value.astype(np.int64)
+
+
+def big_endian(hashes: np.ndarray) -> np.ndarray:
+    """(n, 4) uint64 hashes (native words over PDQ's bytes) as big-endian words."""
     raw = np.ascontiguousarray(hashes).view(np.uint8).reshape(-1, 32)
-    return raw.view(">u2").reshape(-1, TERMS)
+    return raw.view(">u8").astype(np.uint64)
+
+
+@functools.cache
+def _flips(width: int, radius: int) -> np.ndarray:
+    """Every value of ``width`` bits with at most ``radius`` bits set: what a term is XORed
+    with to probe it and its neighbours."""
+    masks = [0]
+    for count in range(1, radius + 1):
+        masks += [sum(1 << b for b in bits) for bits in itertools.combinations(range(width), count)]
+    return np.array(masks, dtype=np.int64)
+
+
+def probes_each(
+    queries: np.ndarray, split: Sequence[int], flips: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets' indexes (int64) a lookup probes for (q, 4) uint64 query hashes in a
+    segment of this split, and the query each probe is for (one query's probes are distinct;
+    several queries may share some)."""
+    words = big_endian(queries)
+    radius = radius_of(split, flips)
+    bases = bases_of(split)
+    columns, start = [], 0
+    for position, width in enumerate(split):
+        values = term_value(words, start, width)
+        columns.append(bases[position] + (values[:, None] ^ _flips(width, radius)[None, :]))
+        start += width
+    probes = np.concatenate(columns, axis=1)  # (q, probes a query)
+    owners = np.repeat(np.arange(len(queries), dtype=np.int64), probes.shape[1])
+    return probes.ravel(), owners
 
 
 def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None:
@@ -66,22 +128,30 @@ def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None
     hashes = np.ascontiguousarray(np.concatenate([p[2] for p in parts]))
     del parts
     count = len(ids)
-    values = term_values(hashes)
-    offsets = np.zeros(TABLE + 1, dtype=np.int64)
-    rows = np.empty(TERMS * count, dtype=np.int32)
-    for position in range(TERMS):  # one position at a time keeps the temporaries small
-        column = values[:, position].astype(np.uint16)
-        start = position * count
-        rows[start : start + count] = np.argsort(column, kind="stable")  # radix: 16 bits
-        counts = np.bincount(column, minlength=TERM_VALUES)
-        at = position * TERM_VALUES
-        offsets[at + 1 : at + TERM_VALUES + 1] = start + np.cumsum(counts)
+    split = split_of(count)
+    words = big_endian(hashes)
+    bases = bases_of(split)
+    # int32 offsets halve a wide table, while they can count every row
+    small = len(split) * count < 2**31
+    offsets = np.zeros(int(bases[-1]) + (1 << split[-1]) + 1, np.int32 if small else np.int64)
+    rows = np.empty(len(split) * count, dtype=np.int32)
+    start = 0
+    for position, width in enumerate(split):  # one at a time keeps the temporaries small
+        column = term_value(words, start, width).astype(np.uint16 if width <= 16 else np.uint32)
+        first = position * count
+        rows[first : first + count] = np.argsort(column, kind="stable")  # radix at 16 bits
+        counts = np.bincount(column, minlength=1 << width)
+        at = int(bases[position])
+        offsets[at + 1 : at + (1 << width) + 1] = first + np.cumsum(counts)
+        start += width
+    del words
     return {
         "ids": ids,
         "collections": collections,
         "hashes": hashes,
         "offsets": offsets,
         "rows": rows,
+        "split": np.array(split, dtype=np.int64),
     }
 
 
@@ -102,6 +172,8 @@ class PdqIndex(RowIndex):
             (np.asarray(s["hashes"]), np.asarray(s["offsets"]), np.asarray(s["rows"]))
             for s in segments
         ]
+        # segments built before splits were recorded are NARROW
+        self._splits = [tuple(int(w) for w in s.get("split", NARROW)) for s in segments]
         self._last_key = through
 
     def append(self, ids: np.ndarray, collections: np.ndarray, hashes: np.ndarray) -> None:
@@ -144,9 +216,14 @@ class PdqIndex(RowIndex):
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
         queries = np.ascontiguousarray(queries, dtype=np.uint64)
-        probes, owners = probe_terms_each(queries, flips)
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for part, (hashes, offsets, rows) in zip(self._parts, self._segments, strict=True):
+        probed: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        for part, (hashes, offsets, rows), split in zip(
+            self._parts, self._segments, self._splits, strict=True
+        ):
+            if split not in probed:
+                probed[split] = probes_each(queries, split, flips)
+            probes, owners = probed[split]
             starts, ends = offsets[probes], offsets[probes + 1]
             per_query = len(probes) // len(queries)
             for chunk in _chunks(ends - starts, per_query):
@@ -185,6 +262,7 @@ class PdqIndex(RowIndex):
 
     def _clear_columns(self) -> None:
         self._segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._splits: list[tuple[int, ...]] = []
         self._tail_hashes = np.zeros((0, 4), dtype=np.uint64)
         self._last_key = 0
 
