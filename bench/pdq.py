@@ -3,8 +3,8 @@
     .venv/bin/python bench/pdq.py --count 1000000                       # embedded store
     .venv/bin/python bench/pdq.py --count 1000000 --url http://127.0.0.1:9281   # an engine
     .venv/bin/python bench/pdq.py --count 100000 --flips 0              # exact terms only
-    .venv/bin/python bench/pdq.py --count 10000000 --data /tmp/pdq10m --reuse \
-        --http --reference /work/main/src                               # every mode, side by side
+    .venv/bin/python bench/pdq.py --count 10000000 --data /tmp/pdq10m --reuse --http \\
+        --reference /work/main/src --reference-data /tmp/pdq10m-main  # every mode side by side
 
 The population is synthetic, which PDQ's bits allow (each is a median threshold, so a hash is
 close to uniformly random): ``count`` hash-only records, 90 % random 256-bit hashes and 10 %
@@ -110,12 +110,23 @@ def load(args: argparse.Namespace, stored: np.ndarray) -> float:
     return seconds
 
 
+WARM = 200
+"""Random hashes looked up before the figures: the connection, the caches, and the pages of
+the mapped segments a lookup touches (a server's first lookups fault them in)."""
+
+
+def warm_hashes() -> list[bytes]:
+    rng = np.random.default_rng(12345)
+    return [rng.integers(0, 256, 32, dtype=np.uint8).tobytes() for _ in range(WARM)]
+
+
 def _worker(
     job: tuple[argparse.Namespace, list[bytes]],
 ) -> tuple[list[float], list[list[str]], float]:
     args, mine = job
     store = open_store(args)
-    store.pdq_search(mine[:1], 31, 1000)  # warm: connection, caches
+    for query in warm_hashes():
+        store.pdq_search([query], 31, 1000)
     latencies, found = [], []
     cpu = time.process_time()
     for query in mine:
@@ -135,7 +146,7 @@ def _batch_worker(
     batch's."""
     args, mine = job
     store = open_store(args)
-    store.pdq_search_batch(mine[:1], 31, 1000)
+    store.pdq_search_batch(warm_hashes(), 31, 1000)
     latencies, found = [], []
     cpu = time.process_time()
     for start in range(0, len(mine), args.batch):
@@ -155,7 +166,9 @@ from match.stores.sqlite import SQLiteStore
 data, flips, asked, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 mine = [row.tobytes() for row in np.load(asked)]
 store = SQLiteStore(data, pdq_flips=flips)
-store.pdq_search(mine[:1], 31, 1000)
+rng = np.random.default_rng(12345)
+for _ in range(200):  # as warm_hashes()
+    store.pdq_search([rng.integers(0, 256, 32, dtype=np.uint8).tobytes()], 31, 1000)
 latencies, found = [], []
 cpu = time.process_time()
 for query in mine:
@@ -182,7 +195,7 @@ def reference(
             sys.executable,
             "-c",
             REFERENCE_WORKER,
-            args.data,
+            args.reference_data or args.data,
             str(args.flips),
             str(folder / f"asked{n}.npy"),
             str(folder / f"out{n}.json"),
@@ -211,7 +224,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
         "WORKER_COUNT": str(args.procs),
         "MATCH_DATA_DIR": args.data,
         "MATCH_PDQ_PROBE_RADIUS": str(args.flips),
-        "MATCH_PDQ_BATCH_MAX": str(max(args.batch, 1)),
+        "MATCH_PDQ_BATCH_MAX": str(max(args.batch, WARM)),
     }
     log = open(Path(args.data) / "bench-server.log", "wb")  # noqa: SIM115 - the server's life
     process = subprocess.Popen(
@@ -276,10 +289,14 @@ def over_http(
             return n, took, [[m["filepath"] for m in item["matches"]] for item in result]
         return n, took, [[m["filepath"] for m in result]]
 
-    # one warm request (connections, each worker's first lookup) outside the figures
-    with httpx.Client(base_url=url, timeout=600) as client:
-        for _ in range(2 * clients):
-            client.post("/search", data={"pdq": asked[0].hex()})
+    # warm requests (connections, each worker's mapped pages) outside the figures
+    warm = [h.hex() for h in warm_hashes()]
+    with ThreadPoolExecutor(clients) as pool:
+        list(
+            pool.map(
+                lambda _: httpx.post(url + "/hashes/search", json={"pdq": warm}), range(clients)
+            )
+        )
     cpu = tree_cpu(server)
     started = time.perf_counter()
     opened: list[httpx.Client] = []
@@ -358,6 +375,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="hashes a batch (0: none)")
     parser.add_argument("--http", action="store_true", help="also through match serve")
     parser.add_argument("--reference", help="another checkout's src: its one-hash lookups too")
+    parser.add_argument(
+        "--reference-data",
+        help="the same store for --reference, if its segments are another format (a copy)",
+    )
     args = parser.parse_args()
     args.data = args.data or tempfile.mkdtemp(prefix="bench-pdq-")
     where = args.url or args.data
