@@ -273,3 +273,24 @@ def test_segments_of_both_splits_are_looked_up_together(
             {name: distance for name, (distance, _) in brute_force(stored, [q]).items()}
             for q in queries
         ]
+
+
+@pytest.mark.parametrize("split", ["narrow", "wide"])
+def test_exact_terms_probing_finds_every_hash_within_15_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str
+) -> None:
+    if split == "wide":  # radius 15 // 15 = 1 there, 15 // 16 = 0 in 16-bit terms
+        monkeypatch.setattr(pdq_index, "SPLITS", ((1000, (18,) + (17,) * 14),))
+    rng = np.random.default_rng(22)
+    stored = {f"h/{i}": random_hash(rng) for i in range(1200)}
+    with SQLiteStore(tmp_path, pdq_flips=0) as store:
+        store.add_hashes(HashRecord(n, p, 90) for n, p in stored.items())
+        store.prepare()
+        names = list(stored)
+        queries = [flipped(stored[names[i]], spread(i % 16, rng)) for i in range(80)]
+        batch = store.pdq_search_batch(queries, 31, 100_000, images=False)
+        for query, hits in zip(queries, batch, strict=True):
+            truth = brute_force(stored, [query])
+            found = {h.filepath: h.distance for h in hits}
+            assert all(truth[name][0] == distance for name, distance in found.items())
+            assert {n for n, (d, _) in truth.items() if d <= 15} <= set(found)
