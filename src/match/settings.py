@@ -227,9 +227,9 @@ SETTINGS: tuple[Setting, ...] = (
         "MATCH_PDQ_PROBE_RADIUS",
         "1",
         _probe_radius,
-        "PDQ lookups probe each 16-bit term and, at 1, its one-bit neighbours: every hash within "
-        "31 bits is found; 0: exact terms, 5 (embedded, 10M) to 10 (engines) times faster, "
-        "finds ~99%; engines at 10M: use 0 (docs/pdq.md).",
+        "1: PDQ lookups probe each term and its neighbours so that every hash within 31 bits is "
+        "found; 0: every hash within 15 bits and ~99% up to 31, 6 (embedded, 10M) to 10 "
+        "(engines) times faster; engines at 10M: use 0 (docs/pdq.md).",
     ),
     Setting(
         "MATCH_PDQ_BATCH_MAX",
