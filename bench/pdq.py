@@ -406,7 +406,7 @@ def main() -> None:
     with multiprocessing.get_context("spawn").Pool(args.procs) as pool:
         answers = pool.map(_worker, [(args, share) for share in shares])
         modes.append(from_pool("library, one hash a lookup", answers, len(asked), args.procs))
-        if args.batch and not args.url:
+        if args.batch:
             answers = pool.map(_batch_worker, [(args, share) for share in shares])
             name = f"library, batches of {args.batch}"
             modes.append(from_pool(name, answers, len(asked), args.procs))
