@@ -89,13 +89,26 @@ def big_endian(hashes: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _flips(width: int, radius: int) -> np.ndarray:
-    """Every value of ``width`` bits with at most ``radius`` bits set: what a term is XORed
-    with to probe it and its neighbours."""
-    masks = [0]
-    for count in range(1, radius + 1):
-        masks += [sum(1 << b for b in bits) for bits in itertools.combinations(range(width), count)]
-    return np.array(masks, dtype=np.int64)
+def _plan(
+    split: tuple[int, ...], flips: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How a query's probes in a segment of this split are made, all positions at once: the
+    (256, terms) weights that turn a hash's bits into its term values, and for each probe the
+    position whose value it flips, the flip, and the offset of that position's table."""
+    radius = radius_of(split, flips)
+    weights = np.zeros((256, len(split)), dtype=np.int64)
+    positions, masks, bases = [], [], []
+    start = 0
+    for position, (width, base) in enumerate(zip(split, bases_of(split), strict=True)):
+        weights[start : start + width, position] = 1 << np.arange(width - 1, -1, -1)
+        flipped = [0]
+        for count in range(1, radius + 1):
+            flipped += [sum(1 << b for b in c) for c in itertools.combinations(range(width), count)]
+        positions += [position] * len(flipped)
+        masks += flipped
+        bases += [int(base)] * len(flipped)
+        start += width
+    return weights, np.array(positions), np.array(masks, dtype=np.int64), np.array(bases)
 
 
 def probes_each(
@@ -104,15 +117,10 @@ def probes_each(
     """The offsets' indexes (int64) a lookup probes for (q, 4) uint64 query hashes in a
     segment of this split, and the query each probe is for (one query's probes are distinct;
     several queries may share some)."""
-    words = big_endian(queries)
-    radius = radius_of(split, flips)
-    bases = bases_of(split)
-    columns, start = [], 0
-    for position, width in enumerate(split):
-        values = term_value(words, start, width)
-        columns.append(bases[position] + (values[:, None] ^ _flips(width, radius)[None, :]))
-        start += width
-    probes = np.concatenate(columns, axis=1)  # (q, probes a query)
+    weights, positions, masks, bases = _plan(tuple(split), flips)
+    bits = np.unpackbits(np.ascontiguousarray(queries).view(np.uint8).reshape(-1, 32), axis=1)
+    values = bits @ weights  # (q, terms): the bits of each term, big-endian
+    probes = (values[:, positions] ^ masks) + bases  # (q, probes a query)
     owners = np.repeat(np.arange(len(queries), dtype=np.int64), probes.shape[1])
     return probes.ravel(), owners
 
