@@ -291,12 +291,12 @@ def over_http(
 
     # warm requests (connections, each worker's mapped pages) outside the figures
     warm = [h.hex() for h in warm_hashes()]
+
+    def warm_up(_: int) -> None:
+        httpx.post(url + "/hashes/search", json={"pdq": warm}, timeout=600).raise_for_status()
+
     with ThreadPoolExecutor(clients) as pool:
-        list(
-            pool.map(
-                lambda _: httpx.post(url + "/hashes/search", json={"pdq": warm}), range(clients)
-            )
-        )
+        list(pool.map(warm_up, range(clients)))
     cpu = tree_cpu(server)
     started = time.perf_counter()
     opened: list[httpx.Client] = []
