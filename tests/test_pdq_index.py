@@ -203,7 +203,7 @@ def test_a_restart_maps_the_pdq_segments_without_building_them_again(tmp_path: P
     with SQLiteStore(tmp_path) as store:
         store.add_hashes(HashRecord(n, p, 90) for n, p in stored.items())
         store.prepare()
-        manifest = tmp_path / "match.sqlite3.index" / "pdq-hashes" / "manifest.json"
+        manifest = tmp_path / "match.sqlite3.index" / "pdq-hashes-2" / "manifest.json"
         before = manifest.stat().st_mtime_ns
         own = store.pdq_index_bytes()
         assert own < store.shared_index_bytes() / 4  # ids and flags; hashes and terms mapped
