@@ -380,7 +380,8 @@ def main() -> None:
         help="the same store for --reference, if its segments are another format (a copy)",
     )
     args = parser.parse_args()
-    args.data = args.data or tempfile.mkdtemp(prefix="bench-pdq-")
+    if not args.url:  # an engine run keeps nothing on disk
+        args.data = args.data or tempfile.mkdtemp(prefix="bench-pdq-")
     where = args.url or args.data
     print(f"store: {'engine ' + args.url + ' index ' + args.index if args.url else where}")
     stored = population(args.count, args.seed)
