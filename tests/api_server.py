@@ -373,6 +373,7 @@ def serving_worker(server: MatchServer, client_port: int) -> int | None:
 LIST_FILLED = 12_000
 STRICT_UPLOAD_BYTES = 300_000
 STRICT_PIXELS = 250_000
+STRICT_PDQ_BATCH = 5  # hashes one /hashes/search may look up on the strict server
 URL_MAX_BYTES = 5_000_000
 
 
@@ -411,6 +412,7 @@ def strict(store_env: StoreEnv, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "WORKER_COUNT": "1",
         "MATCH_MAX_UPLOAD_BYTES": str(STRICT_UPLOAD_BYTES),
         "MATCH_MAX_IMAGE_PIXELS": str(STRICT_PIXELS),
+        "MATCH_PDQ_BATCH_MAX": str(STRICT_PDQ_BATCH),
     }
     _fill(env, LIST_FILLED)
     server = MatchServer(env, tmp_path_factory.mktemp("strict") / "server.log").start()

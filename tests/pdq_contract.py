@@ -134,6 +134,39 @@ class PdqContract:
         assert store.drop_collection("other") == 1
         assert store.hashes(collection="other") == []
 
+    def test_a_batch_is_each_hash_searched_alone(self, store: Store, photos) -> None:
+        rng = np.random.default_rng(9)
+        sources = [random_hash(rng) for _ in range(6)]
+        records = [HashRecord(f"s{i}", h, 90, {"i": i}) for i, h in enumerate(sources)]
+        # near copies of the first two, some beyond 31 bits: each hash has its own answer
+        records += [
+            HashRecord(f"c{d}", flipped(sources[d % 2], spread(d, rng)), 90)
+            for d in (3, 20, 31, 33)
+        ]
+        records.append(HashRecord("elsewhere", sources[0], 90, collection="other"))
+        store.add_hashes(records)
+        store.add(ImageRecord("img", photos.originals[0], pdq=sources[2], pdq_quality=90))
+        asked = [sources[0], random_hash(rng), sources[1], sources[2], sources[0]]
+        batch = store.pdq_search_batch(asked, 31, 10)
+        assert batch == [store.pdq_search([h], 31, 10) for h in asked]
+        assert [[h.filepath for h in hits] for hits in batch] == [
+            ["s0", "c20"],
+            [],
+            ["s1", "c3", "c31"],
+            ["img", "s2"],
+            ["s0", "c20"],
+        ]
+        assert {h.orientation for hits in batch for h in hits} == {0}
+        assert [len(hits) for hits in store.pdq_search_batch(asked, 31, 1)] == [1, 0, 1, 1, 1]
+        where = parse_filter({"i": {"in": [1, 2]}})
+        scoped = store.pdq_search_batch(asked, 31, 10, where=where, images=False)
+        assert [[h.filepath for h in hits] for hits in scoped] == [[], [], ["s1"], ["s2"], []]
+        other = store.pdq_search_batch(asked[:2], 31, 10, collection="other")
+        assert [[h.filepath for h in hits] for hits in other] == [["elsewhere"], []]
+        assert store.pdq_search_batch([], 31, 10) == []
+        with pytest.raises(BadParameter):
+            store.pdq_search_batch([b"\x00" * 31], 31, 10)
+
     def test_bad_hash_records_and_queries_are_refused(self, store: Store) -> None:
         result = store.add_hashes(
             [

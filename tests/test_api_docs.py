@@ -125,6 +125,8 @@ def _valid_request(path: str, photo: bytes) -> dict[str, Any]:
         return {"files": {"image1": ("a.jpg", photo), "image2": ("b.jpg", photo)}}
     if path == "/collections":
         return {"params": {"collection": "docs-dropped"}}
+    if path == "/hashes/search":
+        return {"data": {"pdq": "0" * 64}}
     return {}
 
 

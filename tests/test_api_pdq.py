@@ -150,3 +150,56 @@ def test_bad_pdq_input_is_a_400_naming_it(api: Api, photo_paths: list[Path]) -> 
     assert status == 400 and "format" in body["error"][0]
     status, body = api.call("PUT", "/hashes")
     assert status == 405 and body["method"] == "hashes"
+
+
+def test_a_list_of_hashes_is_searched_at_once(api: Api) -> None:
+    scope = collection()
+    rng = np.random.default_rng(11)
+    stored = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(3)]
+    lines = [json.dumps({"pdq": h, "filepath": f"list/{i}"}) for i, h in enumerate(stored)]
+    lines.append(json.dumps({"pdq": flipped(stored[0], [3, 90, 200]), "filepath": "copy"}))
+    upload(api, "\n".join(lines) + "\n", "list.jsonl", collection=scope)
+    unknown = rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+    asked = [flipped(stored[0], [7]), unknown, stored[2].upper()]
+
+    def searched(**request: object) -> list[tuple[str, list[tuple[str, int]]]]:
+        found = api.ok("POST", "/hashes/search", **request)
+        return [(item["pdq"], [(m["filepath"], m["pdq_distance"]) for m in item["matches"]])
+                for item in found]  # fmt: skip
+
+    expected = [
+        (asked[0], [("list/0", 1), ("copy", 4)]),
+        (unknown, []),
+        (stored[2], [("list/2", 0)]),
+    ]
+    # the same answer however the list is sent: repeated fields, a JSON array, a file of lines
+    assert searched(data={"pdq": asked, "collection": scope}) == expected
+    assert searched(json={"pdq": asked, "collection": scope}) == expected
+    text = f"{asked[0]}\n\n{asked[1]}, {asked[2]}\n"
+    assert searched(data={"collection": scope}, files={"file": ("list.txt", text.encode())}) == (
+        expected
+    )
+    as_csv = "filepath,pdq\n" + "".join(f"q{i},{h}\n" for i, h in enumerate(asked))
+    files = {"file": ("list.csv", as_csv.encode())}
+    assert searched(data={"collection": scope}, files=files) == expected
+    # each hash's matches are what /search by that hash answers, limit and distance included
+    each = api.ok("POST", "/hashes/search", data={"pdq": asked, "collection": scope})
+    for item in each:
+        alone = api.ok("POST", "/search", data={"pdq": item["pdq"], "collection": scope})
+        assert item["matches"] == alone
+    near = {"pdq": asked, "collection": scope, "limit": 1, "max_distance": 2}
+    assert searched(data=near) == [(asked[0], [("list/0", 1)]), (unknown, []), expected[2]]
+
+
+def test_a_bad_or_too_long_list_of_hashes_is_refused(api: Api, strict: Api) -> None:
+    status, body = api.call("POST", "/hashes/search", data={"pdq": ["0" * 64, "abc"]})
+    assert status == 400 and "'pdq'" in body["error"][0] and "64 hex digits" in body["error"][0]
+    files = {"file": ("list.txt", b"0" * 64 + b"\n" + b"1" * 63 + b"\n")}
+    status, body = api.call("POST", "/hashes/search", files=files)
+    assert status == 400 and "'file', line 2" in body["error"][0]
+    status, body = api.call("POST", "/hashes/search", data={"collection": collection()})
+    assert status == 400 and "'pdq'" in body["error"][0] and "'file'" in body["error"][0]
+    many = [f"{n:064x}" for n in range(6)]
+    status, body = strict.call("POST", "/hashes/search", data={"pdq": many})
+    assert status == 413 and "MATCH_PDQ_BATCH_MAX (5)" in body["error"][0]
+    assert len(strict.ok("POST", "/hashes/search", data={"pdq": many[:5]})) == 5

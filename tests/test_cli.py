@@ -197,3 +197,24 @@ def test_hash_lists_import_and_export_from_the_command_line(tmp_path: Path) -> N
     assert run("hashes", "export", data_dir=data).stdout.count("\n") == 2
     missing = run("hashes", "import", str(tmp_path / "nope.csv"), data_dir=data)
     assert missing.returncode == 1 and "nope.csv" in missing.stderr
+
+    # a list of hashes looked up at once
+    near = bytearray(hashes[0])
+    near[0] ^= 0b111  # 3 bits away
+    asked = tmp_path / "asked.txt"
+    unknown = (b"\x55" * 32).hex()
+    asked.write_text(f"{bytes(near).hex()}\n{unknown}\n")
+    found = run("hashes", "search", str(asked), "--collection", "lists", data_dir=data)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == [bytes(near).hex(), "3", "a"]
+    as_json = run("hashes", "search", str(asked), "--collection", "lists", "--json", data_dir=data)
+    result = json.loads(as_json.stdout)["result"]
+    assert [(r["pdq"], [m["filepath"] for m in r["matches"]]) for r in result] == [
+        (bytes(near).hex(), ["a"]),
+        (unknown, []),
+    ]
+    none = run("hashes", "search", str(asked), "--max-distance", "2", data_dir=data)
+    assert none.returncode == 4 and none.stdout == ""  # the default collection holds nothing
+    asked.write_text("not-a-hash\n")
+    bad = run("hashes", "search", str(asked), data_dir=data)
+    assert bad.returncode != 0 and "line 1" in bad.stderr

@@ -62,6 +62,12 @@ def test_every_method_on_a_real_server(
     by_filepath = client.search(filepath="c.jpg", collection=collection, limit=1)
     assert [item["filepath"] for item in by_filepath] == ["c.jpg"]
     assert client.search(turned(second), collection=collection, all_orientations=False) == []
+    # a list of PDQ hashes at once, as hex or as bytes: a.jpg and d.jpg are the same photo
+    listed = client.search_hashes([by_url[0]["pdq"], bytes(32)], collection=collection)
+    assert [(item["pdq"], sorted(m["filepath"] for m in item["matches"])) for item in listed] == [
+        (by_url[0]["pdq"], ["a.jpg", "d.jpg"]),
+        ("0" * 64, []),
+    ]
 
     same = client.compare(first, url2=images.url(first.name))
     assert same["score"] == pytest.approx(100.0)
@@ -149,6 +155,8 @@ def test_the_async_client(
             found = await match.search(photo_paths[0], collection=collection)
             assert [(item["filepath"], item["metadata"]) for item in found] == [("a.jpg", {"n": 1})]
             assert (await match.compare(photo_paths[0], photo_paths[0]))["score"] == 100.0
+            [listed] = await match.search_hashes([found[0]["pdq"]], collection=collection)
+            assert [m["filepath"] for m in listed["matches"]] == ["a.jpg"]
             assert await match.count(collection=collection) == 1
             assert await match.list(collection=collection) == ["a.jpg"]
             assert (await match.thumbnail("a.jpg", collection=collection))[:4] == b"RIFF"

@@ -18,7 +18,7 @@ import match.stores.sqlite.indexes as indexes
 from match import pdq
 from match.pdq.codec import as_words
 from match.stores.base import HashRecord, ImageRecord
-from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite import SQLiteStore, pdq_index
 from pdq_contract import flipped, random_hash, spread
 
 SMALL_BUILD = 60  # rows in a tail before a build: small, so the tests cross it
@@ -60,7 +60,14 @@ def near_copies(stored: dict[str, bytes], rng: np.random.Generator, count: int) 
     return queries
 
 
-def test_lookups_find_exactly_what_brute_force_finds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", ["narrow", "wide"])
+def test_lookups_find_exactly_what_brute_force_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str
+) -> None:
+    if split == "wide":
+        # a large segment's split of fewer, wider terms (probed at radius 2), at a size
+        # whose tables stay small: 15 terms of 17-18 bits, from 1,000 records
+        monkeypatch.setattr(pdq_index, "SPLITS", ((1000, (18,) + (17,) * 14),))
     rng = np.random.default_rng(20)
     stored: dict[str, bytes] = {}  # the default collection's live hashes
     with SQLiteStore(tmp_path) as store:
@@ -76,6 +83,7 @@ def test_lookups_find_exactly_what_brute_force_finds(tmp_path: Path) -> None:
         store.add_hashes(HashRecord(n, p, 90, collection="other") for n, p in other.items())
         store.prepare()  # a shared segment
         assert store._hash_pdq.tail_rows == 0
+        assert len(store._hash_pdq._splits[0]) == (15 if split == "wide" else 16)
         # then a tail, deletions and replacements
         tail = {f"t/{i}": flipped(stored[f"a/{i}"], spread(30, rng)) for i in range(40)}
         store.add_hashes(HashRecord(n, p, 90) for n, p in tail.items())
@@ -100,6 +108,13 @@ def test_lookups_find_exactly_what_brute_force_finds(tmp_path: Path) -> None:
             batch = queries[start : start + 8]
             assert found(store, batch) == brute_force(stored, batch)
         assert found(store, queries[:1], collection="other") == brute_force(other, queries[:1])
+        # a batch: each hash on its own, compared a few queries at a time (small chunks here)
+        monkeypatch.setattr(pdq_index, "CHUNK", 20)
+        batch = store.pdq_search_batch(queries, 31, 100_000, images=False)
+        assert [{h.filepath: h.distance for h in hits} for hits in batch] == [
+            {name: distance for name, (distance, _) in brute_force(stored, [q]).items()}
+            for q in queries
+        ]
 
 
 def test_images_hashes_are_looked_up_too(tmp_path: Path) -> None:
@@ -130,7 +145,7 @@ WRITER = """
 import sys
 import numpy as np
 from match.stores.base import HashRecord
-from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite import SQLiteStore, pdq_index
 folder, start, count, delete = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rng = np.random.default_rng(start)
 with SQLiteStore(folder) as store:
@@ -188,7 +203,7 @@ def test_a_restart_maps_the_pdq_segments_without_building_them_again(tmp_path: P
     with SQLiteStore(tmp_path) as store:
         store.add_hashes(HashRecord(n, p, 90) for n, p in stored.items())
         store.prepare()
-        manifest = tmp_path / "match.sqlite3.index" / "pdq-hashes" / "manifest.json"
+        manifest = tmp_path / "match.sqlite3.index" / "pdq-hashes-2" / "manifest.json"
         before = manifest.stat().st_mtime_ns
         own = store.pdq_index_bytes()
         assert own < store.shared_index_bytes() / 4  # ids and flags; hashes and terms mapped
@@ -234,3 +249,48 @@ def test_a_schema_4_file_loses_its_term_tables_and_keeps_its_hashes(tmp_path: Pa
     connection.close()
     assert not names & {"pdq_terms", "hash_terms", "hash_added", "hash_deleted"}
     assert {"hash_tombstones", "hash_tombstone"} <= names and schema == ("5",)
+
+
+def test_segments_of_both_splits_are_looked_up_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_builds: None
+) -> None:
+    monkeypatch.setattr(pdq_index, "SPLITS", ((1000, (18,) + (17,) * 14),))
+    rng = np.random.default_rng(21)
+    stored = {f"w/{i}": random_hash(rng) for i in range(1200)}
+    with SQLiteStore(tmp_path) as store:
+        store.add_hashes(HashRecord(n, p, 90) for n, p in stored.items())
+        store.prepare()  # one wide segment
+        names = list(stored)
+        late = {f"n/{i}": flipped(stored[names[i]], spread(31, rng)) for i in range(200)}
+        store.add_hashes(HashRecord(n, p, 90) for n, p in late.items())
+        stored |= late
+        store.prepare()  # and narrow ones of the later records
+        splits = {len(split) for split in store._hash_pdq._splits}
+        assert splits == {15, 16} and store._hash_pdq.tail_rows == 0
+        queries = near_copies(stored, rng, 60)
+        batch = store.pdq_search_batch(queries, 31, 100_000, images=False)
+        assert [{h.filepath: h.distance for h in hits} for hits in batch] == [
+            {name: distance for name, (distance, _) in brute_force(stored, [q]).items()}
+            for q in queries
+        ]
+
+
+@pytest.mark.parametrize("split", ["narrow", "wide"])
+def test_exact_terms_probing_finds_every_hash_within_15_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str
+) -> None:
+    if split == "wide":  # radius 15 // 15 = 1 there, 15 // 16 = 0 in 16-bit terms
+        monkeypatch.setattr(pdq_index, "SPLITS", ((1000, (18,) + (17,) * 14),))
+    rng = np.random.default_rng(22)
+    stored = {f"h/{i}": random_hash(rng) for i in range(1200)}
+    with SQLiteStore(tmp_path, pdq_flips=0) as store:
+        store.add_hashes(HashRecord(n, p, 90) for n, p in stored.items())
+        store.prepare()
+        names = list(stored)
+        queries = [flipped(stored[names[i]], spread(i % 16, rng)) for i in range(80)]
+        batch = store.pdq_search_batch(queries, 31, 100_000, images=False)
+        for query, hits in zip(queries, batch, strict=True):
+            truth = brute_force(stored, [query])
+            found = {h.filepath: h.distance for h in hits}
+            assert all(truth[name][0] == distance for name, distance in found.items())
+            assert {n for n, (d, _) in truth.items() if d <= 15} <= set(found)

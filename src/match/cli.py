@@ -29,6 +29,7 @@ from match.stores.filters import DEFAULT_COLLECTION, check_collection, parse_fil
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOTHING_FOUND = 0, 1, 2, 3, 4
 SEARCH_OPTIONS = ("min_score", "limit", "offset", "min_overlap")
 LIST_OPTIONS = ("offset", "limit")
+HASH_SEARCH_OPTIONS = ("min_score", "limit", "max_distance", "pdq_low_quality")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".mpo"}
 
 
@@ -214,14 +215,25 @@ def cmd_signature(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_hashes(args: argparse.Namespace, settings: Settings) -> int:
     """Import or export a hash list: hash-only records (a PDQ hash and metadata, no image) from
-    or to a CSV or JSON lines file with pdq, filepath and optional quality and metadata.
+    or to a CSV or JSON lines file with pdq, filepath and optional quality and metadata; or
+    search for every hash of a list (a hash list, or hashes one or more a line; - for stdin) as
+    POST /hashes/search does. Nothing found by a search: exit 4.
 
     Example: match hashes import ncmec.csv --collection ncmec
     (and back: match hashes export --format csv --collection ncmec > ncmec.csv)
+    (and: match hashes search reported.txt --max-distance 20 --json)
     """
     from match import cli_hashes
 
     collection = check_collection(args.collection)
+    if args.action == "search":
+        values = options.route_values(args, "/hashes/search", HASH_SEARCH_OPTIONS)
+        where = parse_filter(args.filter)
+        found = cli_hashes.search(args.file, settings, collection, where, args.json, **values)
+        if not found:
+            print(f"match: nothing found for {args.file}", file=sys.stderr)
+            return EXIT_NOTHING_FOUND
+        return EXIT_OK
     if args.action == "import":
         failed = cli_hashes.import_file(args.file, settings, collection, args.format, args.silent)
         return EXIT_FAILED if failed else EXIT_OK
@@ -425,12 +437,22 @@ def _parser() -> argparse.ArgumentParser:
     signature.add_argument("--json", action="store_true")
 
     hashes = command("hashes", cmd_hashes)
-    hashes.add_argument("action", choices=("import", "export"))
-    hashes.add_argument("file", nargs="?", help="import: the CSV or JSON lines file")
+    hashes.add_argument("action", choices=("import", "export", "search"))
+    hashes.add_argument(
+        "file", nargs="?", help="import: the CSV or JSON lines file; search: the hashes (- stdin)"
+    )
     hashes.add_argument("--format", choices=("csv", "jsonl"), help="default: detected / jsonl")
     hashes.add_argument("--output", "-o", help="export: write here instead of stdout")
     hashes.add_argument("--silent", action="store_true", help="no progress bar or summary")
-    scoped(hashes)
+    options.route_options(hashes, "/hashes/search", HASH_SEARCH_OPTIONS[:3])
+    hashes.add_argument(
+        "--pdq-low-quality",
+        action="store_true",
+        default=None,
+        help="search: also match hashes of quality below MATCH_PDQ_MIN_QUALITY (flagged)",
+    )
+    hashes.add_argument("--json", action="store_true", help="search: print the API's envelope")
+    scoped(hashes, filtered=True)
 
     duplicates = command("duplicates", cmd_duplicates)
     options.route_options(duplicates, "/duplicates", ("min_score",))

@@ -1,20 +1,26 @@
-"""``match hashes import FILE`` and ``match hashes export``: hash lists in and out of the store,
-in service/hash_lists.py's format, for the CLI (cli.py parses the arguments)."""
+"""``match hashes import FILE``, ``match hashes export`` and ``match hashes search FILE``: hash
+lists in and out of the store, in service/hash_lists.py's format, and looked up, for the CLI
+(cli.py parses the arguments)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from match import pdq
 from match.errors import BadParameter
-from match.service import Matcher, hash_lists
+from match.service import Matcher, as_json, envelope, hash_lists
 from match.settings import Settings
 from match.stores import HashRecord
+from match.stores.filters import Filter
 
 IMPORT_BATCH = 20_000
 EXPORT_PAGE = 10_000
+SEARCH_BATCH = 10_000
+"""Hashes looked up at a time by ``match hashes search`` (one store lookup each batch)."""
 
 
 def import_file(
@@ -87,3 +93,45 @@ def export(settings: Settings, collection: str, fmt: str, out: str | None) -> in
         if header:  # an empty list still has its CSV header
             stream.writelines(hash_lists.write_hash_list([], fmt))
     return written
+
+
+def search(
+    path: str | None,
+    settings: Settings,
+    collection: str,
+    where: Filter | None,
+    as_envelope: bool,
+    *,
+    min_score: float,
+    limit: int,
+    max_distance: int,
+    pdq_low_quality: bool | None,
+) -> int:
+    """Look up every hash of the file (``-``: stdin), SEARCH_BATCH at a time, and print each
+    match as a line (the hash, the distance, the stored filepath) or, ``as_envelope``, the
+    envelope of POST /hashes/search. Returns how many hashes matched something."""
+    if not path:
+        raise BadParameter("match hashes search needs the FILE of hashes (- for stdin)")
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8", "replace")
+    except OSError as error:
+        raise BadParameter(f"{path}: {error.strerror or error}") from None
+    hashes = hash_lists.read_query_hashes(text, path)
+    matcher = Matcher(settings)
+    rule = matcher.pdq_rule(max_distance, bool(pdq_low_quality))
+    result, matched = [], 0
+    for start in range(0, len(hashes), SEARCH_BATCH):
+        chunk = hashes[start : start + SEARCH_BATCH]
+        found = matcher.search_pdq_batch(
+            chunk, rule=rule, min_score=min_score, limit=limit, collection=collection, where=where
+        )
+        for packed, matches in zip(chunk, found, strict=True):
+            matched += bool(matches)
+            if as_envelope:
+                result.append({"pdq": pdq.to_hex(packed), "matches": [as_json(m) for m in matches]})
+                continue
+            for match in matches:
+                print(f"{pdq.to_hex(packed)}  {match.pdq_distance:3d}  {match.filepath}")
+    if as_envelope:
+        print(json.dumps(envelope("hashes/search", result)))
+    return matched

@@ -17,7 +17,7 @@ from typing import Any
 
 from match.errors import BadParameter, MatchError
 from match.fetch import FetchLimits
-from match.http import api, duplicates
+from match.http import api, duplicates, hashes
 from match.http.params import Param, Params
 from match.http.sources import ImageSource, query
 from match.service import Matcher, Query
@@ -28,8 +28,8 @@ URL_SCHEMES = ("http://", "https://")
 
 
 def route_params(path: str) -> dict[str, Param]:
-    """The declared parameters of the dsys/match route at ``path`` (the POST one if several)."""
-    for endpoint in (*api.ENDPOINTS, *duplicates.ENDPOINTS):
+    """The declared parameters of the route at ``path`` (the POST one if several)."""
+    for endpoint in (*api.ENDPOINTS, *duplicates.ENDPOINTS, *hashes.ENDPOINTS):
         if endpoint.path == path:
             return {param.name: param for param in endpoint.params}
     raise KeyError(path)

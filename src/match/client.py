@@ -9,11 +9,12 @@
 
 One method per route, named like it (``add``, ``search``, ``compare``, ``delete``, ``count``,
 ``list``, ``duplicates``, ``ping``, ``collections``, ``drop_collection``, ``thumbnail``,
-``access``); each returns the envelope's result (a list, or the one value of routes that answer
-one; ``thumbnail`` the image's bytes). An image is given as ``image=`` (bytes, a path, or a
-binary file object), ``url=``, or, for search and compare, the ``filepath=`` of a stored image.
-Other keyword options are sent as the route's parameters (``min_score=80``,
-``collection="shop-12"``, ``filter={"shop": 12}``): booleans as true/false, dicts as JSON.
+``access``, and ``search_hashes`` for ``POST /hashes/search``); each returns the envelope's
+result (a list, or the one value of routes that answer one; ``thumbnail`` the image's bytes).
+An image is given as ``image=`` (bytes, a path, or a binary file object), ``url=``, or, for
+search and compare, the ``filepath=`` of a stored image. Other keyword options are sent as the
+route's parameters (``min_score=80``, ``collection="shop-12"``, ``filter={"shop": 12}``):
+booleans as true/false, dicts as JSON.
 
 An error answer is raised as the exception of its status from ``match.errors`` (400
 BadParameter, 401 Unauthorized, 403 Forbidden, 404 NotFound, 409 IncompatibleRecord, 413
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -95,6 +96,13 @@ def _search(
     fields = {**options, "filepath": filepath}
     files = _image_source(fields, image=("image", image), url=("url", url))
     return Call("POST", "/search", _fields(fields), files)
+
+
+def _search_hashes(hashes: Iterable[str | bytes], options: dict[str, Any]) -> Call:
+    # an upload, one hash a line: a list of any length within the upload limit
+    lines = "".join(f"{h.hex() if isinstance(h, bytes) else h}\n" for h in hashes)
+    files = {"file": ("hashes.txt", lines.encode("ascii", errors="replace"))}
+    return Call("POST", "/hashes/search", _fields(options), files)
 
 
 def _compare(images: dict[str, Any], options: dict[str, Any]) -> Call:
@@ -280,6 +288,11 @@ class Client:
         """Stored images like the query, best first: dicts of score, filepath, metadata, ..."""
         return self._call(_search(image, url, filepath, options))
 
+    def search_hashes(self, hashes: Iterable[str | bytes], **options: Any) -> list[dict[str, Any]]:
+        """Each PDQ hash (hex, or 32 bytes) looked up at once: a dict of ``pdq`` and its
+        ``matches`` (as search answers them) per hash, in their order."""
+        return self._call(_search_hashes(hashes, options))
+
     def compare(
         self,
         image1: ImageInput | None = None,
@@ -379,6 +392,11 @@ class AsyncClient:
         **options: Any,
     ) -> list[dict[str, Any]]:
         return await self._call(_search(image, url, filepath, options))
+
+    async def search_hashes(
+        self, hashes: Iterable[str | bytes], **options: Any
+    ) -> list[dict[str, Any]]:
+        return await self._call(_search_hashes(hashes, options))
 
     async def compare(
         self,

@@ -227,9 +227,16 @@ SETTINGS: tuple[Setting, ...] = (
         "MATCH_PDQ_PROBE_RADIUS",
         "1",
         _probe_radius,
-        "PDQ lookups probe each 16-bit term and, at 1, its one-bit neighbours: every hash within "
-        "31 bits is found; 0: exact terms, 5 (embedded, 10M) to 10 (engines) times faster, "
-        "finds ~99%; engines at 10M: use 0 (docs/pdq.md).",
+        "1: PDQ lookups probe each term and its neighbours so that every hash within 31 bits is "
+        "found; 0: every hash within 15 bits and ~99% up to 31, 6 (embedded, 10M) to 10 "
+        "(engines) times faster; engines at 10M: use 0 (docs/pdq.md).",
+    ),
+    Setting(
+        "MATCH_PDQ_BATCH_MAX",
+        "10000",
+        _positive_int,
+        "Most PDQ hashes one `POST /hashes/search` request looks up (a larger list is refused "
+        "with 413; `match hashes search` has no limit).",
     ),
     Setting(
         "MATCH_THUMBNAILS",
@@ -335,6 +342,7 @@ class Settings:
     match_pdq: bool
     match_pdq_min_quality: int
     match_pdq_probe_radius: int
+    match_pdq_batch_max: int
     match_thumbnails: bool
     match_duplicates_max_images: int
     match_max_upload_bytes: int

@@ -1,6 +1,7 @@
 """Hash-list routes: ``POST /hashes`` imports a CSV or JSON lines file of PDQ hashes as hash-only
-records, ``GET /hashes`` exports them in the same format, ``DELETE /hashes`` deletes one. The
-format is service/hash_lists.py's; searching by hash is /search's ``pdq`` parameter."""
+records, ``GET /hashes`` exports them in the same format, ``DELETE /hashes`` deletes one, and
+``POST /hashes/search`` looks up a whole list of hashes at once. The format is
+service/hash_lists.py's; searching by one hash is also /search's ``pdq`` parameter."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from match.errors import MatchError
+from match import pdq
+from match.errors import BadParameter, MatchError, TooLarge
+from match.http.api import MAX_LIMIT, MIN_SCORE, PDQ_RESULT, PDQ_SEARCH_PARAMS, SCORE
 from match.http.auth import allowed_collections
 from match.http.endpoints import AppContext, Endpoint
 from match.http.envelope import fail
 from match.http.params import Param, Params
-from match.http.scoping import COLLECTION, collection_of
-from match.service import hash_lists
+from match.http.scoping import COLLECTION, FILTER, collection_of, filter_of
+from match.service import as_json, hash_lists
 from match.stores import HashRecord
 
 EXPORT_PAGE = 10_000
@@ -53,6 +56,46 @@ def import_hashes(context: AppContext, params: Params) -> list[dict[str, Any]]:
     failed = [{"line": b.line, "error": b.message} for b in bad]
     failed += [{"filepath": path, "error": message} for path, message in result.failed]
     return [{"added": result.added, "failed": len(failed), "errors": failed[:FAILURES_SHOWN]}]
+
+
+def search_hashes(context: AppContext, params: Params) -> list[dict[str, Any]]:
+    """Each hash of a list looked up on its own, all in one store lookup: one item per hash,
+    in the list's order."""
+    hashes = _query_hashes(params)
+    most = context.settings.match_pdq_batch_max
+    if len(hashes) > most:
+        raise TooLarge(
+            f"{len(hashes):,} hashes in one request is more than MATCH_PDQ_BATCH_MAX "
+            f"({most:,}): split the list, or use `match hashes search`, which has no limit"
+        )
+    rule = context.matcher.pdq_rule(params["max_distance"], bool(params["pdq_low_quality"]))
+    found = context.matcher.search_pdq_batch(
+        hashes,
+        rule=rule,
+        min_score=params["min_score"],
+        limit=params["limit"],
+        collection=collection_of(params),
+        where=filter_of(params),
+    )
+    return [
+        {"pdq": pdq.to_hex(packed), "matches": [as_json(match) for match in matches]}
+        for packed, matches in zip(hashes, found, strict=True)
+    ]
+
+
+def _query_hashes(params: Params) -> list[bytes]:
+    """The hashes of ``pdq`` (every value sent: repeated fields, a JSON array, or a text of
+    hashes) and of the uploaded ``file``, in that order."""
+    hashes: list[bytes] = []
+    for value in params.values.get("pdq", ()):
+        if isinstance(value, str) and value.strip():
+            hashes += hash_lists.read_query_hashes(value, "Parameter 'pdq'")
+    if params.given("file"):
+        text = codecs.decode(params["file"], "utf-8", errors="replace")
+        hashes += hash_lists.read_query_hashes(text, "Parameter 'file'")
+    if not hashes:
+        raise BadParameter("Missing parameter: give 'pdq' (one or more PDQ hashes) or 'file'")
+    return hashes
 
 
 def delete_hash(context: AppContext, params: Params) -> list[Any]:
@@ -138,6 +181,60 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(400, 403, 503),
         responder=_export_responder,
         media=("application/x-ndjson", "text/csv"),
+    ),
+    Endpoint(
+        "/hashes/search",
+        ("POST",),
+        "hashes/search",
+        "Look up a list of PDQ hashes at once: for each hash, in the list's order, every stored "
+        "record (images and hash-only records) within max_distance, nearest first. Far cheaper "
+        "than one /search by pdq per hash.",
+        search_hashes,
+        (
+            Param(
+                "pdq",
+                "string",
+                "PDQ hashes (64 hex digits each): the field repeated, a JSON array, or one text "
+                "of hashes separated by spaces, commas or line breaks.",
+            ),
+            Param(
+                "file",
+                "file",
+                "A file of hashes: one or more a line, or a hash list (CSV with a pdq column, "
+                "or JSON lines with a pdq key).",
+            ),
+            MIN_SCORE,
+            Param(
+                "limit",
+                "integer",
+                "At most this many matches for each hash.",
+                default=100,
+                minimum=1,
+                maximum=MAX_LIMIT,
+            ),
+            COLLECTION,
+            FILTER,
+            *(p for p in PDQ_SEARCH_PARAMS if p.name != "pdq"),
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "pdq": {"type": "string", "description": "The hash looked up (hex)."},
+                "matches": {
+                    "type": "array",
+                    "description": "Its matches, as /search answers them, nearest first.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "score": SCORE,
+                            "filepath": {"type": "string"},
+                            **PDQ_RESULT,
+                        },
+                    },
+                },
+            },
+        },
+        errors=(400, 403, 413, 415, 503),
     ),
     Endpoint(
         "/hashes",

@@ -104,6 +104,11 @@ PDQ_SEARCH = Histogram(
     ["orientations"],
     buckets=_LATENCY_BUCKETS,
 )
+PDQ_SEARCH_BATCH = Histogram(
+    "match_pdq_search_batch_seconds",
+    "Time the store takes to look up a batch of PDQ hashes (POST /hashes/search).",
+    buckets=_LATENCY_BUCKETS,
+)
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -251,6 +256,8 @@ def _observe_timing(operation: str, signatures: int, seconds: float) -> None:
         LOCAL_FEATURES.observe(seconds)
     elif operation == "local_search":
         LOCAL_SEARCH.observe(seconds)
+    elif operation == "pdq_search_batch":
+        PDQ_SEARCH_BATCH.observe(seconds)
     elif operation in ("pdq", "pdq_search"):
         (PDQ_HASH if operation == "pdq" else PDQ_SEARCH).labels(str(signatures)).observe(seconds)
     else:

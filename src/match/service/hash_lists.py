@@ -139,3 +139,44 @@ def write_hash_list(
                 [pdq.to_hex(record.pdq), record.filepath, quality, metadata or ""]
             )
             yield out.getvalue()
+
+
+def read_query_hashes(text: str, name: str = "pdq") -> list[bytes]:
+    """The PDQ hashes of a list to search for, in order: a JSON array of hex strings, a hash
+    list (CSV with a ``pdq`` column, or JSON lines with a ``pdq`` key; its other columns are
+    not needed), or hex hashes separated by spaces, commas or line breaks. BadParameter naming
+    ``name`` and where the first bad one is."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except ValueError as error:
+            raise BadParameter(f"{name} is not a JSON array of hashes: {error}") from None
+        if not isinstance(items, list):
+            raise BadParameter(f"{name} must be a JSON array of hashes")
+        return [pdq.from_hex(item, f"{name}[{n}]") for n, item in enumerate(items)]
+    lines = stripped.splitlines()
+    if stripped.startswith("{"):
+        found = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as error:
+                raise BadParameter(f"{name}, line {number}: not JSON: {error}") from None
+            value = item.get("pdq") if isinstance(item, dict) else None
+            found.append(pdq.from_hex(value, f"{name}, line {number}: pdq"))
+        return found
+    if lines and "pdq" in lines[0].lower():
+        reader = csv.DictReader(lines)
+        if reader.fieldnames is None or "pdq" not in reader.fieldnames:
+            raise BadParameter(f"{name}: the CSV header must name the column pdq")
+        return [
+            pdq.from_hex(row.get("pdq"), f"{name}, line {reader.line_num}: pdq") for row in reader
+        ]
+    found = []
+    for number, line in enumerate(lines, start=1):
+        for token in line.replace(",", " ").split():
+            found.append(pdq.from_hex(token, f"{name}, line {number}"))
+    return found

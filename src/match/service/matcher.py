@@ -141,6 +141,24 @@ class Matcher:
         kept = [m for m in found if m.score >= min_score - SCORE_TOLERANCE]
         return kept[offset : offset + limit]
 
+    def search_pdq_batch(
+        self,
+        hashes: Sequence[bytes],
+        *,
+        rule: methods.PdqRule | None = None,
+        min_score: float = 0.0,
+        limit: int = 100,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[list[Match]]:
+        """``search_pdq`` of each of ``hashes`` on its own (a hash list checked at once): one
+        list of matches per hash, in their order, at most ``limit`` each. The store looks them
+        all up together, so a batch costs far less than as many searches."""
+        rule = rule or self.pdq_rule()
+        scope = methods.Scope(collection, where)
+        found = methods.pdq_matches_each(self.store, hashes, limit, rule, scope)
+        return [[m for m in each if m.score >= min_score - SCORE_TOLERANCE] for each in found]
+
     def add_hashes(self, records: Iterable[HashRecord]) -> BulkResult:
         return self.store.add_hashes(records)
 

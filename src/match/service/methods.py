@@ -31,7 +31,7 @@ from match.service import outlines, pdq_scores
 from match.service.analysis import Query
 from match.service.results import Comparison, Match, is_match, score_of
 from match.service.timing import timed
-from match.stores import LocalCandidate, Store
+from match.stores import LocalCandidate, PdqHit, Store
 from match.stores.filters import DEFAULT_COLLECTION, Filter
 
 LOCAL_SHORTLIST = 200
@@ -109,6 +109,34 @@ def pdq_matches(
             collection=scope.collection,
             where=scope.where,
         )
+    return _pdq_matches_of(hits, query_quality, rule)
+
+
+def pdq_matches_each(
+    store: Store,
+    hashes: Sequence[bytes],
+    limit: int,
+    rule: PdqRule = PdqRule(),
+    scope: Scope = Scope(),
+) -> list[list[Match]]:
+    """``pdq_matches`` of each of ``hashes`` on its own (a batch: one store lookup for all),
+    images and hash-only records; the hashes' own quality is unknown."""
+    if not hashes:
+        return []
+    with timed("pdq_search_batch", len(hashes)):
+        found = store.pdq_search_batch(
+            list(hashes),
+            rule.max_distance,
+            limit,
+            collection=scope.collection,
+            where=scope.where,
+        )
+    return [_pdq_matches_of(hits, None, rule) for hits in found]
+
+
+def _pdq_matches_of(
+    hits: Sequence[PdqHit], query_quality: int | None, rule: PdqRule
+) -> list[Match]:
     query_low = pdq_scores.is_low_quality(query_quality, rule.min_quality)
     matches = []
     for hit in hits:

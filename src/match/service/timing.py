@@ -6,7 +6,9 @@ Callbacks (operation, signatures, seconds) in TIMING_OBSERVERS run after each:
 - "search": a store search by signature (signatures: the query's rows);
 - "local_search": partial matching's candidate retrieval and verification (1);
 - "pdq": an image's PDQ hash (1, or 8 dihedral hashes);
-- "pdq_search": a store lookup of 1 or 8 PDQ hashes.
+- "pdq_search": a store lookup of 1 or 8 PDQ hashes;
+- "pdq_search_batch": a store lookup of a batch of PDQ hashes, each on its own (signatures:
+  how many).
 With none registered, nothing is timed.
 """
 

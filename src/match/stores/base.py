@@ -258,6 +258,20 @@ class Store(Protocol):
         the records sharing a multi-index term with a query hash (match.pdq.terms), re-ranked
         exactly."""
 
+    def pdq_search_batch(
+        self,
+        hashes: Sequence[bytes],
+        max_distance: int,
+        limit: int,
+        *,
+        images: bool = True,
+        hash_only: bool = True,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[list[PdqHit]]:
+        """``pdq_search`` of each of ``hashes`` on its own (a hash list checked at once): one
+        list of hits per hash, in their order, each with orientation 0."""
+
     def prepare(self) -> None:
         """Make the store ready to serve: its indexes built and loaded (run at start)."""
 

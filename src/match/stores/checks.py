@@ -124,6 +124,14 @@ def check_pdq_queries(hashes: object) -> list[bytes]:
     return listed
 
 
+def check_pdq_batch(hashes: object) -> list[bytes]:
+    """A batch of query PDQ hashes: any number of 32 bytes each."""
+    listed = list(hashes) if isinstance(hashes, list | tuple) else None
+    if listed is None or not all(isinstance(h, bytes) and len(h) == pdq.BYTES for h in listed):
+        raise BadParameter(f"A batch of PDQ queries must be a list of hashes of {pdq.BYTES} bytes")
+    return listed
+
+
 def check_max_distance(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= 256:
         raise BadParameter(f"max_distance must be an integer 0-256, not {value!r}")

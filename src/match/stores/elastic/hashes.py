@@ -26,6 +26,7 @@ from match.stores.elastic import bodies
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import EngineError
 from match.stores.elastic.index import Index
+from match.stores.elastic.search import raise_search_error
 from match.stores.filters import Filter
 
 PDQ_CANDIDATES = 2000
@@ -34,6 +35,9 @@ BULK = 5000
 """Hash-only records per _bulk request."""
 MAX_WINDOW = 10_000
 _SOURCE = ["path", "metadata", "pdq", "pdq_quality", "width", "height"]
+_ANY_INDEX = {"ignore_unavailable": "true", "allow_no_indices": "true"}  # no hashes yet
+MSEARCH = 200
+"""Lookups per _msearch of a batch (each answers up to PDQ_CANDIDATES documents)."""
 
 
 def hash_mapping() -> dict[str, Any]:
@@ -157,9 +161,49 @@ class HashStore:
         images: bool,
         hash_only: bool,
     ) -> list[PdqHit]:
-        names = ([self.images.ready()] if images else []) + ([self.name] if hash_only else [])
+        names = self._names(images, hash_only)
         if not names:
             return []
+        body = self._body(queries, collection, where)
+        _, found = self.images.client.request(
+            "POST", f"/{','.join(names)}/_search", body=body, params=_ANY_INDEX
+        )
+        return self._ranked(queries, found["hits"]["hits"], max_distance)
+
+    def lookup_each(
+        self,
+        queries: Sequence[bytes],
+        max_distance: int,
+        collection: str,
+        where: Filter | None,
+        *,
+        images: bool,
+        hash_only: bool,
+    ) -> list[list[PdqHit]]:
+        """``lookup`` of each query hash on its own, in one _msearch a few hundred at a time."""
+        names = self._names(images, hash_only)
+        if not names:
+            return [[] for _ in queries]
+        found: list[list[PdqHit]] = []
+        for start in range(0, len(queries), MSEARCH):
+            chunk = queries[start : start + MSEARCH]
+            lines: list[Any] = []
+            header = {"index": ",".join(names), **_ANY_INDEX}
+            for packed in chunk:
+                lines += [header, self._body([packed], collection, where)]
+            _, body = self.images.client.request("POST", "/_msearch", lines=lines)
+            for packed, response in zip(chunk, body["responses"], strict=True):
+                if "error" in response:
+                    raise_search_error(response)
+                found.append(self._ranked([packed], response["hits"]["hits"], max_distance))
+        return found
+
+    def _names(self, images: bool, hash_only: bool) -> list[str]:
+        return ([self.images.ready()] if images else []) + ([self.name] if hash_only else [])
+
+    def _body(
+        self, queries: Sequence[bytes], collection: str, where: Filter | None
+    ) -> dict[str, Any]:
         exact = sorted({t for packed in queries for t in docs.pdq_terms(packed)})
         should: list[dict[str, Any]] = [
             {"constant_score": {"filter": {"term": {docs.PDQ_TERMS_FIELD: term}}, "boost": 2}}
@@ -169,7 +213,7 @@ class HashStore:
             probes = [docs.term_keyword(t) for t in pdq.candidate_terms(list(queries), 1)]
             field_terms = {docs.PDQ_TERMS_FIELD: sorted(set(probes) - set(exact))}
             should.append({"constant_score": {"filter": {"terms": field_terms}, "boost": 1}})
-        body = {
+        return {
             "size": PDQ_CANDIDATES,
             "_source": _SOURCE,
             "track_total_hits": False,
@@ -181,13 +225,12 @@ class HashStore:
                 }
             },
         }
-        _, found = self.images.client.request(
-            "POST",
-            f"/{','.join(names)}/_search",
-            body=body,
-            params={"ignore_unavailable": "true", "allow_no_indices": "true"},
-        )
-        hits = [h for h in found["hits"]["hits"] if docs.pdq_of(h["_source"])[0] is not None]
+
+    def _ranked(
+        self, queries: Sequence[bytes], found: list[dict[str, Any]], max_distance: int
+    ) -> list[PdqHit]:
+        """The candidates within ``max_distance`` of their nearest query, nearest first."""
+        hits = [h for h in found if docs.pdq_of(h["_source"])[0] is not None]
         if not hits:
             return []
         stored = [docs.pdq_of(h["_source"]) for h in hits]

@@ -187,7 +187,7 @@ class Searcher:
         found: Candidates = {}
         for response in body["responses"]:
             if "error" in response:
-                _raise_search_error(response)
+                raise_search_error(response)
             for hit in response["hits"]["hits"]:
                 fields = hit.get("fields", {})
                 # a signature of another algorithm has no meaningful distance to these
@@ -227,7 +227,7 @@ def _no_rows() -> np.ndarray:
     return np.zeros((0, SIGNATURE_LENGTH), dtype=np.int8)
 
 
-def _raise_search_error(response: dict[str, Any]) -> None:
+def raise_search_error(response: dict[str, Any]) -> None:
     error = response["error"]
     kind = error.get("type", "error") if isinstance(error, dict) else "error"
     if kind == "index_not_found_exception":

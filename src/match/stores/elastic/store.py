@@ -256,6 +256,30 @@ class ElasticStore:
         )
         return found[:limit]
 
+    def pdq_search_batch(
+        self,
+        hashes: Sequence[bytes],
+        max_distance: int,
+        limit: int,
+        *,
+        images: bool = True,
+        hash_only: bool = True,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[list[PdqHit]]:
+        queries = checks.check_pdq_batch(hashes)
+        max_distance = checks.check_max_distance(max_distance)
+        limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
+        if not queries:
+            return []
+        found = self._index.call(
+            lambda: self._hashes.lookup_each(
+                queries, max_distance, collection, where, images=images, hash_only=hash_only
+            )
+        )
+        return [hits[:limit] for hits in found]
+
     def prepare(self) -> None:
         """The index created (or given Match's fields) now rather than on the first request."""
         self._index.call(lambda: None)

@@ -71,11 +71,19 @@ def codes_family(words_per_code: int) -> Family:
 
 
 WORDS_FAMILY = Family("words", "words", "seq", tables.word_chunks, words.build)
+# "-2": segments that record their split (pdq_index.SPLITS), in folders of their own, so that an
+# older Match, which would read a wide segment's offsets as 16-bit ones, never maps them (and
+# this one never maps the older 16-bit-only folders "pdq-images" and "pdq-hashes")
 IMAGE_PDQ_FAMILY = Family(
-    "pdq-images", "images", "id", tables.image_pdq_chunks, pdq_index.build, indexed="pdq NOT NULL"
+    "pdq-images-2",
+    "images",
+    "id",
+    tables.image_pdq_chunks,
+    pdq_index.build,
+    indexed="pdq NOT NULL",
 )
 HASH_PDQ_FAMILY = Family(
-    "pdq-hashes",
+    "pdq-hashes-2",
     "hashes",
     "id",
     tables.hash_pdq_chunks,

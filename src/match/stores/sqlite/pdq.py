@@ -77,9 +77,10 @@ def hits(
     where: Filter | None,
     *,
     hash_only: bool,
-) -> list[PdqHit]:
+) -> list[tuple[int, PdqHit]]:
     """The records an index lookup found (ids, distances, orientations), read in the caller's
-    snapshot, those matching the filter."""
+    snapshot, those matching the filter, each with its position in ``found`` (an id found
+    several times, by several queries of a batch, is read once)."""
     ids, distances, orientations = found
     if len(ids) == 0:
         return []
@@ -87,25 +88,30 @@ def hits(
         sql = "SELECT id, filepath, pdq, quality, metadata, NULL, NULL FROM hashes"
     else:
         sql = "SELECT id, filepath, pdq, pdq_quality, metadata, width, height FROM images"
+    wanted = np.unique(ids)
     rows = {
         row[0]: row
         for row in conn.execute(
             f"{sql} WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids.tolist()),),
+            (json.dumps(wanted.tolist()),),
         )
     }
+    metadata: dict[int, object] = {}
     found_hits = []
-    for image_id, distance, orientation in zip(
-        ids.tolist(), distances.tolist(), orientations.tolist(), strict=True
+    for n, (image_id, distance, orientation) in enumerate(
+        zip(ids.tolist(), distances.tolist(), orientations.tolist(), strict=True)
     ):
         row = rows.get(image_id)
         if row is None:  # the index is in step with the snapshot: only a defensive skip
             continue
-        metadata = metadata_of(row[4])
-        if where is not None and not where.matches(metadata):
+        if image_id not in metadata:
+            metadata[image_id] = metadata_of(row[4])
+        record_metadata = metadata[image_id]
+        if where is not None and not where.matches(record_metadata):
             continue
         size = None if row[5] is None else (row[5], row[6])
-        found_hits.append(
-            PdqHit(row[1], distance, row[3], metadata, hash_only, orientation, size, row[2])
+        hit = PdqHit(
+            row[1], distance, row[3], record_metadata, hash_only, orientation, size, row[2]
         )
+        found_hits.append((n, hit))
     return found_hits

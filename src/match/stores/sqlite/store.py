@@ -430,9 +430,52 @@ class SQLiteStore:
                     continue
                 shared.refresh(conn)
                 near = index.lookup(words, max_distance, found, self.pdq_flips)
-                hits += pdq.hits(conn, near, where, hash_only=is_hash)
-        hits.sort(key=lambda hit: (hit.distance, hit.filepath, hit.hash_only))
+                hits += [hit for _, hit in pdq.hits(conn, near, where, hash_only=is_hash)]
+        hits.sort(key=_pdq_order)
         return hits[:limit]
+
+    def pdq_search_batch(
+        self,
+        hashes: Sequence[bytes],
+        max_distance: int,
+        limit: int,
+        *,
+        images: bool = True,
+        hash_only: bool = True,
+        collection: str = DEFAULT_COLLECTION,
+        where: Filter | None = None,
+    ) -> list[list[PdqHit]]:
+        queries = checks.check_pdq_batch(hashes)
+        max_distance = checks.check_max_distance(max_distance)
+        limit = checks.non_negative(limit, "limit")
+        collection = check_collection(collection)
+        each: list[list[PdqHit]] = [[] for _ in queries]
+        if not queries:
+            return each
+        words = as_words(queries)
+        with self._db.read() as conn:
+            found = tables.collection_id(conn, collection)
+            if found is None:
+                return each
+            for wanted, shared, index, is_hash in (
+                (images, self._image_pdq_shared, self._image_pdq, False),
+                (hash_only, self._hash_pdq_shared, self._hash_pdq, True),
+            ):
+                if not wanted:
+                    continue
+                shared.refresh(conn)
+                # every query's probes in one gather, every record found read once
+                asked, ids, distances = index.lookup_each(
+                    words, max_distance, found, self.pdq_flips
+                )
+                near = (ids, distances, np.zeros(len(ids), dtype=np.int64))
+                owners = asked.tolist()
+                for n, hit in pdq.hits(conn, near, where, hash_only=is_hash):
+                    each[owners[n]].append(hit)
+        for hits in each:
+            hits.sort(key=_pdq_order)
+            del hits[limit:]
+        return each
 
     def ping(self) -> None:
         with self._db.read() as conn:
@@ -628,3 +671,8 @@ def _rank(queries: np.ndarray, rows: Iterable[tuple[Any, ...]], cutoff: float) -
     ]
     ranked.sort()
     return ranked
+
+
+def _pdq_order(hit: PdqHit) -> tuple[int, str, bool]:
+    """PDQ hits nearest first, then by filepath, images before hash-only records."""
+    return (hit.distance, hit.filepath, hit.hash_only)
