@@ -44,16 +44,21 @@ LEGACY = Extraction(detect_side=FRAME)
 # SIFT on a 320 px frame (doubled to 640, so its first octave is the 640 px frame without
 # doubling), a lower contrast threshold to keep the keypoint budget.
 HALF_FRAME = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0)
-# What an add stores (its cost is the add's) and what a query is extracted with. They may differ
-# (points are in the FRAME frame either way) and a query may give its keypoints several words;
-# no cheaper pair measured so far holds the dev accuracy, so both are still LEGACY:
-# docs/partial-matching.md, "Cheaper extraction".
-STORED = LEGACY
-QUERY = LEGACY
 # the best split measured (2026-12-07): adds at 0.36x of LEGACY's CPU, queries at 1.14x, but
 # augly_perspective 0.946, augly_rotate_15 0.966 (LEGACY: 0.993, 0.987)
 SPLIT_STORED = replace(HALF_FRAME, detected=800)
 SPLIT_QUERY = replace(LEGACY, assignments=2, assignment_ratio=1.15)
+# the cheap query of the two-pass search: the stored extraction's frame, more keypoints described
+# and 2 words a keypoint; it finds perspective and rotation better than SPLIT_QUERY, screenshot
+# tiles worse, which SPLIT_QUERY's second pass finds
+CHEAP_QUERY = replace(HALF_FRAME, assignments=2, assignment_ratio=1.15)
+# What an add stores (its cost is the add's), what a query is extracted with first and, when
+# that finds nothing, what its second pass is extracted with (None: no second pass). Points are
+# in the FRAME frame whatever the extraction, and a query may give its keypoints several words:
+# docs/partial-matching.md, "Cheaper extraction".
+STORED: Extraction = LEGACY
+QUERY: Extraction = LEGACY
+FINE_QUERY: Extraction | None = None
 EXTRACTION = STORED
 
 
