@@ -1,6 +1,6 @@
-"""CPU time of local features per image: the legacy extractor (today's default for adds and
-queries) and the split measured for issue 13 (what an add would pay, what a query would), side
-by side.
+"""CPU time of local features per image: the legacy extractor (an add's before issue 13, and a
+search's with its mirror image's words) and the extractions of issue 13 (what an add stores, a
+search's cheap first pass, its fine second pass), side by side.
 
     .venv/bin/python bench/features.py                # every dev photo (originals and distractors)
     .venv/bin/python bench/features.py --limit 60     # the first 60 originals, quick
@@ -8,7 +8,7 @@ by side.
 
 Each photo is decoded once (not timed), then each extractor runs on it in turn, alternating which
 goes first, so all see the same load. Timed is ``match.local.local_features`` (for a query
-extractor ``local_features_and_mirror``, as a search makes it): grey conversion,
+extractor ``local_features_and_mirror``, as a search in 8 orientations makes it): grey conversion,
 resizing, SIFT, the keypoint selection and the quantisation on the vocabulary. CPU time is the
 thread's (``time.thread_time``); with ``--threads`` above 1 OpenCV works in threads of its own,
 so the wall clock is printed too. The first call of each extractor (which loads the vocabulary)
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -28,10 +29,15 @@ from match.local import features, local_features, local_features_and_mirror
 from match.signature import decode_image
 from shared_photos import PHOTOS, photos_dir
 
+# name: (extraction, with the mirror image's words as a search makes them)
 EXTRACTORS = {
-    "legacy": features.LEGACY,
-    "split_stored": features.SPLIT_STORED,
-    "split_query": features.SPLIT_QUERY,
+    "legacy": (features.LEGACY, False),
+    "legacy_query": (features.LEGACY, True),
+    "split_stored": (features.SPLIT_STORED, False),
+    "stored_600": (replace(features.SPLIT_STORED, detected=600), False),
+    "stored_500": (replace(features.SPLIT_STORED, detected=500), False),
+    "cheap_query": (features.CHEAP_QUERY, True),
+    "fine_query": (features.SPLIT_QUERY, True),
 }
 
 
@@ -42,9 +48,11 @@ def photo_files(photos: Path, limit: int | None) -> list[Path]:
     return originals + sorted((photos / "distractors").glob("*.jpg"))
 
 
-def timed(pixels: np.ndarray, extraction: features.Extraction) -> tuple[float, float, int]:
+def timed(
+    pixels: np.ndarray, extraction: features.Extraction, mirror: bool
+) -> tuple[float, float, int]:
     wall, cpu = time.perf_counter(), time.thread_time()
-    if extraction.assignments > 1:  # a query extractor: searches make the mirror's too
+    if mirror:
         found, _ = local_features_and_mirror(pixels, extraction)
     else:
         found = local_features(pixels, extraction)
@@ -65,13 +73,13 @@ def main() -> None:
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in EXTRACTORS}
     names = list(EXTRACTORS)
     warm = decode_image(files[0])
-    for extraction in EXTRACTORS.values():
+    for extraction, _ in EXTRACTORS.values():
         local_features(warm, extraction)
     for index, path in enumerate(files):
         pixels = decode_image(path)
         order = names if index % 2 == 0 else names[::-1]
         for name in order:
-            results[name].append(timed(pixels, EXTRACTORS[name]))
+            results[name].append(timed(pixels, *EXTRACTORS[name]))
     print(
         f"local_features per image, {len(files)} photos, cv2.setNumThreads({args.threads}), "
         f"load average {' '.join(f'{x:.1f}' for x in _load())}"
@@ -81,13 +89,22 @@ def main() -> None:
     for name, rows in results.items():
         cpu, wall, count = (np.array(column, float) for column in zip(*rows, strict=True))
         print(
-            f"{name:<12} {EXTRACTORS[name].detect_side:>8} px {_ms(cpu, 0.5):>8} "
+            f"{name:<12} {EXTRACTORS[name][0].detect_side:>8} px {_ms(cpu, 0.5):>8} "
             f"{_ms(cpu, 0.9):>8} {_ms(wall, 0.5):>9} {_ms(wall, 0.9):>9} {count.mean():>15.0f}"
         )
-    legacy = np.median([r[0] for r in results["legacy"]])
+    cpu = {name: np.array([r[0] for r in rows]) for name, rows in results.items()}
+    legacy_query = np.median(cpu["legacy_query"])
     for name in names[1:]:
-        ratio = np.median([r[0] for r in results[name]]) / legacy
-        print(f"{name} / legacy, CPU p50: {ratio:.2f}")
+        against = "legacy_query" if EXTRACTORS[name][1] else "legacy"
+        ratio = np.median(cpu[name]) / np.median(cpu[against])
+        print(f"{name} / {against}, CPU p50: {ratio:.2f}")
+    # a search that its first pass settles pays the cheap query; one that finds nothing (a
+    # negative) pays both, on the same photo
+    both = cpu["cheap_query"] + cpu["fine_query"]
+    print(
+        f"cheap_query + fine_query (a search with a second pass): CPU p50 "
+        f"{_ms(both, 0.5)}, / legacy_query {np.median(both) / legacy_query:.2f}"
+    )
 
 
 def _ms(values: np.ndarray, q: float) -> str:

@@ -28,7 +28,14 @@ from match.local import (
     verify_all,
     vocabulary,
 )
-from match.local.features import LEGACY, MAX_KEYPOINTS, SPLIT_QUERY, keypoints
+from match.local.features import (
+    CHEAP_QUERY,
+    LEGACY,
+    MAX_KEYPOINTS,
+    SPLIT_QUERY,
+    Extraction,
+    keypoints,
+)
 from match.local.mirror import mirrored_descriptors
 from match.local.score import MIN_INLIERS, local_score
 from match.local.verify import tentative_matches
@@ -286,11 +293,13 @@ def test_a_query_with_several_words_per_keypoint_matches_each_keypoint_once(
     assert verified is not None and alone is not None and verified.inliers >= alone.inliers
 
 
+@pytest.mark.parametrize("extraction", [SPLIT_QUERY, CHEAP_QUERY], ids=["fine", "cheap"])
 def test_a_query_extracted_otherwise_finds_features_stored_with_the_legacy_extraction(
-    photo: Path,
+    photo: Path, extraction: Extraction
 ) -> None:
+    # stores filled before issue 13 hold legacy features: both passes of a search find them
     stored_before = local_features(decode_pixels(photo), LEGACY)
-    query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), SPLIT_QUERY)
+    query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), extraction)
     verified = verify(query, stored_before)
     assert verified is not None and verified.inliers >= 20
     assert verified.target_overlap == pytest.approx(36, abs=5)

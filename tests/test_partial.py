@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from api_server import GRACEFUL, Api, MatchServer, StoreEnv
 from engines import delete_indexes
-from match.local import local_features
+from match.local import features, local_features
+from match.service.matcher import Matcher
 from match.settings import Settings
 from match.signature.decode import decode_pixels
 
@@ -491,3 +492,129 @@ def test_compare_finds_a_mirrored_crop_either_way_round(on: Api, photos: Photos)
     # the other way round, the stored image is the query: its frame lies in the crop
     for a, b in zip(swapped["query_outline"], found["target_outline"], strict=True):
         assert a == pytest.approx(b, abs=OUTLINE_PIXELS)
+
+
+# -- two passes: cheap query features first, fine ones only when they find nothing (issue 13) --
+TWO_PASS = {
+    "STORED": features.SPLIT_STORED,
+    "QUERY": features.CHEAP_QUERY,
+    "FINE_QUERY": features.SPLIT_QUERY,
+}
+
+
+def tile(path: Path, share: float = 0.2) -> bytes:
+    """The photo shrunk to ``share`` of a page's width, among a toolbar and lines of text: a
+    tile too small for the cheap extraction (its detection frame is half the fine one's)."""
+    photo = opened(path)
+    page = Image.new("RGB", (1000, 750), "white")
+    width = round(page.width * share)
+    small = photo.resize(
+        (width, round(photo.height * width / photo.width)), Image.Resampling.LANCZOS
+    )
+    page.paste(small, (100, 150))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, page.width, 60), fill=(40, 60, 120))
+    for row in range(8):
+        draw.text((600, 150 + row * 60), f"Related item {row + 1} - some text", fill="black")
+    return jpeg(page, 85)
+
+
+@pytest.fixture
+def two_pass(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Matcher]:
+    """An in-process Matcher on an embedded store, with the two-pass extractions whatever the
+    defaults are."""
+    for name, extraction in TWO_PASS.items():
+        monkeypatch.setattr(features, name, extraction)
+    matcher = Matcher(Settings.from_env({}).replace(match_data_dir=str(tmp_path)))
+    yield matcher
+    matcher.close()
+
+
+@pytest.fixture(scope="module")
+def tiled(photo_paths: list[Path], photos: Photos) -> list[Path]:
+    """A photo whose small tile only the fine extraction finds (0 inliers for the cheap one, 46
+    for the fine one when this was written), then two textured photos stored beside it."""
+    tile_photo = next(path for path in photo_paths if path.name == "0b4006456f.jpg")
+    return [tile_photo, *[path for path in photos.stored if path != tile_photo][:2]]
+
+
+def add_all(matcher: Matcher, paths: list[Path]) -> None:
+    for path in paths:
+        matcher.add(filepath_of(path), path.read_bytes())
+
+
+def test_a_tile_the_cheap_pass_misses_is_found_by_the_fine_pass(
+    two_pass: Matcher, tiled: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_all(two_pass, tiled)
+    query = two_pass.query(tile(tiled[0]), True)
+    assert query.finer is not None and not query.finer.extracted
+    found = two_pass.search(query)
+    assert query.finer.extracted  # the cheap pass verified nothing
+    assert found[0].filepath == filepath_of(tiled[0])
+    assert found[0].method == "local" and found[0].score > FLOOR
+    # without the second pass, the same search finds no local match of it
+    monkeypatch.setattr(features, "FINE_QUERY", None)
+    cheap = two_pass.query(tile(tiled[0]), True)
+    assert cheap.finer is None
+    assert [m for m in two_pass.search(cheap) if m.method == "local"] == []
+
+
+def test_a_copy_the_cheap_pass_finds_never_pays_the_fine_extraction(
+    two_pass: Matcher, tiled: list[Path]
+) -> None:
+    add_all(two_pass, tiled)
+    query = two_pass.query(centre_crop(tiled[1]), True)
+    found = two_pass.search(query)
+    assert (found[0].filepath, found[0].method) == (filepath_of(tiled[1]), "local")
+    assert query.finer is not None and not query.finer.extracted
+
+
+def test_a_query_whose_original_is_not_stored_makes_both_passes_and_finds_nothing(
+    two_pass: Matcher, tiled: list[Path], photos: Photos
+) -> None:
+    add_all(two_pass, tiled)
+    query = two_pass.query(centre_crop(photos.absent), True)
+    assert two_pass.search(query) == []
+    assert query.finer is not None and query.finer.extracted
+
+
+def test_a_min_score_above_the_cheap_match_asks_for_the_second_pass(
+    two_pass: Matcher, tiled: list[Path]
+) -> None:
+    add_all(two_pass, tiled)
+    query = two_pass.query(centre_crop(tiled[1]), True)
+    best = two_pass.search(query)[0].score
+    assert query.finer is not None and not query.finer.extracted
+    two_pass.search(query, min_score=min(best + 1, 100))
+    assert query.finer.extracted
+
+
+def test_compare_takes_the_fine_features_when_the_cheap_ones_find_nothing(
+    two_pass: Matcher, tiled: list[Path]
+) -> None:
+    query = two_pass.query(tile(tiled[0]), True)
+    stored = two_pass.query(tiled[0].read_bytes(), False)
+    comparison = two_pass.compare(query, stored)
+    assert comparison.method == "local" and comparison.score > FLOOR
+
+
+def test_features_stored_with_the_legacy_extraction_are_found_by_both_passes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiled: list[Path]
+) -> None:
+    # a store filled before issue 13: legacy features, which queries of either pass find
+    monkeypatch.setattr(features, "STORED", features.LEGACY)
+    matcher = Matcher(Settings.from_env({}).replace(match_data_dir=str(tmp_path)))
+    try:
+        add_all(matcher, tiled)
+        for name in ("QUERY", "FINE_QUERY"):
+            monkeypatch.setattr(features, name, TWO_PASS[name])
+        crop = matcher.query(centre_crop(tiled[1]), True)
+        assert (matcher.search(crop)[0].filepath, crop.finer.extracted) == (
+            filepath_of(tiled[1]),
+            False,
+        )
+        small = matcher.query(tile(tiled[0]), True)
+        assert matcher.search(small)[0].filepath == filepath_of(tiled[0])
+    finally:
+        matcher.close()

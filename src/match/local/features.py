@@ -44,16 +44,23 @@ LEGACY = Extraction(detect_side=FRAME)
 # SIFT on a 320 px frame (doubled to 640, so its first octave is the 640 px frame without
 # doubling), a lower contrast threshold to keep the keypoint budget.
 HALF_FRAME = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0)
-# What an add stores (its cost is the add's) and what a query is extracted with. They may differ
-# (points are in the FRAME frame either way) and a query may give its keypoints several words;
-# no cheaper pair measured so far holds the dev accuracy, so both are still LEGACY:
-# docs/partial-matching.md, "Cheaper extraction".
-STORED = LEGACY
-QUERY = LEGACY
-# the best split measured (2026-12-07): adds at 0.36x of LEGACY's CPU, queries at 1.14x, but
-# augly_perspective 0.946, augly_rotate_15 0.966 (LEGACY: 0.993, 0.987)
+# What an add stores: SIFT on the 320 px frame, 800 keypoints described for the grid to choose
+# 500 from (0.30x of LEGACY's CPU).
 SPLIT_STORED = replace(HALF_FRAME, detected=800)
+# A search's first pass: the stored extraction's frame, 1,500 keypoints described and up to 2
+# words a keypoint (0.36x of LEGACY with the mirror image's words). It finds perspective and
+# rotation better than the fine query, small screenshot tiles worse.
+CHEAP_QUERY = replace(HALF_FRAME, assignments=2, assignment_ratio=1.15)
+# A search's second pass, made only when the first verifies no match: the legacy 640 px frame
+# (doubled), up to 2 words a keypoint. Its first octave sees what a small tile keeps.
 SPLIT_QUERY = replace(LEGACY, assignments=2, assignment_ratio=1.15)
+# What an add stores (its cost is the add's), what a query is extracted with first and, when
+# that verifies no match, what its second pass is extracted with (None: no second pass). Points
+# are in the FRAME frame whatever the extraction, so features stored with LEGACY (stores filled
+# before issue 13) are found by both passes: docs/partial-matching.md, "Cheaper extraction".
+STORED: Extraction = SPLIT_STORED
+QUERY: Extraction = CHEAP_QUERY
+FINE_QUERY: Extraction | None = SPLIT_QUERY
 EXTRACTION = STORED
 
 

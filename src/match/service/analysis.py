@@ -12,11 +12,42 @@ import numpy as np
 from match import local, pdq
 from match import signature as sig
 from match.errors import BlankImage
+from match.local import features as extractions
 from match.service.thumbnails import make_thumbnail
 from match.service.timing import timed
 from match.settings import Settings
 from match.stores import ImageRecord
 from match.stores.filters import DEFAULT_COLLECTION
+
+
+class FinerFeatures:
+    """A query image's local features by a finer, dearer extraction (local.FINE_QUERY), made on
+    first use only: a search asks for them when its first pass, with the cheap extraction,
+    verified no match (methods.local_matches), so queries whose match is found never pay them.
+    Holds the decoded pixels until then."""
+
+    def __init__(self, pixels: np.ndarray, extraction: local.Extraction, mirror: bool) -> None:
+        self._pixels: np.ndarray | None = pixels
+        self.extraction = extraction
+        self._mirror = mirror
+        self._found: tuple[local.LocalFeatures | None, local.LocalFeatures | None] = (None, None)
+
+    @property
+    def extracted(self) -> bool:
+        return self._pixels is None
+
+    def features(self) -> tuple[local.LocalFeatures | None, local.LocalFeatures | None]:
+        """The image's features and, if asked for, its mirror image's (None: no keypoints)."""
+        if self._pixels is not None:
+            with timed("local", 1):
+                if self._mirror:
+                    found, mirrored = local.local_features_and_mirror(self._pixels, self.extraction)
+                else:
+                    found, mirrored = local.local_features(self._pixels, self.extraction), None
+            self._pixels = None
+            if len(found.words):
+                self._found = (found, mirrored)
+        return self._found
 
 
 @dataclass(frozen=True)
@@ -33,6 +64,19 @@ class Query:
     # the local features of the image mirrored left-right (local.local_features_and_mirror);
     # None when ``local`` is, and for a stored image (no descriptors are stored to mirror)
     mirrored_local: local.LocalFeatures | None = None
+    # the second pass's features, extracted on demand (None: no second pass, as for a stored
+    # image or a query already extracted finely)
+    finer: FinerFeatures | None = None
+
+    def refined(self) -> Query | None:
+        """The query with its finer local features instead (extracting them now if not done
+        yet), or None if it has none: no second pass, or no keypoints."""
+        if self.finer is None:
+            return None
+        found, mirrored = self.finer.features()
+        if found is None:
+            return None
+        return dataclasses.replace(self, local=found, mirrored_local=mirrored, finer=None)
 
     @property
     def mirrors(self) -> bool:
@@ -70,12 +114,14 @@ class Analyser:
         thumbnail: bool = False,
         mirror: bool = True,
         extraction: local.Extraction | None = None,
+        fine: local.Extraction | None = None,
     ) -> Query:
         """The query of encoded image bytes: decoded once for both methods; local features
         only if partial matching is on and ``features``, and with ``mirror`` its mirror image's
         too (one more quantisation; compare may use them whatever the orientations); a
-        thumbnail if ``thumbnail``. Local features are extracted as ``extraction`` says
-        (default: local.QUERY; a record's are local.STORED).
+        thumbnail if ``thumbnail``. Local features are extracted as ``extraction`` says, and
+        with ``fine`` a second, finer extraction is kept ready to be made if a search needs it
+        (defaults: local.QUERY and local.FINE_QUERY; a record's are local.STORED and none).
         BlankImage naming ``name`` if the image is featureless."""
         count = len(sig.ORIENTATIONS) if all_orientations else 1
         with timed("signature", count):  # decoding included, as without partial matching
@@ -94,12 +140,16 @@ class Analyser:
             query = self._with_pdq(query, pixels, count)
         if not (features and self.partial_matching):
             return query
-        extraction = extraction or local.QUERY
+        if extraction is None:
+            extraction = extractions.QUERY
+            fine = extractions.FINE_QUERY if fine is None else fine
         with timed("local", 1):
             if mirror:
                 found, mirrored = local.local_features_and_mirror(pixels, extraction)
             else:
                 found, mirrored = local.local_features(pixels, extraction), None
+        if fine is not None and fine != extraction:
+            query = dataclasses.replace(query, finer=FinerFeatures(pixels, fine, mirror))
         if not len(found.words):
             return query
         return dataclasses.replace(query, local=found, mirrored_local=mirrored)
@@ -130,7 +180,7 @@ class Analyser:
             False,
             thumbnail=self.settings.match_thumbnails,
             mirror=False,
-            extraction=local.STORED,
+            extraction=extractions.STORED,
         )
         return ImageRecord(
             filepath,

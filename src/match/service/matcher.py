@@ -101,7 +101,9 @@ class Matcher:
         scope = methods.Scope(collection, where)
         found = methods.signature_matches(self.store, query, store_cutoff, offset + limit, scope)
         if self.settings.match_partial_matching:
-            found += methods.local_matches(self.store, query, scope, min_overlap)
+            found += methods.local_matches(
+                self.store, query, scope, min_overlap, cutoff=cutoff, min_score=min_score
+            )
         if self.settings.match_pdq and query.pdq:
             rule = pdq_rule or self.pdq_rule()
             found += methods.pdq_matches(

@@ -163,13 +163,35 @@ def _pdq_matches_of(
 
 
 def local_matches(
-    store: Store, query: Query, scope: Scope = Scope(), min_overlap: float = 0.0
+    store: Store,
+    query: Query,
+    scope: Scope = Scope(),
+    min_overlap: float = 0.0,
+    *,
+    cutoff: float,
+    min_score: float = 0.0,
 ) -> list[Match]:
     """The verified local candidates, each as a local match (if it covers at least
     ``min_overlap`` percent of the stored image) and, when its signature was readable, also as
     the signature match of the same record version. With mirror images (``query.mirrors``),
     the query's mirror image is a second pass; its matches come first, so that an unmirrored
-    match wins a tie in ``merge``."""
+    match wins a tie in ``merge``.
+
+    A query with finer features to hand (``query.finer``) searches with its cheap ones first
+    and, only if they verify no local match under ``cutoff`` and at least ``min_score`` (what
+    the search would return), again with the finer ones: the two extractions miss different
+    copies, and a query whose copy is found never pays the dearer one."""
+    found = _local_passes(store, query, scope, min_overlap)
+    if any(m.method == "local" and is_match(m.score, cutoff, min_score) for m in found):
+        return found
+    refined = query.refined()
+    if refined is None:
+        return found
+    return found + _local_passes(store, refined, scope, min_overlap)
+
+
+def _local_passes(store: Store, query: Query, scope: Scope, min_overlap: float) -> list[Match]:
+    """``local_matches`` with the query's features as they are: one pass, two with mirrors."""
     if query.local is None:
         return []
     passes = [False]
@@ -228,7 +250,8 @@ def merge(matches: Iterable[Match], cutoff: float) -> list[Match]:
 
 
 def compare(first: Query, second: Query) -> Comparison:
-    """How well ``second`` (its first signature) matches ``first``, by the better method."""
+    """How well ``second`` (its first signature) matches ``first``, by the better method;
+    ``first``'s finer features are extracted only if its cheap ones verify no local match."""
     distances = sig.normalized_distances(first.signatures, second.signatures[:1])[:, 0]
     best = int(np.argmin(distances))
     by_signature = Comparison(
@@ -240,6 +263,9 @@ def compare(first: Query, second: Query) -> Comparison:
         mirrored=_mirrored(best),
     )
     verified = _best_local(first, second)
+    refined = first.refined() if verified is None or not local_score(verified.inliers) else None
+    if refined is not None:  # as a search does: the finer features when the cheap ones fail
+        first, verified = refined, _best_local(refined, second)
     if verified is None or local_score(verified.inliers) <= by_signature.score:
         return by_signature
     assert first.local is not None and second.local is not None
