@@ -128,7 +128,7 @@ def searches(matcher: Matcher, images: list[tuple[str, bytes, bytes]]) -> Timing
             for words in (found.words, mirrored.words):
                 store.local_candidates(words, methods.LOCAL_SHORTLIST, signatures=signatures)
         with stage(timings, "local: candidates + verify"):
-            methods.local_matches(store, query)
+            methods.local_matches(store, query, cutoff=cutoff)
         with stage(timings, "store: PDQ search"):
             methods.pdq_matches(store, query.pdq, quality, 100, images=False)
     return timings
