@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 import shared_photos
+from processes import tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = shared_photos.PHOTOS
@@ -174,28 +175,6 @@ def error_of(answer: httpx.Response) -> str:
         return "; ".join(answer.json()["error"])[:120]
     except (ValueError, KeyError, TypeError):
         return ""
-
-
-def tree_cpu(pid: int) -> float:
-    """utime + stime (s) of ``pid`` and every process under it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        todo += children.get(current, [])
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 async def run_phase(url: str, name: str, jobs: list[tuple[str, bytes]], concurrency: int) -> Phase:

@@ -47,6 +47,7 @@ from match.service import Matcher, methods
 from match.service.thumbnails import make_thumbnail
 from match.settings import Settings
 from match.stores import ImageRecord
+from processes import tree_cpu
 
 Timings = dict[str, list[tuple[float, float]]]  # stage: [(cpu s, wall s)] per image
 
@@ -135,26 +136,6 @@ def searches(matcher: Matcher, images: list[tuple[str, bytes, bytes]]) -> Timing
 
 
 # -- the server -------------------------------------------------------------------------------
-def tree_cpu(pid: int) -> float:
-    """utime + stime (s) of ``pid`` and every process under it."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children[int(fields[1])].append(int(entry.name))
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        todo += children.get(current, [])
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def served(
