@@ -51,10 +51,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -69,6 +67,7 @@ from match.stores.base import ImageRecord, Store
 from match.stores.elastic import ElasticStore, EngineClient, bodies
 from match.stores.filters import DEFAULT_COLLECTION
 from match.stores.sqlite import SQLiteStore
+from partial import QueryImage, Timing, timed
 from shared_photos import PHOTOS, photos_dir
 from store import disk_bytes, ms, synthetic
 
@@ -87,20 +86,6 @@ SMALL = 1_000
 LIMIT = 100  # the search API's default
 BASE_PHOTOS = 40  # as bench/filters.py: the synthetic records reuse these photos' features
 BATCH = 5_000
-Timing = list[float]  # [wall seconds, CPU seconds]
-
-
-@dataclasses.dataclass(frozen=True)
-class QueryImage:
-    family: str
-    original: str  # filepath of the stored original
-    data: bytes
-
-
-def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Timing]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = function(*args, **kwargs)
-    return result, [time.perf_counter() - wall, time.process_time() - cpu]
 
 
 def latency(timings: list[Timing]) -> str:
