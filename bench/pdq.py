@@ -371,6 +371,9 @@ def main() -> None:
     parser.add_argument("--index", default=f"bench-pdq-{uuid.uuid4().hex[:8]}")
     parser.add_argument("--data", help="embedded store folder (default: a new temporary one)")
     parser.add_argument("--reuse", action="store_true", help="the store is loaded already")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the engine's index (for later --reuse runs)"
+    )
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--batch", type=int, default=1000, help="hashes a batch (0: none)")
     parser.add_argument("--http", action="store_true", help="also through match serve")
@@ -472,7 +475,7 @@ def main() -> None:
             f"{len(asked) / modes[0].busy / brute_rate:,.1f}x)"
         )
     print(f"load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    if args.url and not args.reuse:
+    if args.url and not args.reuse and not args.keep:
         store = open_store(args)
         store.client.request("DELETE", f"/{args.index},{store._hashes.name}", allow=(404,))
     print(f"cpu count {os.cpu_count()}")

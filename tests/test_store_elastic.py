@@ -26,7 +26,7 @@ from match.signature import (
 )
 from match.signature import orientation_signatures as photo_orientations
 from match.signature.decode import decode_pixels
-from match.stores.base import ImageRecord
+from match.stores.base import HashRecord, ImageRecord
 from match.stores.elastic import ElasticStore, EngineClient
 from match.stores.elastic import documents as docs
 from match.stores.elastic.search import MAX_QUERY_WORDS
@@ -460,3 +460,31 @@ def test_previous_index_gets_local_fields_on_open(engine_url: str, engine_index:
     reopened = open_store(engine_url, engine_index)  # nothing left to add: opens as usual
     assert [c.filepath for c in reopened.local_candidates(np.array([5]), 10)] == ["new.jpg"]
     reopened.close()
+
+
+def test_pdq_cut_ranks_a_near_copy_above_hashes_sharing_one_neighbour_term(
+    store: ElasticStore,
+) -> None:
+    """The engine keeps only the best-scoring candidates of a lookup. A near copy with no term
+    in common with the query (every 16-bit term changed) still holds several one-bit neighbour
+    terms, while each random record of a crowded index holds at most one: the near copy must
+    outscore the crowd, so a cut far smaller than the crowd still finds it."""
+    rng = np.random.default_rng(31)
+    query = rng.integers(0, 256, 32, dtype=np.uint8)
+    bits = np.unpackbits(query)
+
+    def changed(flips_per_term: list[int]) -> bytes:
+        copy = bits.copy()
+        for term, flips in enumerate(flips_per_term):
+            copy[16 * term + rng.choice(16, flips, replace=False)] ^= 1
+        return np.packbits(copy).tobytes()
+
+    # 28 bits: 4 terms one bit away, 12 terms two bits away, no term in common
+    near = changed([1] * 4 + [2] * 12)
+    # decoys: one term one bit away, every other term 3 bits away (far beyond 31)
+    decoys = [changed(list(np.roll([1] + [3] * 15, n % 16))) for n in range(150)]
+    records = [HashRecord(f"decoy/{n}", packed, 90) for n, packed in enumerate(decoys)]
+    assert store.add_hashes([*records, HashRecord("near", near, 90)]).added == 151
+    store._hashes.candidates = 10
+    hits = store.pdq_search([query.tobytes()], 31, 10)
+    assert [(hit.filepath, hit.distance) for hit in hits] == [("near", 28)]
