@@ -138,6 +138,29 @@ def check_max_distance(value: object) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class PdqLookup:
+    """The checked arguments of a pdq_search or pdq_search_batch."""
+
+    hashes: list[bytes]
+    max_distance: int
+    limit: int
+    collection: str
+
+
+def check_pdq_lookup(
+    hashes: object, max_distance: object, limit: object, collection: object, *, batch: bool
+) -> PdqLookup:
+    """The arguments every store's PDQ lookups take, checked in one place (batch: any number
+    of hashes, each looked up alone; otherwise 1 to 8, one lookup)."""
+    return PdqLookup(
+        check_pdq_batch(hashes) if batch else check_pdq_queries(hashes),
+        check_max_distance(max_distance),
+        non_negative(limit, "limit"),
+        check_collection(collection),
+    )
+
+
 def record_name(record: Any) -> str:
     """The filepath of a record for a failure report, or a description of what it was."""
     filepath = getattr(record, "filepath", None)

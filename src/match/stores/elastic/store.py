@@ -245,16 +245,18 @@ class ElasticStore:
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> list[PdqHit]:
-        queries = checks.check_pdq_queries(hashes)
-        max_distance = checks.check_max_distance(max_distance)
-        limit = checks.non_negative(limit, "limit")
-        collection = check_collection(collection)
+        asked = checks.check_pdq_lookup(hashes, max_distance, limit, collection, batch=False)
         found = self._index.call(
             lambda: self._hashes.lookup(
-                queries, max_distance, collection, where, images=images, hash_only=hash_only
+                asked.hashes,
+                asked.max_distance,
+                asked.collection,
+                where,
+                images=images,
+                hash_only=hash_only,
             )
         )
-        return found[:limit]
+        return found[: asked.limit]
 
     def pdq_search_batch(
         self,
@@ -267,18 +269,20 @@ class ElasticStore:
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> list[list[PdqHit]]:
-        queries = checks.check_pdq_batch(hashes)
-        max_distance = checks.check_max_distance(max_distance)
-        limit = checks.non_negative(limit, "limit")
-        collection = check_collection(collection)
-        if not queries:
+        asked = checks.check_pdq_lookup(hashes, max_distance, limit, collection, batch=True)
+        if not asked.hashes:
             return []
         found = self._index.call(
             lambda: self._hashes.lookup_each(
-                queries, max_distance, collection, where, images=images, hash_only=hash_only
+                asked.hashes,
+                asked.max_distance,
+                asked.collection,
+                where,
+                images=images,
+                hash_only=hash_only,
             )
         )
-        return [hits[:limit] for hits in found]
+        return [hits[: asked.limit] for hits in found]
 
     def prepare(self) -> None:
         """The index created (or given Match's fields) now rather than on the first request."""

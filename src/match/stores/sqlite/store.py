@@ -412,14 +412,11 @@ class SQLiteStore:
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> list[PdqHit]:
-        queries = checks.check_pdq_queries(hashes)
-        max_distance = checks.check_max_distance(max_distance)
-        limit = checks.non_negative(limit, "limit")
-        collection = check_collection(collection)
-        words = as_words(list(queries))
+        asked = checks.check_pdq_lookup(hashes, max_distance, limit, collection, batch=False)
+        words = as_words(asked.hashes)
         hits: list[PdqHit] = []
         with self._db.read() as conn:
-            found = tables.collection_id(conn, collection)
+            found = tables.collection_id(conn, asked.collection)
             if found is None:
                 return []
             for wanted, shared, index, is_hash in (
@@ -429,10 +426,10 @@ class SQLiteStore:
                 if not wanted:
                     continue
                 shared.refresh(conn)
-                near = index.lookup(words, max_distance, found, self.pdq_flips)
+                near = index.lookup(words, asked.max_distance, found, self.pdq_flips)
                 hits += [hit for _, hit in pdq.hits(conn, near, where, hash_only=is_hash)]
         hits.sort(key=_pdq_order)
-        return hits[:limit]
+        return hits[: asked.limit]
 
     def pdq_search_batch(
         self,
@@ -445,16 +442,13 @@ class SQLiteStore:
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> list[list[PdqHit]]:
-        queries = checks.check_pdq_batch(hashes)
-        max_distance = checks.check_max_distance(max_distance)
-        limit = checks.non_negative(limit, "limit")
-        collection = check_collection(collection)
-        each: list[list[PdqHit]] = [[] for _ in queries]
-        if not queries:
+        asked = checks.check_pdq_lookup(hashes, max_distance, limit, collection, batch=True)
+        each: list[list[PdqHit]] = [[] for _ in asked.hashes]
+        if not asked.hashes:
             return each
-        words = as_words(queries)
+        words = as_words(asked.hashes)
         with self._db.read() as conn:
-            found = tables.collection_id(conn, collection)
+            found = tables.collection_id(conn, asked.collection)
             if found is None:
                 return each
             for wanted, shared, index, is_hash in (
@@ -465,16 +459,16 @@ class SQLiteStore:
                     continue
                 shared.refresh(conn)
                 # every query's probes in one gather, every record found read once
-                asked, ids, distances = index.lookup_each(
-                    words, max_distance, found, self.pdq_flips
+                owners, ids, distances = index.lookup_each(
+                    words, asked.max_distance, found, self.pdq_flips
                 )
                 near = (ids, distances, np.zeros(len(ids), dtype=np.int64))
-                owners = asked.tolist()
+                owners = owners.tolist()
                 for n, hit in pdq.hits(conn, near, where, hash_only=is_hash):
                     each[owners[n]].append(hit)
         for hits in each:
             hits.sort(key=_pdq_order)
-            del hits[limit:]
+            del hits[asked.limit :]
         return each
 
     def ping(self) -> None:
