@@ -53,8 +53,8 @@ FLAT_MIN_SCORE = 70.0
 """The score a signature link needs when either image is near-featureless (its PDQ quality below
 MATCH_PDQ_MIN_QUALITY): the signature of a flat wallpaper or a smooth gradient is a few coarse
 ramps that unrelated flat images share. On the dev photos such links between different pictures
-scored 60.2-66.3, and no true pair was lost; copies of a flat gradient (half size, greyscale,
-cropped) score 77.6-84.2 (docs/duplicates.md)."""
+scored 60.2-70.0, and no family lost a pair (the true links under 70 were copy-to-copy); copies
+of a flat gradient (half size, greyscale, cropped) score 77.6-84.2 (docs/duplicates.md)."""
 NEIGHBOURS = 100
 """Matches kept per image searched (the search API's default limit): a member of a group is one
 of its keeper's matches, so no group has more members than this."""
