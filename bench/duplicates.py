@@ -35,7 +35,8 @@ copy of the harness (``match add`` of the three folders, keys ``originals/<id>.j
 ``min_score`` values by each keeper rule (``--keepers``) and compares the groups with the ground
 truth (each original with its copies): precision and recall of pairs per family (pairs with an
 image of that family), how often the keeper is the original, and the groups holding images of
-two originals (or of a distractor and an original).
+two originals (or of a distractor and an original); each with the flat-image rule
+(service/duplicates.flat_link) and without it, side by side.
 """
 
 from __future__ import annotations
@@ -340,10 +341,13 @@ def accuracy(args: argparse.Namespace) -> None:
         for a, b in itertools.combinations(paths, 2):
             for family in {truth[a][1], truth[b][1]}:
                 true_pairs[family] += 1
-    for keeper in args.keepers:
-        for min_score in args.min_scores:
-            rule = KeeperRule.parse(keeper)
-            report(links, truth, true_pairs, settings.match_distance_cutoff, min_score, rule)
+    # with the flat-image rule (service/duplicates.flat_link) and without it, side by side
+    for low_quality in (settings.match_pdq_min_quality, None):
+        for keeper in args.keepers:
+            for min_score in args.min_scores:
+                rule = KeeperRule.parse(keeper)
+                cutoff = settings.match_distance_cutoff
+                report(links, truth, true_pairs, cutoff, min_score, rule, low_quality)
 
 
 def report(
@@ -353,8 +357,9 @@ def report(
     cutoff: float,
     min_score: float,
     rule: KeeperRule,
+    low_quality: int | None,
 ) -> None:
-    groups = group(links, rule, cutoff, min_score)
+    groups = group(links, rule, cutoff, min_score, low_quality=low_quality)
     grouped, right = Counter(), Counter()
     impure = []
     keeper_is_original = 0
@@ -369,7 +374,10 @@ def report(
             for family in {truth[a][1], truth[b][1]}:
                 grouped[family] += 1
                 right[family] += same
-    print(f"\n-- min_score {min_score:g}, keeper {rule}: {len(groups)} groups --")
+    flat = "off" if low_quality is None else f"PDQ quality < {low_quality}"
+    print(
+        f"\n-- min_score {min_score:g}, keeper {rule}, flat-image rule {flat}: {len(groups)} groups"
+    )
     print(f"{'family':22} {'precision':>9} {'recall':>7}  pairs grouped / true")
     order = ["original", *sorted(f for f in true_pairs if f not in ("original", "distractor"))]
     for family in order:
@@ -396,7 +404,7 @@ def report(
         f"{len(impure)}; groups with a distractor: {with_distractor}; keeper is the original "
         f"in {keeper_is_original} of {len(groups)} groups"
     )
-    for found in [g for g in impure if _cause(g, truth) != "shared overlays only"][:5]:
+    for found in [g for g in impure if _cause(g, truth) != "shared overlays only"][:12]:
         print(
             f"  {found.keeper}: "
             + ", ".join(

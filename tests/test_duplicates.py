@@ -216,6 +216,33 @@ def test_a_chain_of_partial_matches_is_not_one_group(admin: Keyed, photo_paths: 
     assert {m["filepath"] for m in group["members"]} == {"left.jpg", "right.jpg"}
 
 
+def gradient(curve: Any) -> Image.Image:
+    """A flat, featureless picture: a brown ramp from left to right along ``curve`` (0 to 1)."""
+    x = np.linspace(0.0, 1.0, 320)[None, :].repeat(240, axis=0)
+    value = 100 + 60 * curve(x)
+    return Image.fromarray(np.stack([value, value * 0.9, value * 0.8], -1).astype(np.uint8))
+
+
+def test_a_signature_link_between_flat_images_needs_a_higher_score(admin: Keyed) -> None:
+    """Two different smooth gradients (PDQ quality near 0) match by signature in the 60s, as
+    unrelated flat wallpapers do: the search answers it, the duplicates do not group it; a
+    half-size copy of one, scoring above FLAT_MIN_SCORE (70), is still its duplicate."""
+    collection = unique("flat")
+    ramp = gradient(lambda x: x)
+    admin.put("ramp.jpg", jpeg(ramp), collection)
+    admin.put("ramp-small.jpg", jpeg(ramp.resize((160, 120))), collection)
+    step = gradient(lambda x: 1 / (1 + np.exp(-(x - 0.3) * 8)))  # a soft step, not a ramp
+    admin.put("step.jpg", jpeg(step), collection)
+    results = admin.ok("POST", "/search", data={"filepath": "ramp.jpg", "collection": collection})
+    found = {r["filepath"]: r for r in results}
+    assert found["step.jpg"]["method"] == "signature" and found["step.jpg"]["pdq_quality"] < 50
+    assert 60 <= found["step.jpg"]["score"] < 70 <= found["ramp-small.jpg"]["score"] < 80
+    body = admin.duplicates(collection=collection)
+    assert [(g["keeper"], [m["filepath"] for m in g["members"]]) for g in body["result"]] == [
+        ("ramp.jpg", ["ramp-small.jpg"])
+    ]
+
+
 def test_since_answers_only_the_groups_of_new_images(admin: Keyed, photo_paths: list[Path]) -> None:
     collection = unique("since")
     first = copies(photo_paths[3])

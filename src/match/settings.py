@@ -221,7 +221,9 @@ SETTINGS: tuple[Setting, ...] = (
         "50",
         _quality,
         "PDQ hashes of lower quality (0-100) are flagged in results and never the only "
-        "evidence of a match unless a search sets `pdq_low_quality=true`.",
+        "evidence of a match unless a search sets `pdq_low_quality=true`; in the duplicates, "
+        "a signature link with an image of lower quality needs a score of 70 "
+        "(docs/duplicates.md).",
     ),
     Setting(
         "MATCH_PDQ_PROBE_RADIUS",

@@ -14,7 +14,8 @@
    member is linked to its keeper, never only to another member, so a chain A~B~C of partial
    matches where A and C do not match never puts A and C together, and a group is never bigger
    than one image's matches. The keeper outranks its members by the rule, and ``reason`` says
-   why it was chosen.
+   why it was chosen. A signature link with a near-featureless image (PDQ quality below
+   MATCH_PDQ_MIN_QUALITY) is weak evidence: it needs FLAT_MIN_SCORE (``flat_link``).
 3. **Incremental.** With ``since``, only the images added after it are searched, then the images
    they matched (so that a group around an old keeper is whole), and only the groups holding a
    new image are answered; ``next_since`` is what to pass next time.
@@ -48,6 +49,12 @@ MIN_SCORE = 60.0
 """The default score a member needs: on the dev photos, 60 keeps every pair of the edits that
 share no overlay with other photos right (precision 1.000, against 0.98-0.99 at the search's own
 floor of 55) for a recall 0.002 lower (docs/duplicates.md)."""
+FLAT_MIN_SCORE = 70.0
+"""The score a signature link needs when either image is near-featureless (its PDQ quality below
+MATCH_PDQ_MIN_QUALITY): the signature of a flat wallpaper or a smooth gradient is a few coarse
+ramps that unrelated flat images share. On the dev photos such links between different pictures
+scored 60.2-70.0, and no family lost a pair (the true links under 70 were copy-to-copy); copies
+of a flat gradient (half size, greyscale, cropped) score 77.6-84.2 (docs/duplicates.md)."""
 NEIGHBOURS = 100
 """Matches kept per image searched (the search API's default limit): a member of a group is one
 of its keeper's matches, so no group has more members than this."""
@@ -360,9 +367,11 @@ def group(
     cutoff: float,
     min_score: float,
     touching: set[str] | None = None,
+    low_quality: int | None = pdq.QUALITY_THRESHOLD,
 ) -> list[Group]:
     """Groups around keepers (the module's step 2); with ``touching``, only the groups holding
-    one of those images. Larger groups first, then by keeper."""
+    one of those images; ``low_quality``: the PDQ quality under which an image is
+    near-featureless (``flat_link``; None: no such rule). Larger groups first, then by keeper."""
     graph = links.neighbours()
     taken: set[str] = set()
     groups = []
@@ -372,7 +381,12 @@ def group(
             continue
         taken.add(path)
         members = [links.link(path, other) for other in graph[path] if other not in taken]
-        members = [m for m in members if is_match(m.score, cutoff, min_score)]
+        members = [
+            m
+            for m in members
+            if is_match(m.score, cutoff, min_score)
+            and not flat_link(m, keeper, links.images[m.filepath], low_quality)
+        ]
         if not members:
             continue
         members.sort(key=lambda m: (-m.score, m.filepath))
@@ -383,6 +397,18 @@ def group(
         groups.append(Group(path, rule.reason(keeper, others), members))
     groups.sort(key=lambda g: (-len(g.members), g.keeper))
     return groups
+
+
+def flat_link(link: Match, keeper: Image, member: Image, low_quality: int | None) -> bool:
+    """Whether ``link`` is a signature match under FLAT_MIN_SCORE with an image whose PDQ quality
+    is below ``low_quality``: a near-featureless image (a flat wallpaper, a gradient), whose
+    signature unrelated flat images share, as PDQ says of its own hashes of low quality. Local
+    matches need inliers, which such images barely have, so they are left as they are; an image
+    of unknown quality (a record stored without a PDQ hash) does not count as near-featureless."""
+    if low_quality is None or link.method != "signature" or link.score >= FLAT_MIN_SCORE:
+        return False
+    qualities = [q for q in (keeper.pdq_quality, member.pdq_quality) if q is not None]
+    return bool(qualities) and min(qualities) < low_quality
 
 
 # -- the searches -------------------------------------------------------------------------------
@@ -503,7 +529,15 @@ def find_duplicates(
             links.add(image, matches)
             searched += 1
             report(searched, total)
-    groups = group(links, rule, matcher.settings.match_distance_cutoff, min_score, touching)
+    settings = matcher.settings
+    groups = group(
+        links,
+        rule,
+        settings.match_distance_cutoff,
+        min_score,
+        touching,
+        settings.match_pdq_min_quality,
+    )
     next_since = since_text(since) if newest is None else f"seq:{newest}"
     return Duplicates(groups, searched, next_since)
 
