@@ -49,6 +49,7 @@ import numpy as np
 from match import pdq
 from match.pdq.codec import as_words
 from match.stores.base import HashRecord
+from processes import tree_cpu
 
 HMA_LOOKUPS_PER_SECOND = 4000
 BATCH = 20_000
@@ -245,22 +246,6 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
     sys.exit("match serve did not answer /ping in time")
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children so far, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, pending = 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
 def over_http(
     url: str, server: int, asked: list[bytes], clients: int, batch: int
 ) -> tuple[list[float], list[list[str]], float, float]:
@@ -318,6 +303,7 @@ class Mode:
     found: list[list[str]]  # in the order asked
     cpu: float  # seconds, of the processes doing the lookups
     busy: float  # seconds the lookups took, start-up excluded
+    engine_cpu: float | None = None  # seconds of the engine's process (--engine-pid), warm-up in
 
 
 def from_pool(
@@ -377,13 +363,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--batch", type=int, default=1000, help="hashes a batch (0: none)")
     parser.add_argument("--http", action="store_true", help="also through match serve")
+    parser.add_argument(
+        "--engine-pid",
+        type=int,
+        help="the engine's process (scripts/engines.py status): its CPU time a lookup too",
+    )
     parser.add_argument("--reference", help="another checkout's src: its one-hash lookups too")
     parser.add_argument(
         "--reference-data",
         help="the same store for --reference, if its segments are another format (a copy)",
     )
     args = parser.parse_args()
-    if not args.url:  # an engine run keeps nothing on disk
+    if not args.url:  # an engine run keeps nothing on disk but, with --data, the truth
         args.data = args.data or tempfile.mkdtemp(prefix="bench-pdq-")
     where = args.url or args.data
     print(f"store: {'engine ' + args.url + ' index ' + args.index if args.url else where}")
@@ -407,13 +398,16 @@ def main() -> None:
     asked = queries(stored, args.queries, args.seed)
     shares = [asked[p :: args.procs] for p in range(args.procs)]
     modes = []
+    engine = args.engine_pid if args.url else None
     with multiprocessing.get_context("spawn").Pool(args.procs) as pool:
-        answers = pool.map(_worker, [(args, share) for share in shares])
-        modes.append(from_pool("library, one hash a lookup", answers, len(asked), args.procs))
-        if args.batch:
-            answers = pool.map(_batch_worker, [(args, share) for share in shares])
-            name = f"library, batches of {args.batch}"
+        for name, worker in [("library, one hash a lookup", _worker)] + (
+            [(f"library, batches of {args.batch}", _batch_worker)] if args.batch else []
+        ):
+            before = tree_cpu(engine) if engine else 0.0
+            answers = pool.map(worker, [(args, share) for share in shares])
             modes.append(from_pool(name, answers, len(asked), args.procs))
+            if engine:
+                modes[-1].engine_cpu = tree_cpu(engine) - before
     if args.reference:
         commit = subprocess.run(
             ["git", "-C", args.reference, "rev-parse", "--short", "HEAD"],
@@ -436,10 +430,12 @@ def main() -> None:
             server.terminate()
             server.wait(60)
     lookup_load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    # the truth depends on the population and the queries only: an engine run keeps it too
+    # when given --data
     cached = (
-        None
-        if args.url
-        else Path(args.data) / f"truth-{args.count}-{args.queries}-{args.seed}.json"
+        Path(args.data) / f"truth-{args.count}-{args.queries}-{args.seed}.json"
+        if args.data
+        else None
     )
     if cached is not None and cached.exists():  # the same population and queries: the same truth
         truth, brute_rate = [set(t) for t in json.loads(cached.read_text())], None
@@ -460,7 +456,12 @@ def main() -> None:
         print(
             f"  {mode.name}:\n"
             f"    {len(asked) / mode.busy:,.0f} lookups/s; CPU {cpu_ms:.3f} ms a lookup (at most "
-            f"{1000 / cpu_ms:,.0f} lookups/s a core were the cores free)\n"
+            f"{1000 / cpu_ms:,.0f} lookups/s a core were the cores free)"
+        )
+        if mode.engine_cpu is not None:  # the warm-up's lookups are in it too
+            engine_ms = mode.engine_cpu / (len(asked) + args.procs * WARM) * 1000
+            print(f"    the engine's own CPU {engine_ms:.3f} ms a lookup (warm-up included)")
+        print(
             f"    latency of a request p50 {np.percentile(latencies, 50):.2f} ms, p99 "
             f"{np.percentile(latencies, 99):.2f} ms; recall at <= 31 vs brute force "
             f"{hit}/{pairs} = {hit / max(pairs, 1):.4f} (returned beyond 31: {false})"

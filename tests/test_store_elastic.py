@@ -462,29 +462,58 @@ def test_previous_index_gets_local_fields_on_open(engine_url: str, engine_index:
     reopened.close()
 
 
+def changed_terms(query: bytes, flips_per_term: list[int], rng: np.random.Generator) -> bytes:
+    """The hash with this many bits flipped in each of its 16 terms."""
+    bits = np.unpackbits(np.frombuffer(query, dtype=np.uint8))
+    for term, flips in enumerate(flips_per_term):
+        bits[16 * term + rng.choice(16, flips, replace=False)] ^= 1
+    return np.packbits(bits).tobytes()
+
+
 def test_pdq_cut_ranks_a_near_copy_above_hashes_sharing_one_neighbour_term(
     store: ElasticStore,
 ) -> None:
     """The engine keeps only the best-scoring candidates of a lookup. A near copy with no term
     in common with the query (every 16-bit term changed) still holds several one-bit neighbour
-    terms, while each random record of a crowded index holds at most one: the near copy must
-    outscore the crowd, so a cut far smaller than the crowd still finds it."""
+    terms, while each record of this crowd holds one: the near copy must outscore the crowd, so
+    a cut far smaller than the crowd still finds it."""
     rng = np.random.default_rng(31)
-    query = rng.integers(0, 256, 32, dtype=np.uint8)
-    bits = np.unpackbits(query)
-
-    def changed(flips_per_term: list[int]) -> bytes:
-        copy = bits.copy()
-        for term, flips in enumerate(flips_per_term):
-            copy[16 * term + rng.choice(16, flips, replace=False)] ^= 1
-        return np.packbits(copy).tobytes()
-
+    query = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
     # 28 bits: 4 terms one bit away, 12 terms two bits away, no term in common
-    near = changed([1] * 4 + [2] * 12)
-    # decoys: one term one bit away, every other term 3 bits away (far beyond 31)
-    decoys = [changed(list(np.roll([1] + [3] * 15, n % 16))) for n in range(150)]
-    records = [HashRecord(f"decoy/{n}", packed, 90) for n, packed in enumerate(decoys)]
+    near = changed_terms(query, [1] * 4 + [2] * 12, rng)
+    # the crowd: one term one bit away, every other term 3 bits away (far beyond 31)
+    crowd = [changed_terms(query, list(np.roll([1] + [3] * 15, n)), rng) for n in range(150)]
+    records = [HashRecord(f"crowd/{n}", packed, 90) for n, packed in enumerate(crowd)]
     assert store.add_hashes([*records, HashRecord("near", near, 90)]).added == 151
     store._hashes.candidates = 10
-    hits = store.pdq_search([query.tobytes()], 31, 10)
+    hits = store.pdq_search([query], 31, 10)
     assert [(hit.filepath, hit.distance) for hit in hits] == [("near", 28)]
+
+
+def test_pdq_lookup_in_a_large_index_keeps_every_record_within_29_bits(
+    store: ElasticStore,
+) -> None:
+    """An index so large that the records sharing one probe term with a query would overflow
+    the cut (here a cut of 10 in an index of 3,003 records) is asked for 3 points at least:
+    every record within 29 bits scores that much, whatever its spread over the terms; a record
+    at 31 bits with a single term one bit away and all others two (score 1, about 1 in 10,000
+    of random 31-bit changes) is the price, documented in docs/pdq.md."""
+    rng = np.random.default_rng(29)
+    query = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
+    close = {
+        "d29": changed_terms(query, [1] * 3 + [2] * 13, rng),  # score 3, the least within 29
+        "d31-spread": changed_terms(query, [1] + [2] * 15, rng),  # score 1
+        "d12": changed_terms(query, [1] * 12 + [0] * 4, rng),  # score 20
+    }
+    noise = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes() for _ in range(3000)]
+    # in another collection: the index is large, the lookup's scope small, so only the
+    # min_score (not the cut) can leave d31-spread out
+    records = [HashRecord(f"{n}", packed, 90, None, "noise") for n, packed in enumerate(noise)]
+    records += [HashRecord(name, packed, 90) for name, packed in close.items()]
+    assert store.add_hashes(records).added == 3003
+    store._hashes.candidates = 10
+    hits = store.pdq_search([query], 31, 10)
+    assert [(hit.filepath, hit.distance) for hit in hits] == [("d12", 12), ("d29", 29)]
+    store._hashes.candidates = 5000  # the whole low tier fits: exact again
+    hits = store.pdq_search([query], 31, 10)
+    assert [hit.filepath for hit in hits] == ["d12", "d29", "d31-spread"]

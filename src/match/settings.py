@@ -230,8 +230,9 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         _probe_radius,
         "1: PDQ lookups probe each term and its neighbours so that every hash within 31 bits is "
-        "found; 0: every hash within 15 bits and ~99% up to 31, 6 (embedded, 10M) to 10 "
-        "(engines) times faster; engines at 10M: use 0 (docs/pdq.md).",
+        "found (an engine index past ~500k records: every hash within 29 and all but ~1 in "
+        "10,000 at 30-31); 0: every hash within 15 bits and ~99% up to 31, 6 times faster on "
+        "the embedded store at 10M, slower on an engine there (docs/pdq.md).",
     ),
     Setting(
         "MATCH_PDQ_BATCH_MAX",

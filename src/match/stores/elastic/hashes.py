@@ -10,11 +10,14 @@ here by exact Hamming distance. The score bounds the distance: every other posit
 at least 2 bits, so d >= 32 - (2e + n), and a record within 29 bits scores 3 or more, which a
 random hash almost never does (at 10M records about 10 do; ~2,500 score 2, ~39,000 score 1).
 So the cut keeps every record within 29 bits while fewer than PDQ_CANDIDATES score 3 or more,
-and most at 30 or 31 (docs/pdq.md measures it).
+and most at 30 or 31 (docs/pdq.md measures it). In a large index the 1-2 point tier alone
+overflows the cut, which would then keep an arbitrary part of it: lookups there ask for 3
+points at least (``min_score``), and fetch a few documents instead of PDQ_CANDIDATES.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +45,14 @@ _SOURCE = ["path", "metadata", "pdq", "pdq_quality", "width", "height"]
 _ANY_INDEX = {"ignore_unavailable": "true", "allow_no_indices": "true"}  # no hashes yet
 MSEARCH = 200
 """Lookups per _msearch of a batch (each answers up to PDQ_CANDIDATES documents)."""
+NEAR_SCORE = 3
+"""The least score of a record within 29 bits of a query (d >= 32 - score)."""
+PROBE_SHARE = 16 * (1 + pdq.TERM_BITS) / 2**pdq.TERM_BITS
+"""The chance that a random record holds one of a query hash's 272 probe terms: the share of
+an index in a lookup's 1-2 point tier (about 1 in 241)."""
+COUNT_SECONDS = 300.0
+"""How long a process trusts its count of the indexes' records (only its order of size
+matters)."""
 
 
 def hash_mapping() -> dict[str, Any]:
@@ -65,6 +76,7 @@ class HashStore:
         self.images = images
         self.flips = flips  # the probing radius (match.pdq.terms)
         self.candidates = PDQ_CANDIDATES
+        self._counted: dict[str, tuple[float, int]] = {}  # indexes -> (when, records)
         self.name = f"{images.name}-hashes"
         self._ready = False
         self._seq = docs.SeqClock()
@@ -169,7 +181,7 @@ class HashStore:
         names = self._names(images, hash_only)
         if not names:
             return []
-        body = self._body(queries, collection, where)
+        body = self._body(queries, collection, where, self._records(names))
         _, found = self.images.client.request(
             "POST", f"/{','.join(names)}/_search", body=body, params=_ANY_INDEX
         )
@@ -194,8 +206,9 @@ class HashStore:
             chunk = queries[start : start + MSEARCH]
             lines: list[Any] = []
             header = {"index": ",".join(names), **_ANY_INDEX}
+            records = self._records(names)
             for packed in chunk:
-                lines += [header, self._body([packed], collection, where)]
+                lines += [header, self._body([packed], collection, where, records)]
             _, body = self.images.client.request("POST", "/_msearch", lines=lines)
             for packed, response in zip(chunk, body["responses"], strict=True):
                 if "error" in response:
@@ -206,8 +219,18 @@ class HashStore:
     def _names(self, images: bool, hash_only: bool) -> list[str]:
         return ([self.images.ready()] if images else []) + ([self.name] if hash_only else [])
 
+    def _records(self, names: list[str]) -> int:
+        """The records of these indexes, counted at most every COUNT_SECONDS."""
+        key = ",".join(names)
+        when, records = self._counted.get(key, (-COUNT_SECONDS, 0))
+        if time.monotonic() - when >= COUNT_SECONDS:
+            _, found = self.images.client.request("GET", f"/{key}/_count", params=_ANY_INDEX)
+            records = int(found["count"])
+            self._counted[key] = (time.monotonic(), records)
+        return records
+
     def _body(
-        self, queries: Sequence[bytes], collection: str, where: Filter | None
+        self, queries: Sequence[bytes], collection: str, where: Filter | None, records: int
     ) -> dict[str, Any]:
         exact = sorted({t for packed in queries for t in docs.pdq_terms(packed)})
         should: list[dict[str, Any]] = [
@@ -219,7 +242,7 @@ class HashStore:
                 {"constant_score": {"filter": {"terms": {docs.PDQ_TERMS_FIELD: near}}, "boost": 1}}
                 for near in _neighbours_by_position(queries, set(exact))
             ]
-        return {
+        body = {
             "size": self.candidates,
             "_source": _SOURCE,
             "track_total_hits": False,
@@ -231,6 +254,9 @@ class HashStore:
                 }
             },
         }
+        if self.flips and len(queries) * records * PROBE_SHARE > self.candidates:
+            body["min_score"] = NEAR_SCORE  # the low tier would overflow the cut anyway
+        return body
 
     def _ranked(
         self, queries: Sequence[bytes], found: list[dict[str, Any]], max_distance: int
