@@ -33,6 +33,7 @@ from match.local.features import (
     LEGACY,
     MAX_KEYPOINTS,
     SPLIT_QUERY,
+    STORED_800,
     Extraction,
     keypoints,
 )
@@ -266,6 +267,43 @@ def test_verifying_many_targets_at_once_is_verifying_each(
                 assert a.inliers == b.inliers and np.array_equal(a.matrix, b.matrix)
 
 
+def _plain_quantise(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Words and bits as they were computed before quantise was made faster: the nearest top
+    centroid, then the nearest of its leaves; the signs of the projected residual, summed."""
+    vocab = vocabulary()
+    top_norms = np.einsum("kd,kd->k", vocab.top, vocab.top)
+    top = np.argmin(top_norms - 2.0 * descriptors @ vocab.top.T, axis=1)
+    words = np.empty(len(descriptors), np.uint32)
+    for cluster in np.unique(top):
+        members = np.flatnonzero(top == cluster)
+        leaves = vocab.leaves[cluster]
+        norms = np.einsum("kd,kd->k", leaves, leaves)
+        block = descriptors[members]
+        nearest = np.argmin(norms - 2.0 * block @ leaves.T, axis=1)
+        words[members] = cluster * len(leaves) + nearest
+    residuals = descriptors - vocab.leaves.reshape(-1, descriptors.shape[1])[words]
+    signs = (residuals @ vocab.projection.T > 0).astype(np.uint64)
+    bits = (signs * (np.uint64(1) << np.arange(64, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+    return words, bits
+
+
+def test_quantise_gives_the_words_and_bits_of_the_plain_computation(
+    photo_paths: list[Path],
+) -> None:
+    # stored words and bits must not change with the code that computes them: features stored
+    # before must still match the same image's features extracted now
+    for path in photo_paths[:6]:
+        descriptors = keypoints(decode_pixels(path)).descriptors
+        words, bits = vocabulary().quantise(descriptors)
+        plain_words, plain_bits = _plain_quantise(descriptors)
+        assert words.dtype == np.uint32 and bits.dtype == np.uint64
+        assert np.array_equal(words, plain_words) and np.array_equal(bits, plain_bits)
+        near_words, near_bits, source = vocabulary().quantise_near(descriptors, 2, 1.15)
+        first = np.searchsorted(source, np.arange(len(descriptors)))
+        assert np.array_equal(near_words[first], plain_words)
+        assert np.array_equal(near_bits[first], plain_bits)
+
+
 def test_multiple_assignment_keeps_the_nearest_word_first(photo: Path) -> None:
     descriptors = keypoints(decode_pixels(photo)).descriptors
     words, bits = vocabulary().quantise(descriptors)
@@ -293,12 +331,14 @@ def test_a_query_with_several_words_per_keypoint_matches_each_keypoint_once(
     assert verified is not None and alone is not None and verified.inliers >= alone.inliers
 
 
+@pytest.mark.parametrize("stored", [LEGACY, STORED_800], ids=["legacy", "800"])
 @pytest.mark.parametrize("extraction", [SPLIT_QUERY, CHEAP_QUERY], ids=["fine", "cheap"])
-def test_a_query_extracted_otherwise_finds_features_stored_with_the_legacy_extraction(
-    photo: Path, extraction: Extraction
+def test_a_query_extracted_otherwise_finds_features_stored_with_an_earlier_extraction(
+    photo: Path, extraction: Extraction, stored: Extraction
 ) -> None:
-    # stores filled before issue 13 hold legacy features: both passes of a search find them
-    stored_before = local_features(decode_pixels(photo), LEGACY)
+    # stores filled before issue 13 hold legacy features, those filled on 2026-12-07 features
+    # with 800 described: both passes of a search find them
+    stored_before = local_features(decode_pixels(photo), stored)
     query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), extraction)
     verified = verify(query, stored_before)
     assert verified is not None and verified.inliers >= 20

@@ -27,7 +27,9 @@ class Vocabulary:
         self.projection = projection.astype(np.float32)
         self._top_norms = np.einsum("kd,kd->k", self.top, self.top)
         self._leaf_norms = np.einsum("tkd,tkd->tk", self.leaves, self.leaves)
-        self._bit_weights = (1 << np.arange(64, dtype=np.uint64)).astype(np.uint64)
+        # -2 x each cluster's leaves, transposed and contiguous: a leaf distance is then one
+        # product and one sum (scaling by -2 is exact, so the distances are the same floats)
+        self._minus_two_leaves_t = np.ascontiguousarray(-2.0 * self.leaves.transpose(0, 2, 1))
 
     def quantise(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n,) uint32 words and (n,) uint64 Hamming-embedding bits of (n, 128) descriptors."""
@@ -39,24 +41,24 @@ class Vocabulary:
     def _quantise(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         top = np.argmin(self._top_norms - 2.0 * descriptors @ self.top.T, axis=1)
         # grouped by top cluster: one small product per cluster present, instead of gathering
-        # a (n, 128, 128) block of leaves
+        # a (n, 128, 128) block of leaves. The loop is most of the time: it does only that.
         order = np.argsort(top, kind="stable")
         grouped = descriptors[order]
-        clusters, starts = np.unique(top[order], return_index=True)
-        ends = np.append(starts[1:], len(order))
-        words = np.empty(len(order), np.uint32)
-        residuals = np.empty_like(grouped)
-        for cluster, start, end in zip(clusters, starts, ends, strict=True):
-            block, leaves = grouped[start:end], self.leaves[cluster]
-            nearest = np.argmin(self._leaf_norms[cluster] - 2.0 * block @ leaves.T, axis=1)
-            words[start:end] = cluster * len(leaves) + nearest
-            residuals[start:end] = block - leaves[nearest]
-        signs = (residuals @ self.projection.T) > 0
-        bits = (signs.astype(np.uint64) * self._bit_weights).sum(axis=1, dtype=np.uint64)
+        tops = top[order]
+        clusters, starts = np.unique(tops, return_index=True)
+        ends = np.append(starts[1:], len(order)).tolist()
+        nearest = np.empty(len(order), np.intp)
+        norms, leaves_t = self._leaf_norms, self._minus_two_leaves_t
+        for cluster, start, end in zip(clusters.tolist(), starts.tolist(), ends, strict=True):
+            distances = norms[cluster] + grouped[start:end] @ leaves_t[cluster]
+            nearest[start:end] = np.argmin(distances, axis=1)
+        leaves_per_top = self.leaves.shape[1]
+        words = (tops * leaves_per_top + nearest).astype(np.uint32)
+        residuals = grouped - self.leaves.reshape(-1, grouped.shape[1])[words]
+        bits = _packed(residuals @ self.projection.T > 0)
         unsorted = np.empty_like(order)
         unsorted[order] = np.arange(len(order))
-        words, bits = words[unsorted], bits[unsorted]
-        return words, bits
+        return words[unsorted], bits[unsorted]
 
     def quantise_near(
         self, descriptors: np.ndarray, assignments: int, ratio: float
@@ -105,9 +107,12 @@ class Vocabulary:
         source = np.repeat(np.arange(n), keep.sum(axis=1))
         near_words = np.take_along_axis(words, closest, axis=1)[keep].astype(np.uint32)
         residuals = descriptors[source] - self.leaves.reshape(-1, descriptors.shape[1])[near_words]
-        signs = (residuals @ self.projection.T) > 0
-        bits = (signs.astype(np.uint64) * self._bit_weights).sum(axis=1, dtype=np.uint64)
-        return near_words, bits, source
+        return near_words, _packed(residuals @ self.projection.T > 0), source
+
+
+def _packed(signs: np.ndarray) -> np.ndarray:
+    """(n,) uint64 of (n, 64) booleans, column i as bit i."""
+    return np.packbits(signs, axis=1, bitorder="little").view("<u8").ravel().astype(np.uint64)
 
 
 # RootSIFT components lie in [0, 1]: centroids are stored in 1/255 steps (2 MB instead of 8),
