@@ -68,6 +68,7 @@ from match.stores.elastic import ElasticStore, EngineClient, bodies
 from match.stores.filters import DEFAULT_COLLECTION
 from match.stores.sqlite import SQLiteStore
 from partial import QueryImage, Timing, timed
+from processes import tree_cpu
 from shared_photos import PHOTOS, photos_dir
 from store import disk_bytes, ms, synthetic
 
@@ -366,11 +367,13 @@ def memory_bench(args: argparse.Namespace) -> None:
             answer.raise_for_status()
             return time.perf_counter() - began
 
+        cpu = tree_cpu(server.pid)
         with ThreadPoolExecutor(args.workers) as pool:
             took = list(pool.map(search, queries))
+        cpu = tree_cpu(server.pid) - cpu
         print(
             f"{len(queries)} searches at concurrency {args.workers}: p50 {ms(took, 0.5)} ms, "
-            f"p99 {ms(took, 0.99)} ms"
+            f"p99 {ms(took, 0.99)} ms; the server's CPU {cpu / len(queries) * 1000:.0f} ms a search"
         )
         print(f"after them: {_memory(server.pid)}")
     finally:
