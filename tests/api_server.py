@@ -12,6 +12,7 @@ Test modules import the fixtures they use from here.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -62,18 +63,35 @@ def beyond_hardening_stores(item: pytest.Item) -> bool:
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)
-def store_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> StoreEnv:
-    """A factory of environments, each naming a fresh empty store of the kind under test."""
+def store_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreEnv]:
+    """A factory of environments, each naming a fresh empty store of the kind under test; an
+    engine's indexes are deleted when the session ends, so that repeated runs leave none."""
     if request.param == "embedded":
-        return lambda: {"MATCH_DATA_DIR": str(tmp_path_factory.mktemp("store") / "data")}
+        yield lambda: {"MATCH_DATA_DIR": str(tmp_path_factory.mktemp("store") / "data")}
+        return
     engine_url = request.getfixturevalue("engine_session").url(request.param.split(":", 1)[1])
-    return lambda: {
-        "ELASTICSEARCH_URL": engine_url,
-        "ELASTICSEARCH_INDEX": f"match-api-{uuid.uuid4().hex[:12]}",
-        # deletes and metadata updates wait for the next refresh: a short interval keeps the
-        # suite fast (adds refresh the index themselves)
-        "ELASTICSEARCH_REFRESH_INTERVAL": "200ms",
-    }
+    named: list[str] = []
+
+    def environment() -> dict[str, str]:
+        named.append(f"match-api-{uuid.uuid4().hex[:12]}")
+        return {
+            "ELASTICSEARCH_URL": engine_url,
+            "ELASTICSEARCH_INDEX": named[-1],
+            # deletes and metadata updates wait for the next refresh: a short interval keeps
+            # the suite fast (adds refresh the index themselves)
+            "ELASTICSEARCH_REFRESH_INTERVAL": "200ms",
+        }
+
+    yield environment
+    for name in named:  # by name: Elasticsearch 8 refuses wildcard deletes by default
+        with contextlib.suppress(httpx.HTTPError):  # an engine gone leaves nothing to tidy
+            httpx.delete(
+                f"{engine_url}/{name},{name}-hashes",
+                params={"ignore_unavailable": "true"},
+                timeout=60,
+            )
 
 
 def free_port() -> int:
