@@ -3,13 +3,14 @@ differ from the environment (as a CLI option would make them)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from api_server import Api, MatchServer, free_port
-from match.http.server import export_settings
+from api_server import Api, MatchServer, free_port, worker_pids
+from match.http.server import WORKER_MALLOC_ARENAS, export_settings
 from match.settings import SETTINGS, Settings
 
 
@@ -54,6 +55,14 @@ def test_serve_gives_its_settings_to_every_worker(tmp_path: Path, photo_paths: l
         api.add("served.jpg", photo_paths[0].read_bytes())
         for _ in range(10):  # whichever worker answers uses the same store
             assert api.ok("GET", "/count") == [1]
+        # and every worker starts with glibc's arenas limited (an operator's value wins)
+        arenas = os.environ.get("MALLOC_ARENA_MAX", WORKER_MALLOC_ARENAS)
+        assert server.process is not None
+        children = worker_pids(server.process.pid)  # the workers, and multiprocessing's tracker
+        assert len(children) >= 2
+        for pid in children:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert f"MALLOC_ARENA_MAX={arenas}".encode() in environ
     finally:
         api.close()
         server.stop()
