@@ -103,8 +103,8 @@ def clean_env() -> dict[str, str]:
 def start_seed(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = clean_env() | {"SEED_ES_URL": args.engine, "SEED_ES_INDEX": args.seed_index}
-    command = [
-        str(seed_venv() / "gunicorn"),
+    command = [  # gunicorn by module: a venv's console scripts name the folder it was made in
+        *(str(seed_venv() / "python"), "-m", "gunicorn"),
         *("-w", str(args.workers), "-b", f"127.0.0.1:{port}", "-t", "60"),
         *("--chdir", str(ROOT / "bench"), "seed_service:app"),
     ]
