@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import subprocess
 import sys
@@ -40,7 +39,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 
 import shared_photos
 from processes import tree_cpu
@@ -161,10 +159,7 @@ def photos(count: int) -> list[tuple[str, bytes, bytes]]:
     chosen = []
     for path in paths[:count]:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="JPEG", quality=50)
-        chosen.append((f"e2e/{path.name}", data, out.getvalue()))
+        chosen.append((f"e2e/{path.name}", data, shared_photos.recompressed(data)))
     return chosen
 
 

@@ -8,9 +8,12 @@ suite never reads them: its photos are in tests/photos/. A benchmark that needs 
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
+
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MATCH_SHARED_DIR", ROOT.parent / "shared"))
@@ -26,3 +29,11 @@ def photos_dir(script: str, photos: Path = PHOTOS) -> Path:
             "set MATCH_SHARED_DIR (the tests use tests/photos/ and do not need it)"
         )
     return photos
+
+
+def recompressed(data: bytes, quality: int = 50) -> bytes:
+    """A photo's bytes as a JPEG of this quality: the copy a search is timed with."""
+    with Image.open(io.BytesIO(data)) as image:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()

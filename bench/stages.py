@@ -23,7 +23,6 @@ shared: CPU figures are the ones to compare, wall times only say where waiting h
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import subprocess
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
 
 import shared_photos
 from match import local, pdq
@@ -65,10 +63,7 @@ def photos(count: int) -> list[tuple[str, bytes, bytes]]:
     chosen = []
     for path in paths:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="JPEG", quality=50)
-        chosen.append((f"stages/{path.name}", data, out.getvalue()))
+        chosen.append((f"stages/{path.name}", data, shared_photos.recompressed(data)))
     return chosen
 
 

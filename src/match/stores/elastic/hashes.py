@@ -29,6 +29,7 @@ from match.errors import MatchError
 from match.pdq.codec import as_words
 from match.stores import checks
 from match.stores.base import BulkResult, HashRecord, PdqHit
+from match.stores.checks import PdqLookup
 from match.stores.elastic import bodies
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import EngineError
@@ -169,51 +170,39 @@ class HashStore:
             deleted += sum(1 for item in body["items"] if item["delete"].get("status") == 200)
 
     def lookup(
-        self,
-        queries: Sequence[bytes],
-        max_distance: int,
-        collection: str,
-        where: Filter | None,
-        *,
-        images: bool,
-        hash_only: bool,
+        self, asked: PdqLookup, where: Filter | None, *, images: bool, hash_only: bool
     ) -> list[PdqHit]:
+        """The records within ``asked.max_distance`` of the nearest of ``asked.hashes``."""
         names = self._names(images, hash_only)
         if not names:
             return []
-        body = self._body(queries, collection, where, self._records(names))
+        body = self._body(asked.hashes, asked.collection, where, self._records(names))
         _, found = self.images.client.request(
             "POST", f"/{','.join(names)}/_search", body=body, params=_ANY_INDEX
         )
-        return self._ranked(queries, found["hits"]["hits"], max_distance)
+        return self._ranked(asked.hashes, found["hits"]["hits"], asked.max_distance)
 
     def lookup_each(
-        self,
-        queries: Sequence[bytes],
-        max_distance: int,
-        collection: str,
-        where: Filter | None,
-        *,
-        images: bool,
-        hash_only: bool,
+        self, asked: PdqLookup, where: Filter | None, *, images: bool, hash_only: bool
     ) -> list[list[PdqHit]]:
         """``lookup`` of each query hash on its own, in one _msearch a few hundred at a time."""
         names = self._names(images, hash_only)
         if not names:
-            return [[] for _ in queries]
+            return [[] for _ in asked.hashes]
         found: list[list[PdqHit]] = []
+        queries, collection = asked.hashes, asked.collection
+        header = {"index": ",".join(names), **_ANY_INDEX}
+        records = self._records(names)
         for start in range(0, len(queries), MSEARCH):
             chunk = queries[start : start + MSEARCH]
             lines: list[Any] = []
-            header = {"index": ",".join(names), **_ANY_INDEX}
-            records = self._records(names)
             for packed in chunk:
                 lines += [header, self._body([packed], collection, where, records)]
             _, body = self.images.client.request("POST", "/_msearch", lines=lines)
             for packed, response in zip(chunk, body["responses"], strict=True):
                 if "error" in response:
                     raise_search_error(response)
-                found.append(self._ranked([packed], response["hits"]["hits"], max_distance))
+                found.append(self._ranked([packed], response["hits"]["hits"], asked.max_distance))
         return found
 
     def _names(self, images: bool, hash_only: bool) -> list[str]:

@@ -247,14 +247,7 @@ class ElasticStore:
     ) -> list[PdqHit]:
         asked = checks.check_pdq_lookup(hashes, max_distance, limit, collection, batch=False)
         found = self._index.call(
-            lambda: self._hashes.lookup(
-                asked.hashes,
-                asked.max_distance,
-                asked.collection,
-                where,
-                images=images,
-                hash_only=hash_only,
-            )
+            lambda: self._hashes.lookup(asked, where, images=images, hash_only=hash_only)
         )
         return found[: asked.limit]
 
@@ -273,14 +266,7 @@ class ElasticStore:
         if not asked.hashes:
             return []
         found = self._index.call(
-            lambda: self._hashes.lookup_each(
-                asked.hashes,
-                asked.max_distance,
-                asked.collection,
-                where,
-                images=images,
-                hash_only=hash_only,
-            )
+            lambda: self._hashes.lookup_each(asked, where, images=images, hash_only=hash_only)
         )
         return [hits[: asked.limit] for hits in found]
 
