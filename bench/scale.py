@@ -389,10 +389,35 @@ def _memory(pid: int) -> str:
     each = ", ".join(f"{f['Rss'] / 1024:.0f}/{f['Pss'] / 1024:.0f}" for f in fields)
     anon = sum(f.get("Pss_Anon", 0) for f in fields)
     file = sum(f.get("Pss_File", 0) for f in fields)
+    files = ", ".join(f"{name} {kib / 1024:,.0f}" for name, kib in _file_pss(pids).items())
     return (
         f"{len(pids)} processes, RSS {rss / 1024:,.0f} MiB, PSS {pss / 1024:,.0f} MiB "
-        f"(anonymous {anon / 1024:,.0f}, file-backed {file / 1024:,.0f}); RSS/PSS MiB each: {each}"
+        f"(anonymous {anon / 1024:,.0f}, file-backed {file / 1024:,.0f}: {files}); "
+        f"RSS/PSS MiB each: {each}"
     )
+
+
+def _file_pss(pids: list[int]) -> dict[str, int]:
+    """File-backed PSS (KiB) of these processes by file: each index segment array by index and
+    name (``words/rows``: the postings), everything else (libraries, the interpreter) as one."""
+    totals: dict[str, int] = {}
+    for pid in pids:
+        name = "other files"
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            head = line.split()
+            if not line[:1].isupper() or ":" not in head[0]:  # a mapping's first line
+                path = Path(head[5]) if len(head) > 5 and head[5].startswith("/") else None
+                name = _segment_file(path) if path else ""
+            elif head[0] == "Pss:" and name:
+                totals[name] = totals.get(name, 0) + int(head[1])
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def _segment_file(path: Path) -> str:
+    """``index/array`` for a segment's array (``<store>.index/<index>/<segment>/<array>.npy``)."""
+    if path.suffix == ".npy" and len(path.parts) >= 3 and path.parts[-4].endswith(".index"):
+        return f"{path.parts[-3]}/{path.stem}"
+    return "other files"
 
 
 def _descendants(pid: int) -> list[int]:
