@@ -17,6 +17,8 @@ import numpy as np
 from match.local import WORDS, LocalFeatures
 from match.stores.base import ImageRecord
 from match.stores.sqlite import SQLiteStore
+from match.stores.sqlite.indexes import WORDS_FAMILY
+from match.stores.sqlite.segments import FileArray, SegmentDirectory, SegmentInfo
 
 BUILD_AFTER = 60  # small, so that the processes build and publish many times
 
@@ -82,7 +84,7 @@ def test_processes_adding_deleting_and_searching_share_one_index(tmp_path: Path)
         assert actor.returncode == 0, err[-3000:]
         kept |= json.loads(out)
     manifest = json.loads(
-        (tmp_path / "match.sqlite3.index" / "words" / "manifest.json").read_text()
+        (tmp_path / "match.sqlite3.index" / WORDS_FAMILY.name / "manifest.json").read_text()
     )
     assert manifest["segments"] and manifest["generation"] > 3  # built and published, often
     with SQLiteStore(tmp_path) as fresh:
@@ -99,11 +101,11 @@ def test_a_restart_maps_the_segments_without_building_them_again(tmp_path: Path)
     with SQLiteStore(tmp_path) as store:
         store.add_many(record(i) for i in range(300))
         store.prepare()
-        folder = tmp_path / "match.sqlite3.index" / "words"
+        folder = tmp_path / "match.sqlite3.index" / WORDS_FAMILY.name
         before = (folder / "manifest.json").stat().st_mtime_ns
         shared = store.shared_index_bytes()
         own = store.words_index_bytes()
-    assert own < shared / 4  # the process holds ids and flags; the postings are mapped
+    assert own < shared / 4  # the process holds ids and flags; the postings stay in the files
     with SQLiteStore(tmp_path) as again:
         again.prepare()
         assert (folder / "manifest.json").stat().st_mtime_ns == before  # nothing rebuilt
@@ -151,3 +153,21 @@ SQLiteStore(sys.argv[1]).prepare()
 def record(i: int) -> ImageRecord:
     signature, local = synthetic(i)
     return ImageRecord(f"{i}.jpg", signature, local=local)
+
+
+def test_postings_read_by_ranges_equal_the_array_and_are_not_mapped(tmp_path: Path) -> None:
+    directory = SegmentDirectory(tmp_path)
+    low = np.random.default_rng(2).integers(0, 1 << 16, 300_000).astype(np.uint16)
+    name = directory.write({"low": low, "offsets": np.arange(5)})
+    info = SegmentInfo(name, 0, 4, 4, 0)
+    arrays = directory.load(info, read=("low",))
+    assert isinstance(arrays["low"], FileArray) and len(arrays["low"]) == len(low)
+    assert isinstance(arrays["offsets"], np.ndarray)  # the others stay mapped
+    starts, ends = [0, 5, 5, 299_000, 70_000], [3, 5, 9, 300_000, 200_000]
+    out = np.empty(sum(e - s for s, e in zip(starts, ends, strict=True)), np.uint16)
+    arrays["low"].read(starts, ends, out)
+    expected = np.concatenate([low[s:e] for s, e in zip(starts, ends, strict=True)])
+    assert np.array_equal(out, expected)
+    mapped = Path(f"/proc/{os.getpid()}/maps").read_text()
+    assert str(tmp_path / name / "low.npy") not in mapped
+    assert str(tmp_path / name / "offsets.npy") in mapped

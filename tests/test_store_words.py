@@ -251,3 +251,28 @@ def test_a_few_chosen_rows_rank_from_their_own_words_as_from_the_postings(
         found = index.top(query, 8, chosen, stored_words(live, reads)).tolist()
         assert found == index.top(query, 8, chosen).tolist()
     assert reads == [17]  # the ties' read, before
+
+
+def test_a_segment_of_several_blocks_of_rows_keeps_every_posting() -> None:
+    # 150,001 images: rows past 65,535 and 131,071 are stored as low bits in later blocks
+    count = 150_001
+    rows = np.arange(count)
+    images = [
+        np.array([r % 97, 100 + r % 13, 200 + (r // 1000) % 50, 300 + (r > 140_000)])
+        for r in rows.tolist()
+    ]
+    ids = rows * 2 + 5  # ids in row order, with gaps
+    built = segment(ids, images, parts=7)
+    assert built["low"].dtype == np.uint16 and len(built["low"]) == 4 * count
+    index = WordIndex()
+    index.set_segments([built], through=int(ids[-1]))
+    for word, holders in (
+        (3, rows[rows % 97 == 3]),
+        (107, rows[rows % 13 == 7]),
+        (249, rows[(rows // 1000) % 50 == 49]),
+        (301, rows[rows > 140_000]),
+        (300, rows[rows <= 140_000]),
+    ):
+        # every image holding the word ties, so all come back in row order
+        assert index.top(np.array([word]), count).tolist() == ids[holders].tolist()
+    assert index.top(np.array([399]), 10).tolist() == []  # a word no image holds

@@ -61,6 +61,7 @@ class Family:
     tombstones: str = "tombstones"  # the table of its deleted keys ...
     pruned: str = "tombstones_pruned"  # ... and the meta key saying how far it was pruned
     indexed: str = ""  # which rows of ``table`` it holds (SQL), when not all of them
+    read: tuple[str, ...] = ()  # arrays read by ranges (segments.FileArray), not mapped
 
 
 def codes_family(words_per_code: int) -> Family:
@@ -70,7 +71,10 @@ def codes_family(words_per_code: int) -> Family:
     return Family("codes", "codes", "id", chunks, _build_codes)
 
 
-WORDS_FAMILY = Family("words", "words", "seq", tables.word_chunks, words.build)
+# "-2": postings as 16-bit low bits by (word, block) since 2026-12-07 (words.build), in a folder
+# of their own so that an older Match, which reads int32 rows, never maps them; the first build
+# here makes them from the SQLite file, and the older "words" folder is left to older versions
+WORDS_FAMILY = Family("words-2", "words", "seq", tables.word_chunks, words.build, read=("low",))
 # "-2": segments that record their split (pdq_index.SPLITS), in folders of their own, so that an
 # older Match, which would read a wide segment's offsets as 16-bit ones, never maps them (and
 # this one never maps the older 16-bit-only folders "pdq-images" and "pdq-hashes")
@@ -237,7 +241,9 @@ class SharedIndex:
         if tables.pruned_through(conn, self.family.pruned) > oldest:
             return False
         try:
-            arrays = [self.directory.load(segment) for segment in manifest.segments]
+            arrays = [
+                self.directory.load(segment, self.family.read) for segment in manifest.segments
+            ]
         except FileNotFoundError:  # replaced by a newer build meanwhile: take that one
             self._generation = -1
             return self._map(conn, self._manifest())

@@ -2,8 +2,11 @@
 
 Images are rows in the order of their word row (the ``words`` table's ``seq``: features may be
 stored after the image itself), kept as rows.py keeps them for both indexes; a row also keeps
-its number of distinct words. Postings (int32 rows, local to their segment) are grouped by word
-in segments, each a CSR (per-word offsets into one array of rows, ascending within a word).
+its number of distinct words. Postings (rows local to their segment) are grouped by word in
+segments, ascending within a word. A shared segment keeps only each row's low 16 bits (2 bytes a
+posting, half of an int32: at 1M images the postings are most of what searches map), grouped
+by word and then by block of 65,536 rows, with one offset per (word, block); the in-memory
+segments of the tail are plain CSR (per-word offsets into int32 rows).
 
 The shared segments (segments.py) hold nearly everything, mapped from disk by every process;
 ``build`` makes one from the stored words. This process's tail (rows added since the last build)
@@ -25,6 +28,7 @@ import numpy as np
 
 from match.local import WORDS
 from match.stores.sqlite.rows import RowIndex, Selection, grown
+from match.stores.sqlite.segments import FileArray
 
 TAIL_POSTINGS = 1 << 16
 """Postings of the tail kept unsorted before they become a segment (a query scans them all)."""
@@ -45,6 +49,9 @@ images from their stored words instead. bench/filters.py at 1M images (4M postin
 1k images 10 ms of CPU from their words against 56 ms from the postings, 10k images 125 ms
 against 65 ms: they break even near 5k."""
 
+BLOCK_BITS = 16
+"""A shared segment's posting is its row's low BLOCK_BITS bits; the rest is its block's number."""
+
 WordsOf = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 """The stored words of images: given ids, those still stored as (ids, numbers of distinct
 words, the words concatenated), in any order."""
@@ -54,56 +61,62 @@ Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 and those words concatenated."""
 
 
-def score(
-    rows: np.ndarray, blocks: np.ndarray, distinct: np.ndarray, df: np.ndarray, images: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Binary tf-idf of every row sharing a query word: (rows, scores), rows ascending.
+def weighted(
+    rows: np.ndarray, blocks: np.ndarray, df: np.ndarray, images: int, size: int
+) -> np.ndarray:
+    """Binary tf-idf of each of ``size`` rows for some query words, before normalisation.
 
-    ``rows`` are the postings of the query's k distinct words, concatenated in blocks: row b of
-    the (m, k) ``blocks`` gives how many postings of each query word come next. ``distinct`` is
-    every row's number of distinct words, ``df`` each query word's live document frequency and
-    ``images`` the number N of live images. A shared word w adds idf(w)^2 with Lucene's
-    idf(w) = log(1 + (N - df(w) + 0.5) / (df(w) + 0.5)), which stays positive when a word is
-    in every image (log((N + 1) / (df + 1)) is 0 then: a store of one image would find
-    nothing); a row's total is divided by sqrt(its distinct words).
+    ``rows`` are the postings of k distinct query words, concatenated in blocks: row b of the
+    (m, k) ``blocks`` gives how many postings of each word come next. ``df`` is each word's
+    live document frequency and ``images`` the number N of live images. A shared word w adds
+    idf(w)^2 with Lucene's idf(w) = log(1 + (N - df(w) + 0.5) / (df(w) + 0.5)), which stays
+    positive when a word is in every image (log((N + 1) / (df + 1)) is 0 then: a store of one
+    image would find nothing).
     """
     idf = np.log1p((images - df + 0.5) / (df + 0.5))
     weights = np.repeat(np.tile(idf * idf, len(blocks)), blocks.ravel())
-    totals = np.bincount(rows, weights=weights, minlength=len(distinct))
-    hit = np.flatnonzero(totals > 0)
-    return hit, totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
+    return np.bincount(rows, weights=weights, minlength=size)
 
 
 def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None:
     """A shared segment's arrays from the images that ``chunks()`` yields, built at its final
-    size: a first pass counts each word's postings, a second (which must yield the same) puts
-    every row in place, so a build needs no more memory than the segment plus a chunk. None
-    when there are no images."""
-    df = np.zeros(WORDS, dtype=np.int64)
-    keys, ids, collections, counts = [], [], [], []
+    size: a first pass counts the postings of each (word, block of rows), a second (which must
+    yield the same) puts every row's low bits in place, so a build needs no more memory than
+    the segment plus a chunk. None when there are no images.
+
+    ``offsets`` has one entry per (word, block), word-major, and a last one: word w's postings
+    in block b are ``low[offsets[w * blocks + b]:offsets[w * blocks + b + 1]]``, each the low
+    bits of a row ``b << BLOCK_BITS | low``."""
+    keys, ids, collections, counts, per_block = [], [], [], [], []
+    first = 0
     for chunk_keys, chunk_ids, chunk_collections, chunk_counts, words in chunks():
         keys.append(chunk_keys)
         ids.append(chunk_ids)
         collections.append(chunk_collections)
         counts.append(chunk_counts)
-        df += np.bincount(words, minlength=WORDS)
+        block_of = _rows_of(first, chunk_counts) >> BLOCK_BITS
+        per_block.append(np.bincount(block_of * WORDS + words, minlength=WORDS))
+        first += len(chunk_ids)
     if not ids:
         return None
-    offsets = np.zeros(WORDS + 1, dtype=np.int64)
-    np.cumsum(df, out=offsets[1:])
-    rows = np.empty(int(offsets[-1]), dtype=np.int32)
-    cursor = offsets[:-1].copy()  # where each word's next row goes
+    blocks = ((first - 1) >> BLOCK_BITS) + 1
+    postings = np.zeros(blocks * WORDS, dtype=np.int64)  # block-major while counting
+    for counted in per_block:
+        postings[: len(counted)] += counted
+    offsets = np.zeros(WORDS * blocks + 1, dtype=np.int64)
+    np.cumsum(postings.reshape(blocks, WORDS).T.ravel(), out=offsets[1:])
+    low = np.empty(int(offsets[-1]), dtype=np.uint16)
+    cursor = offsets[:-1].copy()  # where each (word, block)'s next row goes
     first = 0
     for _, chunk_ids, _, chunk_counts, words in chunks():
-        chunk_rows = np.repeat(
-            np.arange(first, first + len(chunk_ids), dtype=np.int32), chunk_counts
-        )
+        rows = _rows_of(first, chunk_counts)
+        # a stable sort by word keeps each word's rows, and so its blocks, ascending
         order = np.argsort(words.astype(np.uint16), kind="stable")
-        sorted_words = words[order]
-        per_word = np.bincount(words, minlength=WORDS)
-        rank = np.arange(len(words)) - (np.cumsum(per_word) - per_word)[sorted_words]
-        rows[cursor[sorted_words] + rank] = chunk_rows[order]
-        cursor += per_word
+        key = words[order].astype(np.int64) * blocks + (rows[order] >> BLOCK_BITS)
+        per_key = np.bincount(key, minlength=WORDS * blocks)
+        rank = np.arange(len(key)) - (np.cumsum(per_key) - per_key)[key]
+        low[cursor[key] + rank] = rows[order] & ((1 << BLOCK_BITS) - 1)
+        cursor += per_key
         first += len(chunk_ids)
     if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
         raise RuntimeError("the images changed between the two passes of a build")
@@ -115,8 +128,51 @@ def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None
         "collections": np.concatenate(collections).astype(np.int32),
         "distinct": np.concatenate(counts).astype(np.uint16),
         "offsets": offsets,
-        "rows": rows,
+        "low": low,
     }
+
+
+def _rows_of(first: int, counts: np.ndarray) -> np.ndarray:
+    """The row of each posting of images ``first``, ``first + 1``... with these counts."""
+    return np.repeat(np.arange(first, first + len(counts), dtype=np.int64), counts)
+
+
+class _BlockedSegment:
+    """A shared segment's postings (``build``): low bits by (word, block), read from the file
+    by ranges (a word's postings are one range)."""
+
+    def __init__(self, offsets: np.ndarray, low: FileArray | np.ndarray) -> None:
+        self.offsets = offsets
+        self.low = low
+        self.blocks = (len(offsets) - 1) // WORDS
+
+    def counts(self, query: np.ndarray) -> np.ndarray:
+        return self.offsets[(query + 1) * self.blocks] - self.offsets[query * self.blocks]
+
+    def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> np.ndarray:
+        """Write the postings of each query word, as rows of the whole index, into ``out``
+        (intp, as long as they are), word after word; return how many each word has."""
+        blocks = self.blocks
+        edges = self.offsets[query[:, None] * blocks + np.arange(blocks + 1)]
+        starts, ends = edges[:, 0].tolist(), edges[:, -1].tolist()
+        low = np.empty(len(out), dtype=np.uint16)
+        if isinstance(self.low, FileArray):
+            self.low.read(starts, ends, low)
+        else:  # built in this process (tests)
+            np.concatenate([self.low[s:e] for s, e in zip(starts, ends, strict=True)], out=low)
+        out[:] = low
+        # each posting's block: small integers repeated, then shifted and added in place
+        block_type = np.uint8 if blocks <= 256 else np.int32
+        block_of = np.repeat(
+            np.tile(np.arange(blocks, dtype=block_type), len(query)), np.diff(edges, axis=1).ravel()
+        )
+        out += np.left_shift(block_of, BLOCK_BITS, dtype=np.intp)
+        if base:
+            out += base
+        return edges[:, -1] - edges[:, 0]
+
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.low.nbytes
 
 
 @dataclass(frozen=True)
@@ -136,12 +192,15 @@ class _Segment:
         np.cumsum(counts, out=offsets[1:])
         return cls(offsets, rows[order].astype(np.int32))
 
-    def slices(self, query: np.ndarray, base: int) -> tuple[list[np.ndarray], np.ndarray]:
-        """The postings of each query word as rows of the whole index, and how many each has."""
+    def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> np.ndarray:
+        """As _BlockedSegment.fill."""
         starts, ends = self.offsets[query], self.offsets[query + 1]
         rows = self.rows
-        pieces = [rows[s:e] + base for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-        return pieces, ends - starts
+        pieces = [rows[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        np.concatenate(pieces, out=out)
+        if base:
+            out += base
+        return ends - starts
 
     def merged(self, newer: _Segment) -> _Segment:
         """This segment and a newer one (all of whose rows are greater), word by word."""
@@ -176,7 +235,7 @@ class WordIndex(RowIndex):
         ``through`` is in them."""
         self._set_parts([(s["ids"], s["collections"], s["order"]) for s in segments])
         self._shared = [
-            (_Segment(s["offsets"], s["rows"]), p.base)
+            (_BlockedSegment(s["offsets"], s["low"]), p.base)
             for s, p in zip(segments, self._parts, strict=True)
         ]
         if self._size:
@@ -226,7 +285,11 @@ class WordIndex(RowIndex):
             return self._top_of_rows(query, counts, limit, chosen.rows(), words_of)
         postings, blocks = self._postings(self._within_budget(query, counts))
         df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
-        hit, scores = score(postings, blocks, self._distinct[: self._size], df, self.live_count)
+        totals = weighted(postings, blocks, df, self.live_count, self._size)
+        del postings, blocks  # tens of MB at 1M images: freed before the rest
+        hit = np.flatnonzero(totals > 0)
+        # normalised by the square root of each row's number of distinct words
+        scores = totals[hit] / np.sqrt(np.maximum(self._distinct[hit], 1))
         keep = (self._alive if chosen is None else chosen.mask())[hit]
         hit, scores = hit[keep], scores[keep]
         return self._ids[hit[_best(scores, hit, limit)]]
@@ -263,29 +326,37 @@ class WordIndex(RowIndex):
         tail = self._tail_rows.nbytes + self._tail_words.nbytes
         return rows + tail + sum(segment.nbytes() for segment in self._tail_segments)
 
-    def _segments(self) -> list[tuple[_Segment, int]]:
+    def _segments(self) -> list[tuple[_BlockedSegment | _Segment, int]]:
         """Every segment with its first row: the shared ones, then the tail's."""
         return self._shared + [(segment, self._tail_start) for segment in self._tail_segments]
 
     def _postings(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every posting of the query's words, as rows and blocks for ``score``: one block per
-        segment and one for the unsorted tail, each grouped by query word."""
-        pieces, blocks = [], []
-        for segment, base in self._segments():
-            slices, counts = segment.slices(query, base)
-            pieces += slices
-            blocks.append(counts)
+        segment and one for the unsorted tail, each grouped by query word. The rows are written
+        straight into one array (at 1M images, tens of MB a query: no piece is copied twice)."""
+        segments = self._segments()
+        blocks = [segment.counts(query) for segment, _ in segments]
+        tail_order, tail_counts = None, None
         if len(self._tail_words):
             index = np.full(WORDS, -1, dtype=np.int64)
             index[query] = np.arange(len(query))
             owner = index[self._tail_words]
             shared = np.flatnonzero(owner >= 0)
-            order = shared[np.argsort(owner[shared], kind="stable")]
-            pieces.append(self._tail_rows[order].astype(np.int64) + self._tail_start)
-            blocks.append(np.bincount(owner[order], minlength=len(query)))
-        if not pieces:
+            tail_order = shared[np.argsort(owner[shared], kind="stable")]
+            tail_counts = np.bincount(owner[tail_order], minlength=len(query))
+            blocks.append(tail_counts)
+        if not blocks:
             return np.zeros(0, np.intp), np.zeros((0, len(query)), np.int64)
-        return np.concatenate(pieces, dtype=np.intp), np.stack(blocks)
+        rows = np.empty(int(sum(int(b.sum()) for b in blocks)), dtype=np.intp)
+        at = 0
+        for (segment, base), counts in zip(segments, blocks, strict=False):
+            size = int(counts.sum())
+            segment.fill(query, base, rows[at : at + size])
+            at += size
+        if tail_order is not None:
+            rows[at:] = self._tail_rows[tail_order]
+            rows[at:] += self._tail_start
+        return rows, np.stack(blocks)
 
     def _counts(self, query: np.ndarray) -> np.ndarray:
         """Each query word's number of postings, dead ones included."""
@@ -326,7 +397,7 @@ class WordIndex(RowIndex):
 
     def _clear_columns(self) -> None:
         self._distinct = np.zeros(0, dtype=np.uint16)
-        self._shared: list[tuple[_Segment, int]] = []
+        self._shared: list[tuple[_BlockedSegment, int]] = []
         self._tail_segments: list[_Segment] = []
         self._tail_rows = np.zeros(0, dtype=np.int32)
         self._tail_words = np.zeros(0, dtype=np.uint16)
