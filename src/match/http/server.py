@@ -12,6 +12,7 @@ and let running requests finish (up to ``GRACEFUL_SHUTDOWN_SECONDS``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import resource
@@ -88,6 +89,15 @@ def prepare_store(settings: Settings) -> None:
             store.prepare()
     except MatchError as error:
         log.warning("The store is not available yet: %s", error.message)
+    release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the memory malloc holds freed back to the system (glibc's ``malloc_trim``): the
+    master builds the indexes above and then only supervises, and it kept a build's freed
+    arrays, 170 MiB after building the word index of 1M images. Elsewhere than glibc, nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
