@@ -30,6 +30,9 @@ class Extraction:
     # keypoints of this octave of the detection frame and above count as coarse
     coarse_octave: int = 1
     octave_layers: int = 3
+    # the blur of each octave's first layer (OpenCV's default 1.6): a smaller one means smaller
+    # blur kernels and smaller descriptor windows, the same frame
+    sigma: float = 1.6
     # the strongest keypoints SIFT describes, before the grid keeps MAX_KEYPOINTS of them
     detected: int = 3 * MAX_KEYPOINTS
     # words per keypoint (vocabulary.quantise_near): more than 1 only for queries, never stored
@@ -74,6 +77,7 @@ def _sift(extraction: Extraction) -> cv2.SIFT:
         nfeatures=extraction.detected,
         nOctaveLayers=extraction.octave_layers,
         contrastThreshold=extraction.contrast_threshold,
+        sigma=extraction.sigma,
     )
 
 
