@@ -48,9 +48,9 @@ LEGACY = Extraction(detect_side=FRAME)
 # doubling), a lower contrast threshold to keep the keypoint budget.
 HALF_FRAME = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0)
 # What an add stores: SIFT on a 288 px frame with sigma 1.4, its 500 strongest keypoints
-# described (0.19x of LEGACY's CPU). Its finest blur, 0.7 px of the doubled 288 px frame, is
-# 1.56 px of the 640 px one, as 1.6 px on the 320 px frame at sigma 1.6: the same scales as the
-# cheap query's, on 81% of the pixels, with smaller blur kernels and descriptor windows.
+# described (0.19x of LEGACY's CPU). Its finest blur, 1.4 px of the doubled 288 px frame, is
+# 1.56 px of the 640 px one, as sigma 1.6 on the doubled 320 px frame is 1.6: the cheap query's
+# scales, on 81% of the pixels, with smaller blur kernels and descriptor windows.
 SPLIT_STORED = replace(HALF_FRAME, detect_side=288, sigma=1.4, detected=MAX_KEYPOINTS)
 # An add's extractions before that (2026-12-07): the 320 px frame at sigma 1.6, 500 described
 # (0.26x), and before it 800 described for the grid to choose 500 from (0.30x). Stores hold such
