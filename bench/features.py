@@ -35,13 +35,27 @@ EXTRACTORS = {
     "legacy": (features.LEGACY, False),
     "legacy_query": (features.LEGACY, True),
     "split_stored": (features.SPLIT_STORED, False),
+    "stored_500": (features.STORED_500, False),
     "stored_800": (features.STORED_800, False),
     # cheaper still (issue 13's 20 ms): a smaller frame; 2 layers an octave instead of 3
-    "288_500": (replace(features.SPLIT_STORED, detect_side=288, detected=500), False),
-    "256_500": (replace(features.SPLIT_STORED, detect_side=256, detected=500), False),
-    "l2_500": (replace(features.SPLIT_STORED, octave_layers=2, detected=500), False),
+    "288_500": (replace(features.STORED_500, detect_side=288, detected=500), False),
+    "256_500": (replace(features.STORED_500, detect_side=256, detected=500), False),
+    "l2_500": (replace(features.STORED_500, octave_layers=2, detected=500), False),
     "l2_c02_500": (
-        replace(features.SPLIT_STORED, contrast_threshold=0.02, octave_layers=2, detected=500),
+        replace(features.STORED_500, contrast_threshold=0.02, octave_layers=2, detected=500),
+        False,
+    ),
+    # issue 13's last tries: a smaller SIFT sigma (smaller blur kernels and descriptor windows),
+    # 400 described, and the two with the 288 px frame (288 px, sigma 1.4, 500 described is
+    # split_stored since 2026-12-07 evening)
+    "400": (replace(features.STORED_500, detected=400), False),
+    "s14_500": (replace(features.STORED_500, sigma=1.4), False),
+    "s12_500": (replace(features.STORED_500, sigma=1.2), False),
+    "s14_400": (replace(features.STORED_500, sigma=1.4, detected=400), False),
+    "s12_400": (replace(features.STORED_500, sigma=1.2, detected=400), False),
+    "288_400": (replace(features.STORED_500, detect_side=288, detected=400), False),
+    "288_s14_400": (
+        replace(features.STORED_500, detect_side=288, sigma=1.4, detected=400),
         False,
     ),
     "cheap_query": (features.CHEAP_QUERY, True),
@@ -101,12 +115,15 @@ def main() -> None:
         f"local_features per image, {len(files)} photos, cv2.setNumThreads({args.threads}), "
         f"load average {' '.join(f'{x:.1f}' for x in _load())}"
     )
-    header = f"{'extractor':<12} {'detect side':>11} {'CPU p50':>8} {'CPU p90':>8} "
+    header = f"{'extractor':<12} {'detect side':>11} {'sigma':>5} {'described':>9} "
+    header += f"{'CPU p50':>8} {'CPU p90':>8} "
     print(header + f"{'wall p50':>9} {'wall p90':>9} {'keypoints mean':>15}")
     for name, rows in results.items():
         cpu, wall, count = (np.array(column, float) for column in zip(*rows, strict=True))
+        extraction = EXTRACTORS[name][0]
         print(
-            f"{name:<12} {EXTRACTORS[name][0].detect_side:>8} px {_ms(cpu, 0.5):>8} "
+            f"{name:<12} {extraction.detect_side:>8} px {extraction.sigma:>5} "
+            f"{extraction.detected:>9} {_ms(cpu, 0.5):>8} "
             f"{_ms(cpu, 0.9):>8} {_ms(wall, 0.5):>9} {_ms(wall, 0.9):>9} {count.mean():>15.0f}"
         )
     cpu = {name: np.array([r[0] for r in rows]) for name, rows in results.items()}

@@ -33,6 +33,7 @@ from match.local.features import (
     LEGACY,
     MAX_KEYPOINTS,
     SPLIT_QUERY,
+    STORED_500,
     STORED_800,
     Extraction,
     keypoints,
@@ -331,13 +332,15 @@ def test_a_query_with_several_words_per_keypoint_matches_each_keypoint_once(
     assert verified is not None and alone is not None and verified.inliers >= alone.inliers
 
 
-@pytest.mark.parametrize("stored", [LEGACY, STORED_800], ids=["legacy", "800"])
+@pytest.mark.parametrize(
+    "stored", [LEGACY, STORED_800, STORED_500], ids=["legacy", "800", "320px_500"]
+)
 @pytest.mark.parametrize("extraction", [SPLIT_QUERY, CHEAP_QUERY], ids=["fine", "cheap"])
 def test_a_query_extracted_otherwise_finds_features_stored_with_an_earlier_extraction(
     photo: Path, extraction: Extraction, stored: Extraction
 ) -> None:
     # stores filled before issue 13 hold legacy features, those filled on 2026-12-07 features
-    # with 800 described: both passes of a search find them
+    # with 800 then 500 described on the 320 px frame: both passes of a search find them
     stored_before = local_features(decode_pixels(photo), stored)
     query = local_features(decode_pixels(jpeg(photo, centre_crop(0.6))), extraction)
     verified = verify(query, stored_before)

@@ -30,6 +30,9 @@ class Extraction:
     # keypoints of this octave of the detection frame and above count as coarse
     coarse_octave: int = 1
     octave_layers: int = 3
+    # the blur of each octave's first layer (OpenCV's default 1.6): a smaller one means smaller
+    # blur kernels and smaller descriptor windows, the same frame
+    sigma: float = 1.6
     # the strongest keypoints SIFT describes, before the grid keeps MAX_KEYPOINTS of them
     detected: int = 3 * MAX_KEYPOINTS
     # words per keypoint (vocabulary.quantise_near): more than 1 only for queries, never stored
@@ -44,14 +47,17 @@ LEGACY = Extraction(detect_side=FRAME)
 # SIFT on a 320 px frame (doubled to 640, so its first octave is the 640 px frame without
 # doubling), a lower contrast threshold to keep the keypoint budget.
 HALF_FRAME = Extraction(detect_side=FRAME // 2, contrast_threshold=0.01, coarse_octave=0)
-# What an add stores: SIFT on the 320 px frame, its 500 strongest keypoints described (0.26x of
-# LEGACY's CPU; describing is about 15 us a keypoint). The grid then has nothing to choose: the
-# full harness gave the same figures as with 800 described.
-SPLIT_STORED = replace(HALF_FRAME, detected=MAX_KEYPOINTS)
-# An add's extraction before that (2026-12-07): 800 described for the grid to choose 500 from
-# (0.30x). Stores hold such features beside LEGACY's and SPLIT_STORED's; all are found alike.
+# What an add stores: SIFT on a 288 px frame with sigma 1.4, its 500 strongest keypoints
+# described (0.19x of LEGACY's CPU). Its finest blur, 1.4 px of the doubled 288 px frame, is
+# 1.56 px of the 640 px one, as sigma 1.6 on the doubled 320 px frame is 1.6: the cheap query's
+# scales, on 81% of the pixels, with smaller blur kernels and descriptor windows.
+SPLIT_STORED = replace(HALF_FRAME, detect_side=288, sigma=1.4, detected=MAX_KEYPOINTS)
+# An add's extractions before that (2026-12-07): the 320 px frame at sigma 1.6, 500 described
+# (0.26x), and before it 800 described for the grid to choose 500 from (0.30x). Stores hold such
+# features beside LEGACY's and SPLIT_STORED's; all are found alike.
+STORED_500 = replace(HALF_FRAME, detected=MAX_KEYPOINTS)
 STORED_800 = replace(HALF_FRAME, detected=800)
-# A search's first pass: the stored extraction's frame, 1,500 keypoints described and up to 2
+# A search's first pass: the 320 px frame, 1,500 keypoints described and up to 2
 # words a keypoint (0.36x of LEGACY with the mirror image's words). It finds perspective and
 # rotation better than the fine query, small screenshot tiles worse.
 CHEAP_QUERY = replace(HALF_FRAME, assignments=2, assignment_ratio=1.15)
@@ -74,6 +80,7 @@ def _sift(extraction: Extraction) -> cv2.SIFT:
         nfeatures=extraction.detected,
         nOctaveLayers=extraction.octave_layers,
         contrastThreshold=extraction.contrast_threshold,
+        sigma=extraction.sigma,
     )
 
 
