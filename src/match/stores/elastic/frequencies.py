@@ -29,10 +29,14 @@ from match.stores.elastic.index import Index
 
 log = logging.getLogger(__name__)
 
-POSTINGS_BUDGET = 300_000
-"""Most postings (per shard) one candidate query reads. Past it, the query's most frequent words
-are left out. bench/engine_words.py on es8, 2026-12-07: a photo's words read 2.1 M postings p50
-at 100k images, and the engine's time is about proportional to them."""
+POSTINGS_BUDGET = 4_000_000
+"""Most postings (per shard) one candidate query reads, as the embedded store's budget. Past
+it, the query's most frequent words are left out. bench/engine_words.py on es8, 2026-12-07: the
+engine's time grows about as the postings read (a photo's words: 2-3 M at 100k images, so the
+budget seldom cuts there; about 20 M at 1M); the words a copy shares with its original are
+mostly frequent ones: at 1M, 4 M of the 30.9 M postings (p50) keep the original in the
+shortlist for the same 73 of 80 queries as all words in 536 ms p50 instead of 4,527; 300k keep
+21 of 80 (docs/scaling.md)."""
 MAX_AGE = 300.0
 """Seconds a word's cached document frequency is used before it is asked again."""
 UNKNOWN = -1
