@@ -27,7 +27,7 @@ from match.signature import (
 from match.signature import orientation_signatures as photo_orientations
 from match.signature.decode import decode_pixels
 from match.stores.base import HashRecord, ImageRecord
-from match.stores.elastic import ElasticStore, EngineClient
+from match.stores.elastic import ElasticStore, EngineClient, frequencies
 from match.stores.elastic import documents as docs
 from match.stores.elastic.search import MAX_QUERY_WORDS
 from store_contract import StoreContract
@@ -409,6 +409,45 @@ def test_local_candidates_of_a_full_query_on_every_engine(store: ElasticStore) -
     too_many = rng.choice(WORDS, size=MAX_QUERY_WORDS + 1, replace=False)
     with pytest.raises(BadParameter, match="distinct visual words"):
         store.local_candidates(too_many, 30)
+
+
+def test_candidate_query_leaves_out_the_most_frequent_words_past_the_budget(
+    store: ElasticStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past POSTINGS_BUDGET, the candidate query keeps the query's rarest words (document
+    frequencies as the engine counts them): an image sharing only frequent words is no longer a
+    candidate, one sharing the rare words still is; within the budget every word is queried."""
+    frequent, rare = list(range(100, 120)), [5000, 5001, 5002]
+    crowd = [
+        ImageRecord(f"crowd-{n}.jpg", signature, local=synthetic_local(frequent))
+        for n, signature in enumerate(random_signatures(12, seed=3))
+    ]
+    rare_one = ImageRecord("rare.jpg", random_signatures(1, seed=4)[0], local=synthetic_local(rare))
+    assert not store.add_many([*crowd, rare_one]).failed
+    query = np.array(frequent + rare)
+    counts = store._searcher.frequencies.of(query)
+    assert counts is not None and counts.tolist() == [12] * 20 + [1] * 3
+    everything = {c.filepath for c in store.local_candidates(query, 30)}
+    assert everything == {r.filepath for r in crowd} | {"rare.jpg"}  # 243 postings: all words
+    monkeypatch.setattr(frequencies, "POSTINGS_BUDGET", 3 + 12 * 2)  # the rare and 2 frequent
+    assert store._searcher.frequencies.within_budget(query).tolist() == [100, 101, *rare]
+    monkeypatch.setattr(frequencies, "POSTINGS_BUDGET", 3)
+    assert [c.filepath for c in store.local_candidates(query, 30)] == ["rare.jpg"]
+
+
+def test_word_frequencies_are_cached_for_max_age(
+    store: ElasticStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A word's document frequency is asked once, then reused until MAX_AGE has passed: a warm
+    process sends no extra request; a word no document holds counts 0."""
+    first = ImageRecord("a.jpg", random_signatures(1)[0], local=synthetic_local([7, 8]))
+    store.add(first)
+    counts = store._searcher.frequencies
+    assert counts.of(np.array([7, 8, 9])).tolist() == [1, 1, 0]
+    store.add(ImageRecord("b.jpg", random_signatures(2)[1], local=synthetic_local([8, 9])))
+    assert counts.of(np.array([7, 8, 9])).tolist() == [1, 1, 0]  # cached
+    monkeypatch.setattr(frequencies, "MAX_AGE", 0.0)
+    assert counts.of(np.array([7, 8, 9])).tolist() == [1, 2, 1]
 
 
 def test_unreadable_local_features_are_skipped(store: ElasticStore, engine_url: str) -> None:

@@ -6,7 +6,9 @@ doc-values field (no stored fields: decompressing _source or even _id blocks cos
 query), ranks them by exact distance here and fetches the metadata of the returned page only.
 
 Partial matching: an image's distinct visual words are the tokens of one text field, so
-``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features.
+``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features;
+its most frequent words are left out when all would read more than a budget of postings
+(frequencies.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from match.stores.base import Hit, LocalCandidate
 from match.stores.elastic import bodies, lookup
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import IndexMissing
+from match.stores.elastic.frequencies import Frequencies
 from match.stores.elastic.index import Index
 from match.stores.filters import DEFAULT_COLLECTION, Filter
 from match.stores.ranking import closest, with_distances
@@ -40,6 +43,7 @@ class Searcher:
         self.index = index
         self.candidates = candidates
         self.min_words = min_words
+        self.frequencies = Frequencies(index)
 
     def search(
         self,
@@ -74,8 +78,13 @@ class Searcher:
         if limit == 0 or len(words) == 0:
             return []
         clauses = bodies.scope(collection, where)
-        body = bodies.local_query(words, min(limit, lookup.MAX_WINDOW), clauses)
-        _, found = self.index.call(lambda: self.index.request("POST", "/_search", body=body))
+
+        def candidates() -> Any:
+            kept = self.frequencies.within_budget(words)
+            body = bodies.local_query(kept, min(limit, lookup.MAX_WINDOW), clauses)
+            return self.index.request("POST", "/_search", body=body)[1]
+
+        found = self.index.call(candidates)
         hits = bodies.local_hits(found["hits"]["hits"])
         if signatures is None:
             return [candidate for candidate, _ in hits]
