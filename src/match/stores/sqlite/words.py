@@ -4,19 +4,19 @@ Images are rows in the order of their word row (the ``words`` table's ``seq``: f
 stored after the image itself), kept as rows.py keeps them for both indexes; a row also keeps
 its number of distinct words. Postings (rows local to their segment) are grouped by word in
 segments, ascending within a word. A shared segment keeps only each row's low 16 bits (2 bytes a
-posting, half of an int32: at 1M images the postings are most of what searches map), grouped
+posting, half of an int32: at 1M images the postings are most of the segments' bytes), grouped
 by word and then by block of 65,536 rows, with one offset per (word, block); the in-memory
 segments of the tail are plain CSR (per-word offsets into int32 rows).
 
-The shared segments (segments.py) hold nearly everything, mapped from disk by every process;
-``build`` makes one from the stored words. This process's tail (rows added since the last build)
-goes first to a small unsorted run, which becomes an in-memory segment when it fills, merged
-LSM-style with the one before it while that one is not much bigger. A query scores every image
-sharing one of its words (``score``: binary tf-idf) with a few vectorised passes over its words'
-postings, at most POSTINGS_BUDGET of them; or, when it is limited to fewer images than those
-postings / GATHER_COST (a small collection, a selective filter), it reads those images' own
-words from the file and scores only them, so a collection of 1k costs about as much inside 1M
-images as alone.
+The shared segments (segments.py) hold nearly everything, on disk for every process (the
+postings read by ranges, the rest mapped); ``build`` makes one from the stored words. This
+process's tail (rows added since the last build) goes first to a small unsorted run, which
+becomes an in-memory segment when it fills, merged LSM-style with the one before it while that
+one is not much bigger. A query scores every image sharing one of its words (``score``: binary
+tf-idf) with a few vectorised passes over its words' postings, at most POSTINGS_BUDGET of them;
+or, when it is limited to fewer images than those postings / GATHER_COST (a small collection, a
+selective filter), it reads those images' own words from the file and scores only them, so a
+collection of 1k costs about as much inside 1M images as alone.
 """
 
 from __future__ import annotations
@@ -61,21 +61,24 @@ Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 and those words concatenated."""
 
 
-def weighted(
-    rows: np.ndarray, blocks: np.ndarray, df: np.ndarray, images: int, size: int
-) -> np.ndarray:
-    """Binary tf-idf of each of ``size`` rows for some query words, before normalisation.
+def score(
+    rows: np.ndarray, blocks: np.ndarray, distinct: np.ndarray, df: np.ndarray, images: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binary tf-idf of every row sharing a query word: (rows, scores), rows ascending.
 
-    ``rows`` are the postings of k distinct query words, concatenated in blocks: row b of the
-    (m, k) ``blocks`` gives how many postings of each word come next. ``df`` is each word's
-    live document frequency and ``images`` the number N of live images. A shared word w adds
-    idf(w)^2 with Lucene's idf(w) = log(1 + (N - df(w) + 0.5) / (df(w) + 0.5)), which stays
-    positive when a word is in every image (log((N + 1) / (df + 1)) is 0 then: a store of one
-    image would find nothing).
+    ``rows`` are the postings of the query's k distinct words, concatenated in blocks: row b of
+    the (m, k) ``blocks`` gives how many postings of each query word come next. ``distinct`` is
+    every row's number of distinct words, ``df`` each query word's live document frequency and
+    ``images`` the number N of live images. A shared word w adds idf(w)^2 with Lucene's
+    idf(w) = log(1 + (N - df(w) + 0.5) / (df(w) + 0.5)), which stays positive when a word is
+    in every image (log((N + 1) / (df + 1)) is 0 then: a store of one image would find
+    nothing); a row's total is divided by sqrt(its distinct words).
     """
     idf = np.log1p((images - df + 0.5) / (df + 0.5))
     weights = np.repeat(np.tile(idf * idf, len(blocks)), blocks.ravel())
-    return np.bincount(rows, weights=weights, minlength=size)
+    totals = np.bincount(rows, weights=weights, minlength=len(distinct))
+    hit = np.flatnonzero(totals > 0)
+    return hit, totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
 
 
 def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None:
@@ -285,11 +288,7 @@ class WordIndex(RowIndex):
             return self._top_of_rows(query, counts, limit, chosen.rows(), words_of)
         postings, blocks = self._postings(self._within_budget(query, counts))
         df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
-        totals = weighted(postings, blocks, df, self.live_count, self._size)
-        del postings, blocks  # tens of MB at 1M images: freed before the rest
-        hit = np.flatnonzero(totals > 0)
-        # normalised by the square root of each row's number of distinct words
-        scores = totals[hit] / np.sqrt(np.maximum(self._distinct[hit], 1))
+        hit, scores = score(postings, blocks, self._distinct[: self._size], df, self.live_count)
         keep = (self._alive if chosen is None else chosen.mask())[hit]
         hit, scores = hit[keep], scores[keep]
         return self._ids[hit[_best(scores, hit, limit)]]
