@@ -1,5 +1,6 @@
 """Exact ranking of stored signatures against a query's orientations, for every engine: the
-engines only find candidates; the distance that orders and cuts them is computed here."""
+engines only find candidates; the distance that orders and cuts them is computed here. And the
+words a partial-matching query keeps within a budget of postings, for every engine."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ def with_distances(
         dataclasses.replace(candidate, distance=float(distance), orientation=int(row))
         for candidate, distance, row in zip(candidates, distances, rows, strict=True)
     ]
+
+
+def rarest_within(words: np.ndarray, counts: np.ndarray, budget: int) -> np.ndarray:
+    """These distinct words (ascending), less the most frequent ones if all their postings
+    (``counts``) would be more than ``budget``: the frequent words add nearly the same (a low
+    idf) to every image and hold most of the postings. The rarest word is always kept."""
+    if counts.sum() <= budget:
+        return words
+    rarest = np.argsort(counts, kind="stable")
+    fits = np.cumsum(counts[rarest]) <= budget
+    fits[0] = True  # the rarest word, whatever it costs
+    return np.sort(words[rarest[fits]])

@@ -26,6 +26,7 @@ from match.local import WORDS
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import EngineError
 from match.stores.elastic.index import Index
+from match.stores.ranking import rarest_within
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,4 @@ class Frequencies:
         """These distinct words, less the most frequent ones if all would read more than
         POSTINGS_BUDGET postings (the rarest is always kept)."""
         counts = self.of(words)
-        if counts is None or counts.sum() <= POSTINGS_BUDGET:
-            return words
-        rarest = np.argsort(counts, kind="stable")
-        fits = np.cumsum(counts[rarest]) <= POSTINGS_BUDGET
-        fits[0] = True
-        return np.sort(words[rarest[fits]])
+        return words if counts is None else rarest_within(words, counts, POSTINGS_BUDGET)

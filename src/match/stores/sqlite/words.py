@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from match.local import WORDS
+from match.stores.ranking import rarest_within
 from match.stores.sqlite.rows import RowIndex, Selection, grown
 from match.stores.sqlite.segments import FileArray
 
@@ -286,7 +287,7 @@ class WordIndex(RowIndex):
         postings_read = min(int(counts.sum()), POSTINGS_BUDGET)
         if gather and len(chosen) * GATHER_COST < postings_read:  # few: read them
             return self._top_of_rows(query, counts, limit, chosen.rows(), words_of)
-        postings, blocks = self._postings(self._within_budget(query, counts))
+        postings, blocks = self._postings(rarest_within(query, counts, POSTINGS_BUDGET))
         df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
         hit, scores = score(postings, blocks, self._distinct[: self._size], df, self.live_count)
         keep = (self._alive if chosen is None else chosen.mask())[hit]
@@ -363,16 +364,6 @@ class WordIndex(RowIndex):
         for segment, _ in self._segments():
             counts += segment.counts(query)
         return counts + np.bincount(self._tail_words, minlength=WORDS)[query]
-
-    def _within_budget(self, query: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """The query's words, less its most frequent ones if all would read more than
-        POSTINGS_BUDGET postings (``counts``, dead ones included)."""
-        if counts.sum() <= POSTINGS_BUDGET:
-            return query
-        rarest = np.argsort(counts, kind="stable")
-        fits = np.cumsum(counts[rarest]) <= POSTINGS_BUDGET
-        fits[0] = True  # the rarest word, whatever it costs
-        return np.sort(query[rarest[fits]])
 
     def _live_df(self, rows: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         """Each query word's number of live postings (one pass, whatever the dead share)."""
