@@ -153,9 +153,9 @@ class _BlockedSegment:
     def counts(self, query: np.ndarray) -> np.ndarray:
         return self.offsets[(query + 1) * self.blocks] - self.offsets[query * self.blocks]
 
-    def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> np.ndarray:
+    def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> None:
         """Write the postings of each query word, as rows of the whole index, into ``out``
-        (intp, as long as they are), word after word; return how many each word has."""
+        (intp, as long as they are: ``counts``), word after word."""
         blocks = self.blocks
         edges = self.offsets[query[:, None] * blocks + np.arange(blocks + 1)]
         starts, ends = edges[:, 0].tolist(), edges[:, -1].tolist()
@@ -173,7 +173,6 @@ class _BlockedSegment:
         out += np.left_shift(block_of, BLOCK_BITS, dtype=np.intp)
         if base:
             out += base
-        return edges[:, -1] - edges[:, 0]
 
     def nbytes(self) -> int:
         return self.offsets.nbytes + self.low.nbytes
@@ -196,7 +195,7 @@ class _Segment:
         np.cumsum(counts, out=offsets[1:])
         return cls(offsets, rows[order].astype(np.int32))
 
-    def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> np.ndarray:
+    def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> None:
         """As _BlockedSegment.fill."""
         starts, ends = self.offsets[query], self.offsets[query + 1]
         rows = self.rows
@@ -204,7 +203,6 @@ class _Segment:
         np.concatenate(pieces, out=out)
         if base:
             out += base
-        return ends - starts
 
     def merged(self, newer: _Segment) -> _Segment:
         """This segment and a newer one (all of whose rows are greater), word by word."""
