@@ -7,6 +7,7 @@ _msearch for all orientations, listing past 10,000, bulk ingest.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from match.signature import (
 from match.signature import orientation_signatures as photo_orientations
 from match.signature.decode import decode_pixels
 from match.stores.base import HashRecord, ImageRecord
-from match.stores.elastic import ElasticStore, EngineClient, frequencies
+from match.stores.elastic import ElasticStore, EngineClient, candidate, frequencies
 from match.stores.elastic import documents as docs
 from match.stores.elastic.search import MAX_QUERY_WORDS
 from store_contract import StoreContract
@@ -362,12 +363,17 @@ def test_local_fields_are_mapped_as_terms_and_a_blob(store: ElasticStore, engine
         "norms": False,
     }
     assert mapping["properties"][docs.LOCAL_FIELD] == {"type": "binary"}
+    assert mapping["properties"][docs.CANDIDATE_FIELD] == {"type": "binary", "doc_values": True}
 
 
-def test_local_features_stored_as_distinct_words_and_packed_blob(
+def test_local_features_stored_as_distinct_words_and_candidate_value(
     store: ElasticStore, engine_url: str, local_photos: list[ImageRecord]
 ) -> None:
-    record = local_photos[0]
+    """The words are terms; features, size, PDQ hash and metadata are one candidate value,
+    which the candidate query reads from doc values and a GET from _source."""
+    record = dataclasses.replace(
+        local_photos[0], size=(1024, 683), pdq=bytes(range(32)), pdq_quality=77
+    )
     store.add(record)
     doc = raw(engine_url, "GET", f"/{store.index}/_doc/{docs.doc_id(record.filepath)}").json()
     tokens = doc["_source"][docs.LOCAL_WORDS_FIELD].split(" ")
@@ -379,8 +385,18 @@ def test_local_features_stored_as_distinct_words_and_packed_blob(
         json={"field": docs.LOCAL_WORDS_FIELD, "text": doc["_source"][docs.LOCAL_WORDS_FIELD]},
     ).json()
     assert [token["token"] for token in analyzed["tokens"]] == tokens  # each word one term
-    packed = base64.b64decode(doc["_source"][docs.LOCAL_FIELD])
-    assert packed == pack_local(record.local)
+    assert docs.LOCAL_FIELD not in doc["_source"]  # the candidate value holds them
+    stored = candidate.unpack(base64.b64decode(doc["_source"][docs.CANDIDATE_FIELD]))
+    assert pack_local(stored.local) == pack_local(record.local)
+    assert (stored.size, stored.metadata) == (record.size, record.metadata)
+    assert (stored.pdq, stored.pdq_quality) == (record.pdq, record.pdq_quality)
+    [found] = store.local_candidates(record.local.words, 5)
+    assert (found.metadata, found.size, found.pdq, found.pdq_quality) == (
+        record.metadata,
+        record.size,
+        record.pdq,
+        record.pdq_quality,
+    )
 
 
 def test_local_features_survive_a_metadata_update(
@@ -388,10 +404,11 @@ def test_local_features_survive_a_metadata_update(
 ) -> None:
     record = local_photos[1]
     store.add(record)
-    store.update_metadata(record.filepath, {"edited": True})
-    [candidate] = store.local_candidates(record.local.words, 5)
-    assert (candidate.filepath, candidate.metadata) == (record.filepath, {"edited": True})
-    assert np.array_equal(candidate.local.words, record.local.words)
+    for metadata in ({"edited": True}, None):
+        store.update_metadata(record.filepath, metadata)
+        [found] = store.local_candidates(record.local.words, 5)
+        assert (found.filepath, found.metadata) == (record.filepath, metadata)
+        assert np.array_equal(found.local.words, record.local.words)
 
 
 def test_local_candidates_of_a_full_query_on_every_engine(store: ElasticStore) -> None:
@@ -451,19 +468,61 @@ def test_word_frequencies_are_cached_for_max_age(
 
 
 def test_unreadable_local_features_are_skipped(store: ElasticStore, engine_url: str) -> None:
-    """A document whose packed features do not unpack (written by another client, or damaged)
-    is never a candidate and reads back without local features; the others still come back."""
+    """A document whose candidate value or older packed features do not unpack (written by
+    another client, or damaged) is never a candidate and reads back without local features; the
+    others still come back."""
     shared = list(range(100, 160))
     store.add(ImageRecord("good.jpg", random_signatures(1)[0], local=synthetic_local(shared)))
     store.add(ImageRecord("bad.jpg", random_signatures(2)[1], local=synthetic_local(shared)))
     path = f"/{store.index}/_update/{docs.doc_id('bad.jpg')}"
-    wrong_version = b"\x09" + pack_local(synthetic_local(shared))[1:]
-    for garbage in ("AAAA", "not base64!", base64.b64encode(wrong_version).decode()):
-        body = {"doc": {docs.LOCAL_FIELD: garbage}}  # a binary field that is never decoded
+    features = synthetic_local(shared)
+    value = candidate.pack(candidate.CandidateFields(features, None, None, None, None))
+    older = pack_local(features)
+    garbage = [  # the candidate value is decoded by the engine: base64 at least
+        {docs.CANDIDATE_FIELD: "AAAA"},
+        {docs.CANDIDATE_FIELD: base64.b64encode(b"\x09" + value[1:]).decode()},
+        {docs.CANDIDATE_FIELD: base64.b64encode(value[:-3]).decode()},
+        {docs.CANDIDATE_FIELD: None, docs.LOCAL_FIELD: "not base64!"},
+        {docs.CANDIDATE_FIELD: None, docs.LOCAL_FIELD: base64.b64encode(older[:-1]).decode()},
+    ]
+    for fields in garbage:
+        body = {"doc": fields}
         answer = raw(engine_url, "POST", path, params={"refresh": "true"}, json=body)
         assert answer.status_code == 200
         assert [c.filepath for c in store.local_candidates(np.array(shared), 10)] == ["good.jpg"]
         assert store.get("bad.jpg").local is None
+
+
+def test_documents_of_an_earlier_match_are_candidates_read_from_source(
+    store: ElasticStore, engine_url: str, local_photos: list[ImageRecord]
+) -> None:
+    """Documents written before the candidate value (packed features in _source only) are
+    still candidates, in their rank among the others, with their metadata, size, PDQ hash and
+    signature distance: a second request reads their _source."""
+    new, old = local_photos[0], local_photos[1]
+    store.add(new)
+    signature = old.signature
+    older = dataclasses.replace(old, size=(640, 427), pdq=bytes(range(32)), pdq_quality=90)
+    doc = docs.document(
+        older, signature, words(signature).tolist(), 1, docs.pack(signature[None])[0]
+    )
+    del doc[docs.CANDIDATE_FIELD]
+    doc[docs.LOCAL_FIELD] = base64.b64encode(pack_local(older.local)).decode()
+    put = f"/{store.index}/_doc/{docs.doc_id(older.filepath)}"
+    assert raw(engine_url, "PUT", put, params={"refresh": "true"}, json=doc).status_code == 201
+    query = np.union1d(new.local.words, old.local.words)
+    found = store.local_candidates(query, 10, signatures=old.signature[None])
+    assert {c.filepath for c in found} == {new.filepath, old.filepath}
+    [read] = [c for c in found if c.filepath == old.filepath]
+    assert (read.metadata, read.size, read.pdq, read.pdq_quality) == (
+        old.metadata,
+        (640, 427),
+        bytes(range(32)),
+        90,
+    )
+    assert read.distance == 0.0
+    assert np.array_equal(read.local.words, old.local.words)
+    assert [c.filepath for c in store.local_candidates(old.local.words, 1)] == [old.filepath]
 
 
 def test_previous_index_gets_local_fields_on_open(engine_url: str, engine_index: str) -> None:

@@ -9,12 +9,14 @@ import numpy as np
 from match.signature import words
 from match.stores.base import LocalCandidate
 from match.stores.elastic.documents import (
+    CANDIDATE_FIELD,
     COLLECTION_FIELD,
     FILTER_FIELD,
     LOCAL_SOURCE,
     LOCAL_WORDS_FIELD,
     PACKED_FIELD,
     WORD_FIELDS,
+    candidate_of,
     filter_term,
     local_of,
     pdq_of,
@@ -76,11 +78,12 @@ def scoped(query: dict[str, Any], clauses: Scope) -> dict[str, Any]:
     return {"bool": {"must": [query], "filter": clauses}}
 
 
-def local_query(query_words: np.ndarray, size: int, clauses: Scope) -> dict[str, Any]:
+def local_query(query_words: np.ndarray, size: int, clauses: Scope, path: str) -> dict[str, Any]:
     """The ``size`` documents in scope sharing the most (and rarest, by BM25 idf) of these
     distinct words, best first. ``track_total_hits: false`` lets the engine skip documents that
     cannot reach the top ``size`` (block-max WAND) instead of counting every one sharing a
-    word."""
+    word. Hits carry path, packed signature and candidate value from doc values only: no
+    stored field is read (``path`` is the index's path keyword field)."""
     words_match = {
         "match": {
             LOCAL_WORDS_FIELD: {
@@ -92,32 +95,74 @@ def local_query(query_words: np.ndarray, size: int, clauses: Scope) -> dict[str,
     return {
         "size": size,
         "track_total_hits": False,
-        "_source": LOCAL_SOURCE,
-        "docvalue_fields": [PACKED_FIELD],
+        "stored_fields": "_none_",
+        "docvalue_fields": [path, PACKED_FIELD, CANDIDATE_FIELD],
         "query": scoped(words_match, clauses),
     }
 
 
-def local_hits(hits: list[dict[str, Any]]) -> list[tuple[LocalCandidate, np.ndarray | None]]:
-    """Candidates of a local_query's hits in their order, each with its signature from the
-    packed doc value (None if unreadable); a hit whose features cannot be unpacked is skipped
-    (logged), never an error."""
-    found = []
+def older_local_query(paths: list[str], clauses: Scope, path: str) -> dict[str, Any]:
+    """The documents in scope of these paths with their candidate fields from _source: hits
+    of local_query without a candidate value (written before it)."""
+    return {
+        "size": 2 * len(paths),  # image-match may hold a path twice
+        "_source": LOCAL_SOURCE,
+        "docvalue_fields": [PACKED_FIELD],
+        "query": {"bool": {"filter": [{"terms": {path: paths}}, *clauses]}},
+    }
+
+
+Found = tuple[LocalCandidate, np.ndarray | None]
+"""A candidate, with its signature from the packed doc value (None if unreadable)."""
+
+
+def local_hits(hits: list[dict[str, Any]], path: str) -> list[Found | str]:
+    """Candidates of a local_query's hits in their order; the path of a hit without a
+    candidate value in its place (older_local_hits reads it). A hit whose value cannot be
+    unpacked is skipped (logged), never an error."""
+    found: list[Found | str] = []
+    signatures = _packed_signatures(hits)
+    for hit, signature in zip(hits, signatures, strict=True):
+        fields = hit.get("fields") or {}
+        paths = fields.get(path) or []
+        if not paths or not isinstance(paths[0], str):
+            continue
+        values = fields.get(CANDIDATE_FIELD)
+        if not values:
+            found.append(paths[0])
+            continue
+        read = candidate_of(values[0], paths[0])
+        if read is not None:
+            candidate = LocalCandidate(
+                paths[0],
+                read.local,
+                read.metadata,
+                size=read.size,
+                pdq=read.pdq,
+                pdq_quality=read.pdq_quality,
+            )
+            found.append((candidate, signature))
+    return found
+
+
+def older_local_hits(hits: list[dict[str, Any]]) -> dict[str, Found]:
+    """{path: candidate} of an older_local_query's hits; a hit whose features cannot be
+    unpacked is left out (logged)."""
+    found = {}
     for hit in hits:
         source = hit.get("_source") or {}
         local = local_of(source)
         if local is not None and isinstance(source.get("path"), str):
-            size = size_of(source)
             packed, quality = pdq_of(source)
             candidate = LocalCandidate(
                 source["path"],
                 local,
                 source.get("metadata"),
-                size=size,
+                size=size_of(source),
                 pdq=packed,
                 pdq_quality=quality,
             )
-            found.append((candidate, _packed_signature(hit)))
+            found[source["path"]] = (candidate, _packed_signature(hit))
     return found
 
 
@@ -128,6 +173,18 @@ def _packed_signature(hit: dict[str, Any]) -> np.ndarray | None:
         return unpack(texts[:1])[0] if texts else None
     except ValueError:
         return None
+
+
+def _packed_signatures(hits: list[dict[str, Any]]) -> list[np.ndarray | None]:
+    """``_packed_signature`` of each hit, unpacked together (one at a time only when one of
+    them is unreadable)."""
+    texts = [((hit.get("fields") or {}).get(PACKED_FIELD) or [None])[0] for hit in hits]
+    if all(isinstance(text, str) for text in texts):
+        try:
+            return list(unpack(texts)) if texts else []
+        except ValueError:
+            pass
+    return [_packed_signature(hit) for hit in hits]
 
 
 def words_query(

@@ -4,8 +4,10 @@ the query bodies).
 Documents keep image-match 1.x's shape (``path``, ``signature``, ``metadata``, ``simple_word_0``
 ... ``simple_word_62``, ``timestamp``) so an index written by image-match or dsys/match stays
 searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (insertion order)
-and, for partial matching, the image's visual words as terms (``local_words``) and its packed
-local features (``local_features``).
+and, for partial matching, the image's visual words as terms (``local_words``) and, in one
+binary doc value, its packed local features with what else a candidate needs
+(``local_candidate``, candidate.py). Documents of Match before 2026-12-08 carry the features in
+``local_features`` instead (`_source` only), which is still read.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import numpy as np
 from match import pdq
 from match.errors import MatchError
 from match.local import LocalFeatures
-from match.local import pack as pack_local
 from match.local import unpack as unpack_local
 from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT
 from match.stores.base import ImageRecord
-from match.stores.checks import CheckedRecord
+from match.stores.checks import CheckedRecord, metadata_json
+from match.stores.elastic import candidate
 from match.stores.filters import DEFAULT_COLLECTION, Indexed, indexed_fields
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,10 @@ SOURCE_FIELDS = ["path", "signature", "metadata", "algorithm"]
 PACKED_FIELD = "signature_packed"
 PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
 LOCAL_WORDS_FIELD = "local_words"
-LOCAL_FIELD = "local_features"
+LOCAL_FIELD = "local_features"  # before 2026-12-08
+CANDIDATE_FIELD = "local_candidate"
 LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD, "width", "height", "pdq", "pdq_quality"]
+"""What a candidate of a document without the candidate doc value is read from."""
 COLLECTION_FIELD = "collection"
 PDQ_FIELD = "pdq"
 PDQ_TERMS_FIELD = "pdq_terms"
@@ -79,8 +83,9 @@ def local_fields() -> dict[str, Any]:
     """The fields of partial matching. Each distinct visual word is one token of a text field
     (the ``standard`` analyzer keeps decimal numbers whole, and is in every distribution) indexed
     without frequencies or norms: BM25 then scores a document by the sum of the idf of the words
-    it shares with the query, i.e. binary tf weighted by rarity. The packed features are only read
-    back (binary: never indexed, no doc values)."""
+    it shares with the query, i.e. binary tf weighted by rarity. A candidate's fields are read
+    from a binary doc value (candidate.py); older documents' packed features only from _source
+    (binary: never indexed, no doc values)."""
     return {
         LOCAL_WORDS_FIELD: {
             "type": "text",
@@ -89,6 +94,7 @@ def local_fields() -> dict[str, Any]:
             "norms": False,
         },
         LOCAL_FIELD: {"type": "binary"},
+        CANDIDATE_FIELD: {"type": "binary", "doc_values": True},
     }
 
 
@@ -259,19 +265,42 @@ class SeqClock:
             return first
 
 
-def local_source(local: LocalFeatures) -> dict[str, Any]:
-    """The document fields of local features: each distinct word once, as a token (none
-    when there are no keypoints: such an image is never a candidate), and the packed form."""
-    fields = {LOCAL_FIELD: base64.b64encode(pack_local(local)).decode("ascii")}
-    distinct = np.unique(np.asarray(local.words, dtype=np.int64))
+def local_source(record: CheckedRecord | ImageRecord) -> dict[str, Any]:
+    """The document fields of a record's local features: each distinct word once, as a token
+    (none when there are no keypoints: such an image is never a candidate), and the candidate
+    doc value (the features packed with what else a candidate needs)."""
+    assert record.local is not None
+    fields = candidate.CandidateFields(
+        record.local, record.size, record.pdq, record.pdq_quality, record.metadata
+    )
+    text = metadata_json(record.metadata, record.filepath)
+    packed = candidate.pack(fields, "null" if text is None else text)
+    source = {CANDIDATE_FIELD: base64.b64encode(packed).decode("ascii")}
+    distinct = np.unique(np.asarray(record.local.words, dtype=np.int64))
     if len(distinct):
-        fields[LOCAL_WORDS_FIELD] = " ".join(map(str, distinct.tolist()))
-    return fields
+        source[LOCAL_WORDS_FIELD] = " ".join(map(str, distinct.tolist()))
+    return source
+
+
+def candidate_of(text: object, path: object) -> candidate.CandidateFields | None:
+    """A candidate doc value (base64 text, from _source or doc values); None if it is
+    unreadable (logged: the record is still usable by its signature)."""
+    try:
+        if not isinstance(text, str):
+            raise ValueError("not a base64 string")
+        # OpenSearch gives binary doc values without base64's padding
+        return candidate.unpack(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
+    except ValueError as error:  # binascii.Error is a ValueError
+        log.warning("unreadable local features of %r: %s", path, error)
+        return None
 
 
 def local_of(source: dict[str, Any]) -> LocalFeatures | None:
-    """The local features of a document's _source; None if it has none or they are corrupt
-    (logged: the record is still usable by its signature)."""
+    """The local features of a document's _source, from its candidate value or an older
+    document's packed features; None if it has none or they are corrupt (logged)."""
+    if source.get(CANDIDATE_FIELD) is not None:
+        fields = candidate_of(source[CANDIDATE_FIELD], source.get("path"))
+        return fields.local if fields is not None else None
     value = source.get(LOCAL_FIELD)
     if value is None:
         return None
@@ -282,6 +311,16 @@ def local_of(source: dict[str, Any]) -> LocalFeatures | None:
     except ValueError as error:  # binascii.Error is a ValueError
         log.warning("unreadable local features of %r: %s", source.get("path"), error)
         return None
+
+
+def with_candidate_metadata(source: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+    """Rewrite a _source's candidate value for new metadata (a metadata update), in place; an
+    unreadable one is left as it is."""
+    text = source.get(CANDIDATE_FIELD)
+    if candidate_of(text, source.get("path")) is not None:
+        assert isinstance(text, str)
+        packed = candidate.with_metadata(base64.b64decode(text), metadata)
+        source[CANDIDATE_FIELD] = base64.b64encode(packed).decode("ascii")
 
 
 def pack(signatures: np.ndarray) -> list[str]:
@@ -330,7 +369,7 @@ def document(
     if record.size is not None:
         doc["width"], doc["height"] = record.size
     if record.local is not None:
-        doc.update(local_source(record.local))
+        doc.update(local_source(record))
     doc.update(pdq_source(record.pdq, record.pdq_quality))
     if record.thumbnail is not None:
         doc[THUMBNAIL_FIELD] = base64.b64encode(record.thumbnail).decode("ascii")

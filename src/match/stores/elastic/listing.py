@@ -61,6 +61,7 @@ RECORD_SOURCE = [
     *docs.SOURCE_FIELDS,
     docs.COLLECTION_FIELD,
     docs.LOCAL_FIELD,
+    docs.CANDIDATE_FIELD,
     "width",
     "height",
     "timestamp",

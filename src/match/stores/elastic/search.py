@@ -6,14 +6,15 @@ doc-values field (no stored fields: decompressing _source or even _id blocks cos
 query), ranks them by exact distance here and fetches the metadata of the returned page only.
 
 Partial matching: an image's distinct visual words are the tokens of one text field, so
-``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features;
-its most frequent words are left out when all would read more than a budget of postings
-(frequencies.py).
+``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features
+in a doc value (candidate.py; documents written before it are read from _source by a second
+request); its most frequent words are left out when all would read more than a budget of
+postings (frequencies.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -78,14 +79,8 @@ class Searcher:
         if limit == 0 or len(words) == 0:
             return []
         clauses = bodies.scope(collection, where)
-
-        def candidates() -> Any:
-            kept = self.frequencies.within_budget(words)
-            body = bodies.local_query(kept, min(limit, lookup.MAX_WINDOW), clauses)
-            return self.index.request("POST", "/_search", body=body)[1]
-
-        found = self.index.call(candidates)
-        hits = bodies.local_hits(found["hits"]["hits"])
+        size = min(limit, lookup.MAX_WINDOW)
+        hits = self.index.call(lambda: self._local_hits(words, size, clauses))
         if signatures is None:
             return [candidate for candidate, _ in hits]
         readable = [
@@ -98,6 +93,27 @@ class Searcher:
                 c.filepath: c for c in with_distances([c for c, _ in readable], signatures, stored)
             }
         return [scored.get(candidate.filepath, candidate) for candidate, _ in hits]
+
+    def _local_hits(
+        self, words: np.ndarray, size: int, clauses: bodies.Scope
+    ) -> list[bodies.Found]:
+        """The candidate query's hits in order; those of documents without a candidate doc
+        value (written before it) read from their _source by a second request."""
+        path = self.index.path_field
+        body = bodies.local_query(self.frequencies.within_budget(words), size, clauses, path)
+        _, found = self.index.request("POST", "/_search", body=body)
+        hits = bodies.local_hits(found["hits"]["hits"], path)
+        older = [hit for hit in hits if isinstance(hit, str)]
+        if not older:
+            return cast(list[bodies.Found], hits)
+        body = bodies.older_local_query(older, clauses, path)
+        _, found = self.index.request("POST", "/_search", body=body)
+        read = bodies.older_local_hits(found["hits"]["hits"])
+        return [
+            read[hit] if isinstance(hit, str) else hit
+            for hit in hits
+            if not isinstance(hit, str) or hit in read
+        ]
 
     def _search(
         self,

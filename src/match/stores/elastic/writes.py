@@ -207,6 +207,7 @@ class Writer:
         terms = docs.filter_terms(metadata)
         if terms:
             source[docs.FILTER_FIELD] = terms
+        docs.with_candidate_metadata(source, metadata)
         if found["_id"] == docs.doc_id(filepath, collection):  # ours: keep the packed signature
             signature = checks.check_signature(source["signature"], filepath)
             source[docs.PACKED_FIELD] = docs.pack(signature[None, :])[0]
