@@ -181,16 +181,18 @@ def local_matches(
     and, only if they verify no local match under ``cutoff`` and at least ``min_score`` (what
     the search would return), again with the finer ones: the two extractions miss different
     copies, and a query whose copy is found never pays the dearer one."""
-    found = _local_passes(store, query, scope, min_overlap)
+    found = _local_passes(store, query, scope, min_overlap, cutoff)
     if any(m.method == "local" and is_match(m.score, cutoff, min_score) for m in found):
         return found
     refined = query.refined()
     if refined is None:
         return found
-    return found + _local_passes(store, refined, scope, min_overlap)
+    return found + _local_passes(store, refined, scope, min_overlap, cutoff)
 
 
-def _local_passes(store: Store, query: Query, scope: Scope, min_overlap: float) -> list[Match]:
+def _local_passes(
+    store: Store, query: Query, scope: Scope, min_overlap: float, cutoff: float
+) -> list[Match]:
     """``local_matches`` with the query's features as they are: one pass, two with mirrors."""
     if query.local is None:
         return []
@@ -209,12 +211,16 @@ def _local_passes(store: Store, query: Query, scope: Scope, min_overlap: float) 
                 collection=scope.collection,
                 where=scope.where,
             )
-            matches += _candidate_matches(query, candidates, mirrored, min_overlap)
+            matches += _candidate_matches(query, candidates, mirrored, min_overlap, cutoff)
     return matches
 
 
 def _candidate_matches(
-    query: Query, candidates: Sequence[LocalCandidate], mirrored: bool, min_overlap: float
+    query: Query,
+    candidates: Sequence[LocalCandidate],
+    mirrored: bool,
+    min_overlap: float,
+    cutoff: float,
 ) -> list[Match]:
     matches = []
     stored = [candidate.local for candidate in candidates]
@@ -223,7 +229,8 @@ def _candidate_matches(
         if verified is not None and verified.target_overlap >= min_overlap:
             local_match = _local_match(query, candidate, verified)
             matches.append(_with_pdq(local_match, candidate.pdq, candidate.pdq_quality))
-        if candidate.distance is not None:
+        # most of the 200 are not signature matches: merge would drop them
+        if candidate.distance is not None and is_match(score_of(candidate.distance), cutoff):
             whole = _whole(
                 candidate.filepath,
                 candidate.distance,
