@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from match import pdq
 from match.service import methods
@@ -20,6 +21,10 @@ from match.stores.filters import DEFAULT_COLLECTION, Filter, check_collection
 
 class Matcher:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        # one BLAS thread for the whole process: a request runs on one thread and a server
+        # scales by worker processes. OpenBLAS's own threads spin for a while after every
+        # product, and so took two thirds of a search's CPU (bench/stages.py, 300 photos).
+        threadpool_limits(limits=1, user_api="blas")
         self.settings = settings
         self.analyser = Analyser(settings)
         self._store = store
