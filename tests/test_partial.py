@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from api_server import GRACEFUL, Api, MatchServer, StoreEnv
 from engines import delete_indexes
@@ -618,5 +619,17 @@ def test_features_stored_with_the_legacy_extraction_are_found_by_both_passes(
         )
         small = matcher.query(tile(tiled[0]), True)
         assert matcher.search(small)[0].filepath == filepath_of(tiled[0])
+    finally:
+        matcher.close()
+
+
+def test_a_matcher_keeps_blas_on_one_thread(tmp_path: Path) -> None:
+    """A request runs on one thread and servers scale by processes: OpenBLAS's own threads
+    would spin after every product (two thirds of a search's CPU when they did)."""
+    threadpool_limits(limits=2, user_api="blas")
+    matcher = Matcher(Settings.from_env({}).replace(match_data_dir=str(tmp_path)))
+    try:
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas and all(lib["num_threads"] == 1 for lib in blas)
     finally:
         matcher.close()
