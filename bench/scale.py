@@ -22,7 +22,8 @@ memory, each at 1M beside the same at 1k in the same run.
 4. the candidate step's recall of the true original: is it among the shortlist of
    ``LOCAL_SHORTLIST`` images ``local_candidates`` returns for the query's words (either pass:
    the query or its mirror image), and among the first ``LOCAL_CANDIDATES``; at 1M with
-   words.POSTINGS_BUDGET as shipped and without it (the same queries), at 1k;
+   words.POSTINGS_BUDGET as shipped (and at each of ``--budgets``) and without it (the same
+   queries), at 1k;
 5. the local part's candidate step time with and without the budget.
 
 Queries are the harness's edited copies of the dev originals (``--harness``, a folder of
@@ -43,6 +44,7 @@ indexes (``i13-scale-<n>``) are deleted after unless ``--keep-indexes``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -50,6 +52,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -277,6 +280,7 @@ def sqlite_bench(args: argparse.Namespace) -> None:
     over = 0
     variants = (
         ("1M, budget", "1M", budget),
+        *((f"1M, budget {other:,}", "1M", other) for other in args.budgets),
         ("1M, no budget", "1M", 1 << 62),
         ("1k", "1k", budget),
     )
@@ -285,7 +289,7 @@ def sqlite_bench(args: argparse.Namespace) -> None:
             # bench only: how many postings the query's words have (the budget's trigger)
             postings = stores["1M"]._words._counts(np.unique(built.local.words)).sum()
             over += int(postings > budget)
-        order = variants[k % 3 :] + variants[: k % 3]
+        order = variants[k % len(variants) :] + variants[: k % len(variants)]
         for label, name, limit in order:
             words_module.POSTINGS_BUDGET = limit
             try:
@@ -368,6 +372,7 @@ def memory_bench(args: argparse.Namespace) -> None:
             return time.perf_counter() - began
 
         cpu = tree_cpu(server.pid)
+        peak = _PeakPss(server.pid)
         with ThreadPoolExecutor(args.workers) as pool:
             took = list(pool.map(search, queries))
         cpu = tree_cpu(server.pid) - cpu
@@ -375,10 +380,33 @@ def memory_bench(args: argparse.Namespace) -> None:
             f"{len(queries)} searches at concurrency {args.workers}: p50 {ms(took, 0.5)} ms, "
             f"p99 {ms(took, 0.99)} ms; the server's CPU {cpu / len(queries) * 1000:.0f} ms a search"
         )
+        print(f"PSS while they ran, sampled every 50 ms: peak {peak.stop() / 1024:,.0f} MiB")
         print(f"after them: {_memory(server.pid)}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)
+
+
+class _PeakPss:
+    """The highest PSS (KiB) of a process and its descendants, sampled on a thread until stop():
+    a search's transient arrays are freed (and given back) before the searches end."""
+
+    def __init__(self, pid: int) -> None:
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, pid: int) -> None:
+        while not self._done.wait(0.05):
+            with contextlib.suppress(OSError):
+                pss = sum(_rollup(p)["Pss"] for p in [pid, *_descendants(pid)])
+                self.peak = max(self.peak, pss)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
 
 
 def _memory(pid: int) -> str:
@@ -537,6 +565,12 @@ def main() -> None:
     sqlite.add_argument("--big", type=Path, required=True, help="a copy of a filled store")
     sqlite.add_argument("--small", type=Path, required=True, help="the 1k store (made if new)")
     sqlite.add_argument("--rebuild", action="store_true", help="time the index from scratch")
+    sqlite.add_argument(
+        "--budgets",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        help="other POSTINGS_BUDGETs to measure in sections 4 and 5, e.g. 8000000,16000000",
+    )
     memory = commands.add_parser("memory", help="a server's memory on the big store")
     memory.add_argument("--big", type=Path, required=True)
     memory.add_argument("--workers", type=int, default=4)
