@@ -120,7 +120,16 @@ def test_the_tail_equals_brute_force_through_appends_merges_and_deletions(
     assert index._tail_segments  # the unsorted run was flushed into segments, and merged
 
 
-def test_shared_segments_and_a_tail_rank_as_brute_force(small_segments: None) -> None:
+@pytest.fixture(params=[words_module.SCORE_CHUNK, 997], ids=["one chunk", "chunks of 997"])
+def score_chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Postings scored all at once, or a few hundred at a time (chunks end inside a word's run
+    of postings)."""
+    monkeypatch.setattr(words_module, "SCORE_CHUNK", request.param)
+
+
+def test_shared_segments_and_a_tail_rank_as_brute_force(
+    small_segments: None, score_chunk: None
+) -> None:
     images = [*random_images(900, seed=9), np.zeros(0, np.int64)]  # one image without words
     ids = np.arange(3, 3 + 2 * len(images), 2)
     # word rows out of id order, as when features are stored after their image

@@ -35,6 +35,9 @@ TAIL_POSTINGS = 1 << 16
 """Postings of the tail kept unsorted before they become a segment (a query scans them all)."""
 MERGE_RATIO = 4
 """A segment is merged into the previous one while that one is at most this many times bigger."""
+SCORE_CHUNK = 1 << 20
+"""Postings scored at once (``score``): 1M of them hold 16 MB of transient arrays, and scoring
+in chunks of this size costs about a fifth more CPU than all at once."""
 POSTINGS_BUDGET = 4_000_000
 """Most postings one query reads. Past it, the query's most frequent words (the lowest idf,
 adding nearly the same to every image) are left out: a query reads about 3 M postings at 100k
@@ -76,8 +79,17 @@ def score(
     nothing); a row's total is divided by sqrt(its distinct words).
     """
     idf = np.log1p((images - df + 0.5) / (df + 0.5))
-    weights = np.repeat(np.tile(idf * idf, len(blocks)), blocks.ravel())
-    totals = np.bincount(rows, weights=weights, minlength=len(distinct))
+    run_weights = np.tile(idf * idf, len(blocks))
+    run_ends = np.cumsum(blocks.ravel())
+    run_starts = run_ends - blocks.ravel()
+    totals = np.zeros(len(distinct), dtype=np.float64)
+    # a chunk of postings at a time: its weights (and its rows as intp, which bincount makes)
+    # are the only arrays as long as the postings, so the memory does not grow with them
+    for start in range(0, len(rows), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(rows))
+        lengths = np.clip(run_ends, start, stop) - np.clip(run_starts, start, stop)
+        weights = np.repeat(run_weights, lengths)
+        totals += np.bincount(rows[start:stop], weights=weights, minlength=len(distinct))
     hit = np.flatnonzero(totals > 0)
     return hit, totals[hit] / np.sqrt(np.maximum(distinct[hit], 1))
 
@@ -155,7 +167,7 @@ class _BlockedSegment:
 
     def fill(self, query: np.ndarray, base: int, out: np.ndarray) -> None:
         """Write the postings of each query word, as rows of the whole index, into ``out``
-        (intp, as long as they are: ``counts``), word after word."""
+        (int32 or intp, as long as they are: ``counts``), word after word."""
         blocks = self.blocks
         edges = self.offsets[query[:, None] * blocks + np.arange(blocks + 1)]
         starts, ends = edges[:, 0].tolist(), edges[:, -1].tolist()
@@ -164,13 +176,14 @@ class _BlockedSegment:
             self.low.read(starts, ends, low)
         else:  # built in this process (tests)
             np.concatenate([self.low[s:e] for s, e in zip(starts, ends, strict=True)], out=low)
-        out[:] = low
-        # each posting's block: small integers repeated, then shifted and added in place
+        # each posting's block (small integers repeated), shifted and joined to its low bits in
+        # place: no temporary as long as ``out``
         block_type = np.uint8 if blocks <= 256 else np.int32
-        block_of = np.repeat(
+        out[:] = np.repeat(
             np.tile(np.arange(blocks, dtype=block_type), len(query)), np.diff(edges, axis=1).ravel()
         )
-        out += np.left_shift(block_of, BLOCK_BITS, dtype=np.intp)
+        out <<= BLOCK_BITS
+        out |= low
         if base:
             out += base
 
@@ -345,7 +358,9 @@ class WordIndex(RowIndex):
             blocks.append(tail_counts)
         if not blocks:
             return np.zeros(0, np.intp), np.zeros((0, len(query)), np.int64)
-        rows = np.empty(int(sum(int(b.sum()) for b in blocks)), dtype=np.intp)
+        # int32 rows while they fit: half the memory of the longest array a query makes
+        row_type = np.int32 if self._size < 1 << 31 else np.intp
+        rows = np.empty(int(sum(int(b.sum()) for b in blocks)), dtype=row_type)
         at = 0
         for (segment, base), counts in zip(segments, blocks, strict=False):
             size = int(counts.sum())
