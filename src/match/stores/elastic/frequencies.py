@@ -4,7 +4,7 @@ The partial-matching candidate query costs about the postings of its words: a ph
 distinct words have about 2 M postings at 100k images (bench/engine_words.py), and the most
 frequent of them, which add nearly the same (a low idf) to every document, hold most of them.
 ``within_budget`` keeps the query's rarest words while their postings fit POSTINGS_BUDGET, as
-the embedded store does (stores/sqlite/words.py).
+the embedded store does with its own (stores/sqlite/words.py).
 
 The counts come from ``_termvectors`` of an artificial document of the words (its
 ``term_statistics``): one shard's document frequencies, the postings that shard reads, which is
@@ -31,8 +31,9 @@ from match.stores.ranking import rarest_within
 log = logging.getLogger(__name__)
 
 POSTINGS_BUDGET = 4_000_000
-"""Most postings (per shard) one candidate query reads, as the embedded store's budget. Past
-it, the query's most frequent words are left out. bench/engine_words.py on es8, 2026-12-07: the
+"""Most postings (per shard) one candidate query reads (the embedded store's is 16 M: its 1M
+store lost recall at 4 M that the engine's did not). Past it, the query's most frequent words
+are left out. bench/engine_words.py on es8, 2026-12-07: the
 engine's time grows about as the postings read (a photo's words: 2-3 M at 100k images, so the
 budget seldom cuts there; about 20 M at 1M); the words a copy shares with its original are
 mostly frequent ones: at 1M, 4 M of the 30.9 M postings (p50) keep the original in the

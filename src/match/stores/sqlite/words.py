@@ -38,13 +38,13 @@ MERGE_RATIO = 4
 SCORE_CHUNK = 1 << 20
 """Postings scored at once (``score``): 1M of them hold 16 MB of transient arrays, and scoring
 in chunks of this size costs about a fifth more CPU than all at once."""
-POSTINGS_BUDGET = 4_000_000
+POSTINGS_BUDGET = 16_000_000
 """Most postings one query reads. Past it, the query's most frequent words (the lowest idf,
 adding nearly the same to every image) are left out: a query reads about 3 M postings at 100k
-images of photos' words, exact, but about 30 M at 1M. It trades recall for time there
-(bench/scale.py at 1M, 160 partial-family queries, docs/partial-matching.md): reading every
-posting costs 6x the CPU (787 against 129 ms p50, both passes) and puts the original in the
-shortlist for 0.963 of the queries instead of 0.900."""
+images of photos' words, all of them, but about 30 M at 1M. At 1M (bench/scale.py, 80
+partial-family queries, docs/partial-matching.md "The budget at 1M") 16 M keeps the shortlist
+recall of no budget (71/80; 4 M: 53/80) for half its CPU and a fifth of its p99 (198 / 255
+against 421 / 1,207 ms, both passes); a 4-worker server's PSS peaks at 1,388 MiB."""
 
 GATHER_COST = 1_000
 """About how many postings a query scores in the time it reads one image's words from the file:
