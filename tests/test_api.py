@@ -8,6 +8,7 @@ store pre-filled with LIST_FILLED synthetic records for listing far past 10,000)
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -393,5 +394,11 @@ def test_sigterm_stops_the_server_gracefully(store_env: StoreEnv, tmp_path: Path
     for workers in ("1", "2"):
         log = tmp_path / f"server-{workers}.log"
         server = MatchServer(store_env() | {"WORKER_COUNT": workers}, log).start()
+        # the server answers once one worker is up: the other may still be importing, and a
+        # worker stopped before it started has no application to shut down
+        deadline = time.monotonic() + 60
+        while server.log().count("Application startup complete") < int(workers):
+            assert time.monotonic() < deadline, "the workers did not all start in 60 s"
+            time.sleep(0.05)
         assert server.stop() in GRACEFUL
         assert server.log().count("Application shutdown complete") == int(workers)
