@@ -12,7 +12,7 @@ count): an add is decode, upright signature, PDQ hash, thumbnail, local features
 the store's write (embedded: one transaction with its fsync; engine: the bulk request and the
 refresh that makes it searchable, shared by concurrent adds); a search is decode, 8 signatures,
 8 PDQ hashes, local features with the mirror image's, and the store's three lookups (signature
-candidates ranked exactly, partial matching's candidates verified, PDQ). Medians per image.
+candidates ranked exactly, partial matching's candidates verified, PDQ). Medians and means per image;
 
 Then `match serve` with one worker on the same store kind gets as many /ping requests, then the
 same adds and searches, one at a time: the server's CPU per request (its processes' utime +
@@ -179,23 +179,31 @@ def served(
 
 
 # -- the report -------------------------------------------------------------------------------
+NESTED = {"store: local candidates"}
+"""Stages timed inside another ("local: candidates + verify"): printed, not summed."""
+
+
 def table(title: str, timings: Timings) -> float:
-    """Print each stage's median CPU and wall ms; returns the sum of the median CPUs (s)."""
-    print(f"\n{title:<34} {'CPU ms':>8} {'wall ms':>8} {'share':>6}")
-    medians = {
-        name: (statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs))
+    """Print each stage's median and mean CPU and median wall ms; returns the sum of the mean
+    CPUs (s), which compares with the server's CPU per request (a mean too: photos of many
+    sizes make a stage's mean larger than its median)."""
+    print(f"\n{title:<34} {'CPU p50':>8} {'CPU mean':>9} {'wall p50':>9} {'share':>6}")
+    figures = {
+        name: (
+            statistics.median(c for c, _ in runs),
+            statistics.fmean(c for c, _ in runs),
+            statistics.median(w for _, w in runs),
+        )
         for name, runs in timings.items()
     }
-    total = sum(cpu for cpu, _ in medians.values() if not _overlaps(medians, cpu))
-    for name, (cpu, wall) in medians.items():
-        print(f"  {name:<32} {cpu * 1000:>8.1f} {wall * 1000:>8.1f} {cpu / total:>6.0%}")
-    print(f"  {'sum of stages':<32} {total * 1000:>8.1f}")
+    total = sum(mean for name, (_, mean, _) in figures.items() if name not in NESTED)
+    for name, (cpu, mean, wall) in figures.items():
+        print(
+            f"  {name:<32} {cpu * 1000:>8.1f} {mean * 1000:>9.1f} {wall * 1000:>9.1f}"
+            f" {mean / total:>6.0%}"
+        )
+    print(f"  {'sum of stages (means)':<32} {'':>8} {total * 1000:>9.1f}")
     return total
-
-
-def _overlaps(medians: dict[str, tuple[float, float]], cpu: float) -> bool:
-    # "store: local candidates" is part of "local: candidates + verify": not counted twice
-    return medians.get("store: local candidates", (None,))[0] == cpu
 
 
 def run(label: str, settings: Settings, images: Any) -> tuple[float, float]:
