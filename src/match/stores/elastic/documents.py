@@ -6,8 +6,8 @@ Documents keep image-match 1.x's shape (``path``, ``signature``, ``metadata``, `
 searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (insertion order)
 and, for partial matching, the image's visual words as terms (``local_words``) and, in one
 binary doc value, its packed local features with what else a candidate needs
-(``local_candidate``, candidate.py). Documents of Match before 2026-12-08 carry the features in
-``local_features`` instead (`_source` only), which is still read.
+(``local_candidate``, candidate.py). Documents written before that field existed carry the
+features in ``local_features`` instead (`_source` only), which is still read.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ SOURCE_FIELDS = ["path", "signature", "metadata", "algorithm"]
 PACKED_FIELD = "signature_packed"
 PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
 LOCAL_WORDS_FIELD = "local_words"
-LOCAL_FIELD = "local_features"  # before 2026-12-08
+LOCAL_FIELD = "local_features"  # documents written before CANDIDATE_FIELD existed
 CANDIDATE_FIELD = "local_candidate"
 LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD, "width", "height", "pdq", "pdq_quality"]
 """What a candidate of a document without the candidate doc value is read from."""
