@@ -12,7 +12,8 @@ count): an add is decode, upright signature, PDQ hash, thumbnail, local features
 the store's write (embedded: one transaction with its fsync; engine: the bulk request and the
 refresh that makes it searchable, shared by concurrent adds); a search is decode, 8 signatures,
 8 PDQ hashes, local features with the mirror image's, and the store's three lookups (signature
-candidates ranked exactly, partial matching's candidates verified, PDQ). Medians and means per image;
+candidates ranked exactly, partial matching's candidates verified, PDQ). Medians and means per
+image (photos of many sizes make a stage's mean larger than its median).
 
 Then `match serve` with one worker on the same store kind gets as many /ping requests, then the
 same adds and searches, one at a time: the server's CPU per request (its processes' utime +
