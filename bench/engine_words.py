@@ -15,9 +15,9 @@ the original is in the shortlist of ``LOCAL_SHORTLIST`` (either pass), per famil
 Variants: ``all`` is the query as shipped; ``rarest K`` keeps the query's K rarest words (their
 document frequencies from the engine: ``_termvectors`` of an artificial document);
 ``budget B`` keeps the rarest words while their postings sum to at most B; ``msm M`` requires
-M shared words. A variant ending in ``ids`` returns the paths only, from doc values, with no
-stored fields (no ``_source``, no ``_id``): the ranking's cost alone, without the fetch of the
-200 records.
+M shared words. Every variant reads no stored field (no ``_source``, no ``_id``): as shipped,
+the hits carry path, packed signature and candidate value from doc values; a variant ending in
+``ids`` carries the path only: the ranking's cost alone, without reading the 200 records.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def variant_body(name: str, words: Words, df: np.ndarray) -> dict[str, Any]:
         fits = np.cumsum(df[rarest]) <= int(value)
         fits[0] = True
         chosen = np.sort(words[rarest[fits]])
-    body = bodies.local_query(chosen, LOCAL_SHORTLIST, bodies.scope(DEFAULT_COLLECTION, None))
+    body = bodies.local_query(
+        chosen, LOCAL_SHORTLIST, bodies.scope(DEFAULT_COLLECTION, None), "path"
+    )
     if kind == "msm":
         body["query"]["bool"]["must"][0]["match"][LOCAL_WORDS_FIELD]["minimum_should_match"] = value
     if ids_only:  # the ranking alone: no stored fields to decompress, the path from doc values

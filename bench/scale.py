@@ -547,11 +547,10 @@ def engine_bench(args: argparse.Namespace) -> None:
 
 def engine_took(url: str, index: str, words: np.ndarray, source: bool) -> float:
     """Seconds the engine reports (``took``) for the store's candidate query of these words,
-    as ElasticStore sends it; without ``source``, the same ranking returning ids only."""
+    as ElasticStore sends it; without ``source``, the same ranking returning no fields."""
     clauses = bodies.scope(DEFAULT_COLLECTION, None)
-    body = bodies.local_query(np.unique(words), LOCAL_SHORTLIST, clauses)
+    body = bodies.local_query(np.unique(words), LOCAL_SHORTLIST, clauses, "path")
     if not source:
-        body["_source"] = False
         body.pop("docvalue_fields")
     answer = httpx.post(f"{url}/{index}/_search", json=body, timeout=120)
     answer.raise_for_status()
