@@ -14,6 +14,7 @@ packed local features (match.local.codec) to the end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from dataclasses import dataclass
@@ -41,15 +42,12 @@ class CandidateFields:
     metadata: dict[str, Any] | None
 
 
-def pack(fields: CandidateFields, metadata_json: str | None = None) -> bytes:
-    """The doc value of ``fields``; ``metadata_json`` is their metadata as compact JSON when the
-    caller has it already."""
+def pack(fields: CandidateFields) -> bytes:
+    """The doc value of ``fields`` (their metadata checked already: stores/checks.py)."""
     width, height = fields.size or (0, 0)
     pdq = fields.pdq if fields.pdq is not None and len(fields.pdq) == _PDQ_BYTES else b""
     quality = fields.pdq_quality if pdq and fields.pdq_quality is not None else -1
-    if metadata_json is None:
-        metadata_json = json.dumps(fields.metadata, separators=(",", ":"), ensure_ascii=False)
-    metadata = metadata_json.encode("utf-8")
+    metadata = json.dumps(fields.metadata, separators=(",", ":"), ensure_ascii=False).encode()
     return b"".join(
         (
             _HEADER.pack(VERSION, _HAS_PDQ if pdq else 0, width, height, quality),
@@ -91,7 +89,4 @@ def unpack(data: bytes) -> CandidateFields:
 
 def with_metadata(data: bytes, metadata: dict[str, Any] | None) -> bytes:
     """The same doc value with other metadata (a metadata update rewrites it)."""
-    fields = unpack(data)
-    return pack(
-        CandidateFields(fields.local, fields.size, fields.pdq, fields.pdq_quality, metadata)
-    )
+    return pack(dataclasses.replace(unpack(data), metadata=metadata))

@@ -29,7 +29,7 @@ from match.local import LocalFeatures
 from match.local import unpack as unpack_local
 from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT
 from match.stores.base import ImageRecord
-from match.stores.checks import CheckedRecord, metadata_json
+from match.stores.checks import CheckedRecord
 from match.stores.elastic import candidate
 from match.stores.filters import DEFAULT_COLLECTION, Indexed, indexed_fields
 
@@ -273,9 +273,7 @@ def local_source(record: CheckedRecord | ImageRecord) -> dict[str, Any]:
     fields = candidate.CandidateFields(
         record.local, record.size, record.pdq, record.pdq_quality, record.metadata
     )
-    text = metadata_json(record.metadata, record.filepath)
-    packed = candidate.pack(fields, "null" if text is None else text)
-    source = {CANDIDATE_FIELD: base64.b64encode(packed).decode("ascii")}
+    source = {CANDIDATE_FIELD: base64.b64encode(candidate.pack(fields)).decode("ascii")}
     distinct = np.unique(np.asarray(record.local.words, dtype=np.int64))
     if len(distinct):
         source[LOCAL_WORDS_FIELD] = " ".join(map(str, distinct.tolist()))
