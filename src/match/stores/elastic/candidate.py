@@ -14,7 +14,6 @@ packed local features (match.local.codec) to the end.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 from dataclasses import dataclass
@@ -85,8 +84,3 @@ def unpack(data: bytes) -> CandidateFields:
     size = (width, height) if width and height else None
     known = pdq is not None and quality >= 0
     return CandidateFields(local, size, pdq, quality if known else None, metadata)
-
-
-def with_metadata(data: bytes, metadata: dict[str, Any] | None) -> bytes:
-    """The same doc value with other metadata (a metadata update rewrites it)."""
-    return pack(dataclasses.replace(unpack(data), metadata=metadata))

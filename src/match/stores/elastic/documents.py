@@ -13,6 +13,7 @@ features in ``local_features`` instead (`_source` only), which is still read.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 import struct
@@ -314,10 +315,9 @@ def local_of(source: dict[str, Any]) -> LocalFeatures | None:
 def with_candidate_metadata(source: dict[str, Any], metadata: dict[str, Any] | None) -> None:
     """Rewrite a _source's candidate value for new metadata (a metadata update), in place; an
     unreadable one is left as it is."""
-    text = source.get(CANDIDATE_FIELD)
-    if candidate_of(text, source.get("path")) is not None:
-        assert isinstance(text, str)
-        packed = candidate.with_metadata(base64.b64decode(text), metadata)
+    fields = candidate_of(source.get(CANDIDATE_FIELD), source.get("path"))
+    if fields is not None:
+        packed = candidate.pack(dataclasses.replace(fields, metadata=metadata))
         source[CANDIDATE_FIELD] = base64.b64encode(packed).decode("ascii")
 
 
