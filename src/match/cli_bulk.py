@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -187,12 +188,19 @@ def _record(job: tuple[Item, Settings]) -> tuple[Item, ImageRecord | str]:
             data = fetch_image(item.source, FetchLimits.from_settings(settings), name="url")
         else:
             data = Path(item.source).read_bytes()
-        record = Matcher(settings).record(item.filepath, data, item.metadata)
+        record = _analyser(settings).record(item.filepath, data, item.metadata)
         return item, record
     except OSError as error:
         return item, str(error.strerror or error)
     except MatchError as error:
         return item, error.message.removeprefix("Parameter 'url': ")
+
+
+@cache
+def _analyser(settings: Settings) -> Matcher:
+    """One Matcher per process (a pool worker or this one) for the records it computes: a new
+    one per image would set the BLAS limit and load settings each time."""
+    return Matcher(settings)
 
 
 def _records(
