@@ -439,7 +439,7 @@ def ranks(view: Path, data_dir: Path, families: list[str], limit: int, out: Path
                 ):
                     if local is None:
                         continue
-                    found = store.local_candidates(local.words, limit)
+                    found = store.local_candidates(local.words, limit, bits=local.bits)
                     paths = [c.filepath for c in found]
                     tentative = tentative_matches_all(local, [c.local for c in found])
                     rank = paths.index(original) if original in paths else None
@@ -484,7 +484,7 @@ def cost(view: Path, data_dir: Path, families: list[str], per_family: int) -> No
                 for local, mirror in ((query.local, None), (query.mirrored_local, "query")):
                     if local is None:
                         continue
-                    candidates = store.local_candidates(local.words, limit)
+                    candidates = store.local_candidates(local.words, limit, bits=local.bits)
                     fitted = verify_all(
                         local, [c.local for c in candidates], mirror_of=mirror, fits=fits
                     )

@@ -199,7 +199,9 @@ def candidate_ranks(store: Store, built: Query, original: str) -> tuple[int | No
     for features in (built.local, built.mirrored_local):
         if features is None:
             continue
-        found, timing = timed(store.local_candidates, features.words, LOCAL_SHORTLIST)
+        found, timing = timed(
+            store.local_candidates, features.words, LOCAL_SHORTLIST, bits=features.bits
+        )
         total = [total[0] + timing[0], total[1] + timing[1]]
         paths = [c.filepath for c in found]
         if original in paths:

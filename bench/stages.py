@@ -122,8 +122,13 @@ def searches(matcher: Matcher, images: list[tuple[str, bytes, bytes]]) -> Timing
         with stage(timings, "store: signature search"):
             methods.signature_matches(store, query, cutoff, 100)
         with stage(timings, "store: local candidates"):
-            for words in (found.words, mirrored.words):
-                store.local_candidates(words, methods.LOCAL_SHORTLIST, signatures=signatures)
+            for features in (found, mirrored):
+                store.local_candidates(
+                    features.words,
+                    methods.LOCAL_SHORTLIST,
+                    bits=features.bits,
+                    signatures=signatures,
+                )
         with stage(timings, "local: candidates + verify"):
             methods.local_matches(store, query, cutoff=cutoff)
         with stage(timings, "store: PDQ search"):

@@ -454,8 +454,9 @@ class StoreContract(CollectionsContract, PdqContract):
             # the query's signatures: another photo's, then this record's own
             own = local_filled.signatures[index][None, :]
             other = local_filled.signatures[(index + 1) % len(local_filled.names)][None, :]
+            # with the crop's bits: a store indexing terms looks up only its own terms
             candidates = store.local_candidates(
-                crop.words, 30, signatures=np.concatenate([other, own])
+                crop.words, 30, bits=crop.bits, signatures=np.concatenate([other, own])
             )
             name = local_filled.names[index]
             assert candidates[0].filepath == name
@@ -541,6 +542,10 @@ class StoreContract(CollectionsContract, PdqContract):
         for limit in (-1, 2.5, True, "30", None):
             with pytest.raises(BadParameter):
                 store.local_candidates(words, limit)  # type: ignore[arg-type]
+        bits = local_filled.features[0].bits
+        for bad_bits in (bits[:-1], bits.astype(np.float64), bits.reshape(-1, 1), "0"):
+            with pytest.raises(BadParameter):
+                store.local_candidates(words, 30, bits=bad_bits)
 
     def test_bad_local_features_are_refused(self, store: Store, local_photos: LocalPhotos) -> None:
         good = local_photos.features[0]

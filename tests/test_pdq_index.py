@@ -248,7 +248,7 @@ def test_a_schema_4_file_loses_its_term_tables_and_keeps_its_hashes(tmp_path: Pa
     schema = connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     connection.close()
     assert not names & {"pdq_terms", "hash_terms", "hash_added", "hash_deleted"}
-    assert {"hash_tombstones", "hash_tombstone"} <= names and schema == ("5",)
+    assert {"hash_tombstones", "hash_tombstone"} <= names and schema == ("6",)
 
 
 def test_segments_of_both_splits_are_looked_up_together(

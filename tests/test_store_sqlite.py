@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import match.stores.sqlite.tables as tables_module
 import match.stores.sqlite.words as words_module
 from match.errors import BadParameter, IncompatibleRecord, StoreDamaged, StoreUnavailable
 from match.local import WORDS, LocalFeatures
+from match.local.terms import terms_blob
 from match.settings import Settings
 from match.signature import ALGORITHM, normalized_distances
 from match.stores.base import HashRecord, ImageRecord
@@ -423,8 +425,40 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
         assert reopened.get(photos.names[3]).local is not None
         assert reopened.count() == 5
     connection = sqlite3.connect(path)
-    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("6",)
     connection.close()
+
+
+def test_a_schema_5_file_indexes_terms_once_upgraded(tmp_path: Path, photos: Photos) -> None:
+    """Schema 5 kept each image's distinct words (uint16) where 6 keeps its terms: opening the
+    file rewrites every row from the stored features, and the terms index finds them."""
+    features = {f"l{i}": synthetic_local(i) for i in range(6)}
+    with SQLiteStore(tmp_path) as store:
+        for i, (name, local) in enumerate(features.items()):
+            store.add(ImageRecord(name, photos.originals[i], local=local))
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    with connection:  # back to schema 5: the rows hold words
+        for name, local in features.items():
+            words = np.unique(local.words).astype("<u2").tobytes()
+            connection.execute(
+                "UPDATE words SET words = ? WHERE id = (SELECT id FROM images WHERE filepath = ?)",
+                (words, name),
+            )
+        connection.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")
+    connection.close()
+    shutil.rmtree(tmp_path / "match.sqlite3.index" / indexes_module.WORDS_FAMILY.name)
+    with SQLiteStore(tmp_path) as store:
+        for name, local in features.items():
+            found = store.local_candidates(local.words, 2, bits=local.bits)
+            assert found[0].filepath == name
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    rows = dict(
+        connection.execute("SELECT filepath, words FROM words JOIN images USING (id)").fetchall()
+    )
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("6",)
+    connection.close()
+    for name, local in features.items():
+        assert rows[name] == terms_blob(local)
 
 
 def test_a_schema_1_file_keeps_its_id_sequence_and_gains_filters(
@@ -716,5 +750,5 @@ def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
             "old.jpg"
         ]
     connection = sqlite3.connect(tmp_path / "match.sqlite3")
-    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+    assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("6",)
     connection.close()

@@ -1,6 +1,6 @@
-"""The embedded store's inverted index of visual words (match.stores.sqlite.words) against a
-brute-force tf-idf over the same images: shared segments built from stored rows, the tail's
-appends and merges, and deletions."""
+"""The embedded store's inverted index of terms (match.stores.sqlite.words; match.local.terms)
+against a brute-force tf-idf over the same images: shared segments built from stored rows, the
+tail's appends and merges, and deletions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 import match.stores.sqlite.words as words_module
 from match.local import WORDS
+from match.local.terms import TERMS
 from match.stores.sqlite.words import WordIndex, build
 
 
@@ -19,12 +20,16 @@ def default(ids: np.ndarray | int) -> np.ndarray:
     return np.ones(ids if isinstance(ids, int) else len(ids), dtype=np.int32)
 
 
+SPREAD_TERMS = np.random.default_rng(0).choice(TERMS, WORDS, replace=False)
+
+
 def random_images(count: int, seed: int) -> list[np.ndarray]:
-    """Distinct sorted words per image, drawn from a Zipf-like law as real vocabularies are."""
+    """Distinct sorted terms per image, drawn from a Zipf-like law as real vocabularies are, of
+    WORDS terms spread over the whole term space."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / (np.arange(WORDS) + 20.0)
     weights /= weights.sum()
-    shuffled = rng.permutation(WORDS)
+    shuffled = rng.permutation(SPREAD_TERMS)
     sizes = rng.integers(0, 400, count)
     return [np.unique(shuffled[rng.choice(WORDS, size, p=weights)]) for size in sizes]
 
@@ -222,7 +227,7 @@ def stored_words(images: dict[int, np.ndarray], reads: list[int]) -> words_modul
     def read(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         present = [i for i in ids.tolist()[::-1] if i in images]
         reads.append(len(present))
-        words = [images[i].astype("<u2") for i in present] or [np.zeros(0, "<u2")]
+        words = [images[i].astype("<u4") for i in present] or [np.zeros(0, "<u4")]
         counts = np.array([len(images[i]) for i in present], dtype=np.int64)
         return np.array(present, dtype=np.int64), counts, np.concatenate(words)
 
@@ -262,8 +267,8 @@ def test_a_few_chosen_rows_rank_from_their_own_words_as_from_the_postings(
     assert reads == [17]  # the ties' read, before
 
 
-def test_a_segment_of_several_blocks_of_rows_keeps_every_posting() -> None:
-    # 150,001 images: rows past 65,535 and 131,071 are stored as low bits in later blocks
+def test_a_segment_of_many_rows_keeps_every_posting() -> None:
+    # 150,001 images, read in chunks whose edges fall inside terms' runs
     count = 150_001
     rows = np.arange(count)
     images = [
@@ -272,7 +277,8 @@ def test_a_segment_of_several_blocks_of_rows_keeps_every_posting() -> None:
     ]
     ids = rows * 2 + 5  # ids in row order, with gaps
     built = segment(ids, images, parts=7)
-    assert built["low"].dtype == np.uint16 and len(built["low"]) == 4 * count
+    assert built["rows"].dtype == np.int32 and len(built["rows"]) == 4 * count
+    assert built["terms"].tolist() == [*range(97), *range(100, 113), *range(200, 250), 300, 301]
     index = WordIndex()
     index.set_segments([built], through=int(ids[-1]))
     for word, holders in (

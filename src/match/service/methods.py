@@ -207,6 +207,7 @@ def _local_passes(
             candidates = store.local_candidates(
                 features.words,
                 LOCAL_SHORTLIST,
+                bits=features.bits,
                 signatures=query.signatures,
                 collection=scope.collection,
                 where=scope.where,

@@ -187,6 +187,7 @@ class Store(Protocol):
         words: np.ndarray,
         limit: int,
         *,
+        bits: np.ndarray | None = None,
         signatures: np.ndarray | None = None,
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
@@ -195,7 +196,9 @@ class Store(Protocol):
         (n,) uint32 words), each shared word weighted by its rarity in the store (tf-idf or
         BM25), best first; with the query's ``signatures`` ((k, 648)), each candidate carries its
         distance to the closest of them. Images stored without local features are never
-        candidates."""
+        candidates. A store may index terms (match.local.terms: a word and some of its
+        keypoint's Hamming ``bits``, (n,) uint64, one for each word) and look up those near the
+        query's; without ``bits`` it looks up every term of each word."""
 
     def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
         """Exact number of stored images."""

@@ -312,6 +312,19 @@ def check_queries(signatures: object) -> np.ndarray:
     return array.astype(np.int8)
 
 
+def check_query_bits(words: np.ndarray, bits: object) -> np.ndarray | None:
+    """A query's Hamming bits (uint64), one for each of its ``words`` as given, or None."""
+    if bits is None:
+        return None
+    array = np.asarray(bits)
+    if array.shape != np.shape(words) or (array.size and array.dtype.kind not in "iu"):
+        raise BadParameter(
+            f"Query bits must be integers, one for each word ({np.shape(words)}), got shape "
+            f"{array.shape} of {array.dtype}"
+        )
+    return array.astype(np.uint64)
+
+
 def check_words(words: object) -> np.ndarray:
     """A query's distinct visual words, sorted int64 values in 0..WORDS-1 (may be empty)."""
     array = np.asarray(words)

@@ -160,10 +160,13 @@ class ElasticStore:
         words: np.ndarray,
         limit: int,
         *,
+        bits: np.ndarray | None = None,
         signatures: np.ndarray | None = None,
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> Sequence[LocalCandidate]:
+        # the engine indexes words, not terms (match.local.terms): the bits are only checked
+        checks.check_query_bits(words, bits)
         query = checks.check_words(words)
         queries = None if signatures is None else checks.check_queries(signatures)
         limit = checks.non_negative(limit, "limit")

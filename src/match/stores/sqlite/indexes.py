@@ -71,10 +71,11 @@ def codes_family(words_per_code: int) -> Family:
     return Family("codes", "codes", "id", chunks, _build_codes)
 
 
-# "-2": postings as 16-bit low bits by (word, block) since 2026-12-07 (words.build), in a folder
-# of their own so that an older Match, which reads int32 rows, never maps them; the first build
-# here makes them from the SQLite file, and the older "words" folder is left to older versions
-WORDS_FAMILY = Family("words-2", "words", "seq", tables.word_chunks, words.build, read=("low",))
+# "-3": postings of terms (a word and Hamming bits, match.local.terms) since schema 6; before,
+# "-2" held words as 16-bit low bits by (word, block) and "words" int32 rows by word. Each
+# format has a folder of its own, so that no Match maps another's; the first build here makes
+# them from the SQLite file, and older folders are left to older versions
+WORDS_FAMILY = Family("words-3", "words", "seq", tables.word_chunks, words.build, read=("rows",))
 # "-2": segments that record their split (pdq_index.SPLITS), in folders of their own, so that an
 # older Match, which would read a wide segment's offsets as 16-bit ones, never maps them (and
 # this one never maps the older 16-bit-only folders "pdq-images" and "pdq-hashes")

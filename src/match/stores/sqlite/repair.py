@@ -17,9 +17,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from match.local import unpack
+from match.local.terms import terms_blob
 from match.stores.sqlite import integrity
 from match.stores.sqlite.codes import HyperplaneCoder, unpack_signatures
 from match.stores.sqlite.indexes import HASH_PDQ_FAMILY, IMAGE_PDQ_FAMILY, WORDS_FAMILY
@@ -121,8 +120,7 @@ def _fill_words(conn: sqlite3.Connection, meta: dict[str, str]) -> int:
     for rows in _batches(conn, "SELECT id, features FROM local ORDER BY id"):
         words = []
         for image_id, features in rows:
-            found = np.unique(np.asarray(unpack(features).words)).astype("<u2")
-            words.append((image_id, found.tobytes()))
+            words.append((image_id, terms_blob(unpack(features))))
         conn.executemany("INSERT INTO words (id, words) VALUES (?, ?)", words)
         total += len(rows)
     return total

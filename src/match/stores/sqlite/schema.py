@@ -10,9 +10,10 @@ change itself, so no crash can leave it out of step.
 - ``codes``: the candidate-index code of each image, in a narrow table so that a worker loads the
   index without reading the signatures.
 - ``local``: the packed local features (match.local.pack) of images that have them, for partial
-  matching; ``words``: their distinct visual words (sorted little-endian uint16), in a narrow
-  table so that the word index (words.py) is built without reading the features; ``seq`` is the
-  order the word index keeps (features may be stored after their image).
+  matching; ``words``: their distinct terms (match.local.terms: a visual word and 8 Hamming
+  bits, sorted little-endian uint32), in a narrow table so that the term index (words.py) is
+  built without reading the features; ``seq`` is the order that index keeps (features may be
+  stored after their image).
 - ``fields``: the metadata values filters match (stores/filters.py), one row per record and key;
   ``field_updates``: the ids whose metadata changed in place, in commit order, so that other
   workers re-read their values (pruned as tombstones are).
@@ -42,6 +43,9 @@ in the file).
 Schema 5 replaced the PDQ term tables (16 rows a hash, written by triggers: loading 10M hashes
 took hours) by the shared in-memory PDQ indexes; a schema 4 file loses the tables and their
 triggers and gains ``hash_tombstones`` in place.
+Schema 6 (issue 13) indexes terms instead of words: a file of any older schema has its
+``words`` rows rewritten from its features when opened, in the same transaction (about a minute
+a million images), and its index segments are built again (indexes.WORDS_FAMILY).
 """
 
 from __future__ import annotations
@@ -51,11 +55,13 @@ import sqlite3
 import uuid
 
 from match.errors import StoreUnavailable
+from match.local import unpack
+from match.local.terms import terms_blob
 from match.stores.filters import DEFAULT_COLLECTION, indexed_fields
 
-SCHEMA_VERSION = "5"
-UPGRADABLE = ("1", "2")  # to 3, then to 5
-UPGRADABLE_IN_PLACE = ("3", "4")
+SCHEMA_VERSION = "6"
+UPGRADABLE = ("1", "2")  # to 3, then to 6
+UPGRADABLE_IN_PLACE = ("3", "4", "5")
 CODE_BITS = 1024
 CODE_SEED = 20021  # any fixed value; kept in the database so every process agrees
 DEFAULT_COLLECTION_ID = 1
@@ -185,6 +191,8 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
             _upgrade_to_5(conn)
         for statement in (*STATEMENTS, *PDQ_STATEMENTS, *THUMBNAIL_STATEMENTS):
             conn.execute(statement)
+        if found is not None and found[0] != SCHEMA_VERSION:
+            _upgrade_to_6(conn)
         defaults = {
             "store_id": uuid.uuid4().hex,  # names the file's derived index segments
             "schema": SCHEMA_VERSION,
@@ -202,6 +210,25 @@ def open_schema(conn: sqlite3.Connection, path: str) -> dict[str, str]:
         raise
     conn.execute("COMMIT")
     return meta
+
+
+def _upgrade_to_6(conn: sqlite3.Connection) -> None:
+    """Any older schema to 6: every ``words`` row is rewritten with the image's terms, from
+    its stored features (their words and Hamming bits), in place (its ``seq`` kept)."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT seq, features FROM words JOIN local USING (id) WHERE seq > ? "
+            "ORDER BY seq LIMIT 10000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany(
+            "UPDATE words SET words = ? WHERE seq = ?",
+            [(terms_blob(unpack(features)), seq) for seq, features in rows],
+        )
+        last = rows[-1][0]
 
 
 def field_rows(image_id: int, metadata: dict | None) -> list[tuple[int, str, str, object]]:

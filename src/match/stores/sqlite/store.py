@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from match.errors import MatchError
+from match.local.terms import probe_terms
 from match.pdq import terms as pdq_terms
 from match.pdq.codec import as_words
 from match.settings import Settings
@@ -308,11 +309,13 @@ class SQLiteStore:
         words: np.ndarray,
         limit: int,
         *,
+        bits: np.ndarray | None = None,
         signatures: np.ndarray | None = None,
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> list[LocalCandidate]:
-        query = checks.check_words(words)
+        checks.check_words(words)
+        query = probe_terms(np.asarray(words), checks.check_query_bits(words, bits))
         queries = None if signatures is None else checks.check_queries(signatures)
         limit = checks.non_negative(limit, "limit")
         collection = check_collection(collection)

@@ -14,6 +14,7 @@ import numpy as np
 
 from match.errors import IncompatibleRecord, StoreDamaged
 from match.local import LocalFeatures, pack, unpack
+from match.local.terms import terms_blob
 from match.stores.base import Metadata
 from match.stores.checks import CheckedRecord
 from match.stores.sqlite.codes import pack_signature
@@ -35,14 +36,14 @@ class Row:
     record: CheckedRecord
     blob: bytes  # the packed signature
     local: bytes | None  # packed local features
-    words: bytes | None  # their distinct words, sorted little-endian uint16
+    words: bytes | None  # their distinct terms (match.local.terms), sorted little-endian uint32
 
     @classmethod
     def of(cls, record: CheckedRecord) -> Row:
         packed = words = None
         if record.local is not None:
             packed = pack(record.local)
-            words = np.unique(np.asarray(record.local.words)).astype("<u2").tobytes()
+            words = terms_blob(record.local)
         return cls(record, pack_signature(record.signature), packed, words)
 
 
@@ -166,15 +167,15 @@ def rows_by_id(
 def words_by_id(
     conn: sqlite3.Connection, ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stored words of those ``ids`` that have some: (ids, numbers of distinct words, the
-    words concatenated), in no particular order (words.WordsOf)."""
+    """The stored terms of those ``ids`` that have some: (ids, numbers of distinct terms, the
+    terms concatenated), in no particular order (words.WordsOf)."""
     rows = conn.execute(
         "SELECT id, words FROM words WHERE id IN (SELECT value FROM json_each(?))",
         (json.dumps(ids.tolist()),),
     ).fetchall()
     found = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    counts = np.fromiter((len(row[1]) // 2 for row in rows), np.int64, len(rows))
-    words = np.frombuffer(b"".join(row[1] for row in rows), "<u2")
+    counts = np.fromiter((len(row[1]) // 4 for row in rows), np.int64, len(rows))
+    words = np.frombuffer(b"".join(row[1] for row in rows), "<u4")
     return found, counts, words
 
 
@@ -271,9 +272,9 @@ def code_chunks(
 def word_chunks(
     conn: sqlite3.Connection, after: int, through: int | None = None
 ) -> Iterator[Chunk]:
-    """The stored words of the images with word rows (``seq``) above ``after`` (and up to
+    """The stored terms of the images with word rows (``seq``) above ``after`` (and up to
     ``through``), in that order, a chunk at a time (word rows, ids, collections, numbers of
-    distinct words, the words concatenated)."""
+    distinct terms, the terms concatenated)."""
     cursor = conn.execute(
         "SELECT id, collection, words, seq FROM words JOIN images USING (id) "
         "WHERE seq > ? AND seq <= ? ORDER BY seq",
@@ -282,8 +283,8 @@ def word_chunks(
     while rows := cursor.fetchmany(WORD_FETCH):
         ids, collections = _ids_and_collections(rows)
         keys = np.fromiter((row[3] for row in rows), dtype=np.int64, count=len(rows))
-        counts = np.fromiter((len(row[2]) // 2 for row in rows), np.int64, len(rows))
-        words = np.frombuffer(b"".join(row[2] for row in rows), "<u2")
+        counts = np.fromiter((len(row[2]) // 4 for row in rows), np.int64, len(rows))
+        words = np.frombuffer(b"".join(row[2] for row in rows), "<u4")
         yield keys, ids, collections, counts, words
 
 
