@@ -70,7 +70,7 @@ def variant_body(name: str, words: Words, df: np.ndarray) -> dict[str, Any]:
         fits[0] = True
         chosen = np.sort(words[rarest[fits]])
     body = bodies.local_query(
-        chosen, LOCAL_SHORTLIST, bodies.scope(DEFAULT_COLLECTION, None), "path"
+        {LOCAL_WORDS_FIELD: chosen}, LOCAL_SHORTLIST, bodies.scope(DEFAULT_COLLECTION, None), "path"
     )
     if kind == "msm":
         body["query"]["bool"]["must"][0]["match"][LOCAL_WORDS_FIELD]["minimum_should_match"] = value

@@ -62,12 +62,14 @@ import numpy as np
 
 import match.stores.sqlite.words as words_module
 from match.errors import BlankImage, NotFound
-from match.local import WORDS
+from match.local import WORDS, LocalFeatures
+from match.local.terms import probe_terms
 from match.service import LOCAL_CANDIDATES, LOCAL_SHORTLIST, Matcher
 from match.service.analysis import Query
 from match.settings import Settings
 from match.stores.base import ImageRecord, Store
 from match.stores.elastic import ElasticStore, EngineClient, bodies
+from match.stores.elastic.documents import LOCAL_TERMS_FIELD
 from match.stores.filters import DEFAULT_COLLECTION
 from match.stores.sqlite import SQLiteStore
 from partial import QueryImage, Timing, timed
@@ -506,7 +508,7 @@ def engine_bench(args: argparse.Namespace) -> None:
     matchers = {label: Matcher(on_settings(), store) for label, store in stores.items()}
     for store in stores.values():  # warm-up, untimed
         for b in built[:3]:
-            store.local_candidates(b.local.words, LOCAL_SHORTLIST)
+            store.local_candidates(b.local.words, LOCAL_SHORTLIST, bits=b.local.bits)
     times: dict[str, list[Timing]] = {}
     ranks: dict[str, list[tuple[str, bool]]] = {}
     labels = list(stores)
@@ -522,7 +524,7 @@ def engine_bench(args: argparse.Namespace) -> None:
             _, timing = timed(matchers[label].search, b, limit=LIMIT)
             times.setdefault(f"search {label}", []).append(timing)
             for source in (True, False):
-                took = engine_took(args.url, store.index, b.local.words, source)
+                took = engine_took(args.url, store.index, b.local, source)
                 times.setdefault(f"took {source} {label}", []).append([took, took])
     engine = EngineClient(args.url).engine()
     print(f"\n== {engine}: {len(queries)} queries ==")
@@ -547,11 +549,13 @@ def engine_bench(args: argparse.Namespace) -> None:
             httpx.delete(f"{args.url}/i13-scale-{size}", timeout=600)
 
 
-def engine_took(url: str, index: str, words: np.ndarray, source: bool) -> float:
-    """Seconds the engine reports (``took``) for the store's candidate query of these words,
-    as ElasticStore sends it; without ``source``, the same ranking returning no fields."""
+def engine_took(url: str, index: str, local: LocalFeatures, source: bool) -> float:
+    """Seconds the engine reports (``took``) for the store's candidate query of these
+    features' terms, as ElasticStore sends it to an index whose every document has terms;
+    without ``source``, the same ranking returning no fields."""
     clauses = bodies.scope(DEFAULT_COLLECTION, None)
-    body = bodies.local_query(np.unique(words), LOCAL_SHORTLIST, clauses, "path")
+    terms = {LOCAL_TERMS_FIELD: probe_terms(local.words, local.bits)}
+    body = bodies.local_query(terms, LOCAL_SHORTLIST, clauses, "path")
     if not source:
         body.pop("docvalue_fields")
     answer = httpx.post(f"{url}/{index}/_search", json=body, timeout=120)

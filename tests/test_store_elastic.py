@@ -525,6 +525,32 @@ def test_documents_of_an_earlier_match_are_candidates_read_from_source(
     assert [c.filepath for c in store.local_candidates(old.local.words, 1)] == [old.filepath]
 
 
+def test_documents_without_terms_are_found_by_their_words(
+    store: ElasticStore, engine_url: str, local_photos: list[ImageRecord]
+) -> None:
+    """A document an earlier Match wrote has words and no terms: while the index holds one, a
+    query with bits looks up words, so it and the newer documents are all still candidates;
+    once it is added again, terms."""
+    new, old = local_photos[0], local_photos[1]
+    store.add(new)
+    doc = docs.document(
+        old, old.signature, words(old.signature).tolist(), 1, docs.pack(old.signature[None])[0]
+    )
+    del doc[docs.LOCAL_TERMS_FIELD]
+    put = f"/{store.index}/_doc/{docs.doc_id(old.filepath)}"
+    assert raw(engine_url, "PUT", put, params={"refresh": "true"}, json=doc).status_code == 201
+    for record in (old, new):
+        found = store.local_candidates(record.local.words, 1, bits=record.local.bits)
+        assert [c.filepath for c in found] == [record.filepath]
+    assert store._searcher._has_termless()
+    store.add(old)
+    store._searcher._termless = None  # asked again at once, not after frequencies.MAX_AGE
+    assert not store._searcher._has_termless()
+    for record in (old, new):
+        found = store.local_candidates(record.local.words, 1, bits=record.local.bits)
+        assert [c.filepath for c in found] == [record.filepath]
+
+
 def test_previous_index_gets_local_fields_on_open(engine_url: str, engine_index: str) -> None:
     """An index created before partial matching gains the fields in place when a store opens
     it: its documents stay searchable, new ones carry local features, the mapping stays strict."""

@@ -13,7 +13,6 @@ from match.stores.elastic.documents import (
     COLLECTION_FIELD,
     FILTER_FIELD,
     LOCAL_SOURCE,
-    LOCAL_WORDS_FIELD,
     PACKED_FIELD,
     WORD_FIELDS,
     candidate_of,
@@ -78,26 +77,27 @@ def scoped(query: dict[str, Any], clauses: Scope) -> dict[str, Any]:
     return {"bool": {"must": [query], "filter": clauses}}
 
 
-def local_query(query_words: np.ndarray, size: int, clauses: Scope, path: str) -> dict[str, Any]:
+def local_query(
+    tokens: dict[str, np.ndarray], size: int, clauses: Scope, path: str
+) -> dict[str, Any]:
     """The ``size`` documents in scope sharing the most (and rarest, by BM25 idf) of these
-    distinct words, best first. ``track_total_hits: false`` lets the engine skip documents that
-    cannot reach the top ``size`` (block-max WAND) instead of counting every one sharing a
-    word. Hits carry path, packed signature and candidate value from doc values only: no
-    stored field is read (``path`` is the index's path keyword field)."""
-    words_match = {
-        "match": {
-            LOCAL_WORDS_FIELD: {
-                "query": " ".join(map(str, query_words.tolist())),
-                "operator": "or",
-            }
-        }
-    }
+    distinct tokens (by field: the query's terms, and its words where documents have no terms),
+    best first. ``track_total_hits: false`` lets the engine skip documents that cannot reach
+    the top ``size`` (block-max WAND) instead of counting every one sharing a token. Hits carry
+    path, packed signature and candidate value from doc values only: no stored field is read
+    (``path`` is the index's path keyword field)."""
+    matches = [
+        {"match": {field: {"query": " ".join(map(str, found.tolist())), "operator": "or"}}}
+        for field, found in tokens.items()
+        if len(found)
+    ]
+    query = matches[0] if len(matches) == 1 else {"bool": {"should": matches}}
     return {
         "size": size,
         "track_total_hits": False,
         "stored_fields": "_none_",
         "docvalue_fields": [path, PACKED_FIELD, CANDIDATE_FIELD],
-        "query": scoped(words_match, clauses),
+        "query": scoped(query, clauses),
     }
 
 

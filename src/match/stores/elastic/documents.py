@@ -4,10 +4,12 @@ the query bodies).
 Documents keep image-match 1.x's shape (``path``, ``signature``, ``metadata``, ``simple_word_0``
 ... ``simple_word_62``, ``timestamp``) so an index written by image-match or dsys/match stays
 searchable, plus ``algorithm`` (which signature made the record) and ``seq`` (insertion order)
-and, for partial matching, the image's visual words as terms (``local_words``) and, in one
-binary doc value, its packed local features with what else a candidate needs
-(``local_candidate``, candidate.py). Documents written before that field existed carry the
-features in ``local_features`` instead (`_source` only), which is still read.
+and, for partial matching, the image's visual words as tokens (``local_words``), its terms
+(match.local.terms: a word and 6 Hamming bits, ``local_terms``), and, in one binary doc value,
+its packed local features with what else a candidate needs (``local_candidate``,
+candidate.py). Documents written before that field existed carry the features in
+``local_features`` instead (`_source` only), which is still read; documents written before the
+terms have none (search.py still finds them by their words).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from match import pdq
 from match.errors import MatchError
 from match.local import LocalFeatures
 from match.local import unpack as unpack_local
+from match.local.terms import stored_terms
 from match.signature import ALGORITHM, SIGNATURE_LENGTH, WORD_COUNT
 from match.stores.base import ImageRecord
 from match.stores.checks import CheckedRecord
@@ -41,6 +44,7 @@ SOURCE_FIELDS = ["path", "signature", "metadata", "algorithm"]
 PACKED_FIELD = "signature_packed"
 PACKED_BYTES = SIGNATURE_LENGTH // 3 * 7 // 8  # 3 values (125 combinations) in 7 bits: 189
 LOCAL_WORDS_FIELD = "local_words"
+LOCAL_TERMS_FIELD = "local_terms"
 LOCAL_FIELD = "local_features"  # documents written before CANDIDATE_FIELD existed
 CANDIDATE_FIELD = "local_candidate"
 LOCAL_SOURCE = ["path", "metadata", LOCAL_FIELD, "width", "height", "pdq", "pdq_quality"]
@@ -84,16 +88,15 @@ def local_fields() -> dict[str, Any]:
     """The fields of partial matching. Each distinct visual word is one token of a text field
     (the ``standard`` analyzer keeps decimal numbers whole, and is in every distribution) indexed
     without frequencies or norms: BM25 then scores a document by the sum of the idf of the words
-    it shares with the query, i.e. binary tf weighted by rarity. A candidate's fields are read
+    it shares with the query, i.e. binary tf weighted by rarity. Each distinct term is a token
+    of another such field: a query with its keypoints' bits looks up terms, one without them
+    words. A candidate's fields are read
     from a binary doc value (candidate.py); older documents' packed features only from _source
     (binary: never indexed, no doc values)."""
+    tokens = {"type": "text", "analyzer": "standard", "index_options": "docs", "norms": False}
     return {
-        LOCAL_WORDS_FIELD: {
-            "type": "text",
-            "analyzer": "standard",
-            "index_options": "docs",
-            "norms": False,
-        },
+        LOCAL_WORDS_FIELD: tokens,
+        LOCAL_TERMS_FIELD: tokens,
         LOCAL_FIELD: {"type": "binary"},
         CANDIDATE_FIELD: {"type": "binary", "doc_values": True},
     }
@@ -267,9 +270,10 @@ class SeqClock:
 
 
 def local_source(record: CheckedRecord | ImageRecord) -> dict[str, Any]:
-    """The document fields of a record's local features: each distinct word once, as a token
-    (none when there are no keypoints: such an image is never a candidate), and the candidate
-    doc value (the features packed with what else a candidate needs)."""
+    """The document fields of a record's local features: each distinct word and each distinct
+    term once, as a token (none when there are no keypoints: such an image is never a
+    candidate), and the candidate doc value (the features packed with what else a candidate
+    needs)."""
     assert record.local is not None
     fields = candidate.CandidateFields(
         record.local, record.size, record.pdq, record.pdq_quality, record.metadata
@@ -278,6 +282,8 @@ def local_source(record: CheckedRecord | ImageRecord) -> dict[str, Any]:
     distinct = np.unique(np.asarray(record.local.words, dtype=np.int64))
     if len(distinct):
         source[LOCAL_WORDS_FIELD] = " ".join(map(str, distinct.tolist()))
+        terms = stored_terms(record.local.words, record.local.bits)
+        source[LOCAL_TERMS_FIELD] = " ".join(map(str, terms.tolist()))
     return source
 
 

@@ -45,12 +45,18 @@ UNKNOWN = -1
 
 
 class Frequencies:
-    """Document frequencies of the words of one index, cached."""
+    """Document frequencies of the tokens of one field of one index (words, or terms:
+    match.local.terms), cached: ``space`` is how many distinct tokens there can be."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(
+        self, index: Index, field: str = docs.LOCAL_WORDS_FIELD, space: int = WORDS
+    ) -> None:
         self.index = index
-        self._counts = np.full(WORDS, UNKNOWN, dtype=np.int64)
-        self._asked = np.zeros(WORDS, dtype=np.float64)  # monotonic time of each count
+        self.field = field
+        # 4 bytes each way a token: 32 MB for the 4 M terms (times 32-bit seconds are exact
+        # to a few ms, ample for MAX_AGE)
+        self._counts = np.full(space, UNKNOWN, dtype=np.int32)
+        self._asked = np.zeros(space, dtype=np.float32)  # monotonic time of each count
 
     def of(self, words: np.ndarray) -> np.ndarray | None:
         """The document frequency of each of these distinct words; None if the engine could
@@ -70,15 +76,15 @@ class Frequencies:
 
     def _ask(self, words: np.ndarray) -> np.ndarray:
         body: dict[str, Any] = {
-            "doc": {docs.LOCAL_WORDS_FIELD: " ".join(map(str, words.tolist()))},
-            "fields": [docs.LOCAL_WORDS_FIELD],
+            "doc": {self.field: " ".join(map(str, words.tolist()))},
+            "fields": [self.field],
             "term_statistics": True,
             "field_statistics": False,
             "positions": False,
             "offsets": False,
         }
         _, found = self.index.request("POST", "/_termvectors", body=body)
-        terms = (found.get("term_vectors") or {}).get(docs.LOCAL_WORDS_FIELD, {}).get("terms", {})
+        terms = (found.get("term_vectors") or {}).get(self.field, {}).get("terms", {})
         return np.array(
             [int(terms.get(str(word), {}).get("doc_freq", 0)) for word in words.tolist()],
             dtype=np.int64,

@@ -5,29 +5,36 @@ signature (all orientations in one ``_msearch``), reading their signatures from 
 doc-values field (no stored fields: decompressing _source or even _id blocks cost more than the
 query), ranks them by exact distance here and fetches the metadata of the returned page only.
 
-Partial matching: an image's distinct visual words are the tokens of one text field, so
-``local_candidates`` is one BM25 ``match`` query whose hits carry their packed local features
-in a doc value (candidate.py; documents written before it are read from _source by a second
-request); its most frequent words are left out when all would read more than a budget of
-postings (frequencies.py).
+Partial matching: an image's distinct terms (match.local.terms: a visual word and 6 Hamming
+bits) are the tokens of one text field and its distinct words of another, so
+``local_candidates`` is one BM25 ``match`` query, on the query's terms (on its words when it has
+no bits, or when the index holds documents of an earlier Match, which have no terms), whose hits
+carry their packed local features in a doc value (candidate.py; documents written before it
+are read from _source by a second request); its most frequent tokens are left out when all
+would read more than a budget of postings (frequencies.py).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, cast
 
 import numpy as np
 
 from match.errors import BadParameter, StoreUnavailable
+from match.local.terms import TERMS
 from match.signature import ALGORITHM, SIGNATURE_LENGTH
 from match.stores.base import Hit, LocalCandidate
 from match.stores.elastic import bodies, lookup
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import IndexMissing
-from match.stores.elastic.frequencies import Frequencies
+from match.stores.elastic.frequencies import MAX_AGE, Frequencies
 from match.stores.elastic.index import Index
 from match.stores.filters import DEFAULT_COLLECTION, Filter
 from match.stores.ranking import closest, with_distances
+
+log = logging.getLogger(__name__)
 
 CANDIDATES = 100  # candidates per query signature (image-match's size)
 MIN_WORDS = 1  # words a candidate shares with a query signature at least (image-match: 1)
@@ -45,6 +52,8 @@ class Searcher:
         self.candidates = candidates
         self.min_words = min_words
         self.frequencies = Frequencies(index)
+        self._term_frequencies: Frequencies | None = None  # made on a first query with bits
+        self._termless: tuple[bool, float] | None = None  # (any document without terms, when)
 
     def search(
         self,
@@ -67,20 +76,25 @@ class Searcher:
     def local_candidates(
         self,
         words: np.ndarray,
+        terms: np.ndarray | None,
         limit: int,
         signatures: np.ndarray | None,
         collection: str,
         where: Filter | None,
     ) -> list[LocalCandidate]:
-        if len(words) > MAX_QUERY_WORDS:
-            raise BadParameter(
-                f"A query has at most {MAX_QUERY_WORDS} distinct visual words, not {len(words)}"
-            )
+        """The candidates by the query's ``terms`` (match.local.terms) when it has them and
+        every document in the index has terms, else by its distinct ``words``."""
+        for tokens in (words, terms if terms is not None else words):
+            if len(tokens) > MAX_QUERY_WORDS:
+                raise BadParameter(
+                    f"A query has at most {MAX_QUERY_WORDS} distinct visual words (or terms), "
+                    f"not {len(tokens)}"
+                )
         if limit == 0 or len(words) == 0:
             return []
         clauses = bodies.scope(collection, where)
         size = min(limit, lookup.MAX_WINDOW)
-        hits = self.index.call(lambda: self._local_hits(words, size, clauses))
+        hits = self.index.call(lambda: self._local_hits(words, terms, size, clauses))
         if signatures is None:
             return [candidate for candidate, _ in hits]
         readable = [
@@ -95,12 +109,12 @@ class Searcher:
         return [scored.get(candidate.filepath, candidate) for candidate, _ in hits]
 
     def _local_hits(
-        self, words: np.ndarray, size: int, clauses: bodies.Scope
+        self, words: np.ndarray, terms: np.ndarray | None, size: int, clauses: bodies.Scope
     ) -> list[bodies.Found]:
         """The candidate query's hits in order; those of documents without a candidate doc
         value (written before it) read from their _source by a second request."""
         path = self.index.path_field
-        body = bodies.local_query(self.frequencies.within_budget(words), size, clauses, path)
+        body = bodies.local_query(self._tokens(words, terms), size, clauses, path)
         _, found = self.index.request("POST", "/_search", body=body)
         hits = bodies.local_hits(found["hits"]["hits"], path)
         older = [hit for hit in hits if isinstance(hit, str)]
@@ -114,6 +128,42 @@ class Searcher:
             for hit in hits
             if not isinstance(hit, str) or hit in read
         ]
+
+    def _tokens(self, words: np.ndarray, terms: np.ndarray | None) -> dict[str, np.ndarray]:
+        """What the candidate query looks up, within the budget of postings: the terms, or the
+        words when the query has no bits or some document has no terms (written by an earlier
+        Match: until it is added again, words rank every document alike)."""
+        if terms is not None and not self._has_termless():
+            if self._term_frequencies is None:
+                self._term_frequencies = Frequencies(self.index, docs.LOCAL_TERMS_FIELD, TERMS)
+            return {docs.LOCAL_TERMS_FIELD: self._term_frequencies.within_budget(terms)}
+        return {docs.LOCAL_WORDS_FIELD: self.frequencies.within_budget(words)}
+
+    def _has_termless(self) -> bool:
+        """Whether the index holds a document with words and no terms (asked once per
+        frequencies.MAX_AGE seconds)."""
+        now = time.monotonic()
+        if self._termless is None or now - self._termless[1] > MAX_AGE:
+            body = {
+                "size": 1,
+                "_source": False,
+                "query": {
+                    "bool": {
+                        "filter": [{"exists": {"field": docs.LOCAL_WORDS_FIELD}}],
+                        "must_not": [{"exists": {"field": docs.LOCAL_TERMS_FIELD}}],
+                    }
+                },
+            }
+            _, found = self.index.request("POST", "/_search", body=body)
+            termless = bool(found["hits"]["hits"])
+            if termless:
+                log.info(
+                    "index %s holds documents without terms: partial matching ranks by words "
+                    "until they are added again",
+                    self.index.name,
+                )
+            self._termless = (termless, now)
+        return self._termless[0]
 
     def _search(
         self,

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from match.errors import BadParameter, StoreUnavailable
+from match.local.terms import probe_terms
 from match.pdq import PROBE_FLIPS
 from match.settings import Settings
 from match.signature import ALGORITHM
@@ -165,13 +166,13 @@ class ElasticStore:
         collection: str = DEFAULT_COLLECTION,
         where: Filter | None = None,
     ) -> Sequence[LocalCandidate]:
-        # the engine indexes words, not terms (match.local.terms): the bits are only checked
-        checks.check_query_bits(words, bits)
         query = checks.check_words(words)
+        checked_bits = checks.check_query_bits(words, bits)
+        terms = None if checked_bits is None else probe_terms(np.asarray(words), checked_bits)
         queries = None if signatures is None else checks.check_queries(signatures)
         limit = checks.non_negative(limit, "limit")
         collection = check_collection(collection)
-        return self._searcher.local_candidates(query, limit, queries, collection, where)
+        return self._searcher.local_candidates(query, terms, limit, queries, collection, where)
 
     def count(self, *, collection: str = DEFAULT_COLLECTION, where: Filter | None = None) -> int:
         clauses = bodies.scope(check_collection(collection), where)
