@@ -105,27 +105,28 @@ def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None
         ids.append(chunk_ids)
         collections.append(chunk_collections)
         counts.append(chunk_counts)
-        present, counted = np.unique(terms, return_counts=True)
-        per_term[present] += counted
+        per_term += np.bincount(terms, minlength=TERMS)
     if not ids:
         return None
     present = np.flatnonzero(per_term)
     offsets = np.zeros(len(present) + 1, dtype=np.int64)
     np.cumsum(per_term[present], out=offsets[1:])
     del per_term
+    slot_of = np.zeros(TERMS, dtype=np.int32)  # each present term's place in ``present``
+    slot_of[present] = np.arange(len(present), dtype=np.int32)
     rows = np.empty(int(offsets[-1]), dtype=np.int32)
     cursor = offsets[:-1].copy()  # where each present term's next row goes
     first = 0
     for _, chunk_ids, _, chunk_counts, terms in chunks():
         chunk_rows = _rows_of(first, chunk_counts)
-        # a stable sort by term keeps each term's rows ascending
-        order = np.argsort(terms, kind="stable")
-        sorted_terms = terms[order]
-        slot = np.searchsorted(present, sorted_terms)
-        rank = np.arange(len(order)) - np.searchsorted(sorted_terms, sorted_terms)
+        order = _by_term(terms)
+        slot = slot_of[terms[order]]
+        # each posting's rank among its term's in this chunk: runs of equal slots
+        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+        lengths = np.diff(np.r_[starts, len(slot)])
+        rank = np.arange(len(slot)) - np.repeat(starts, lengths)
         rows[cursor[slot] + rank] = chunk_rows[order]
-        used, used_counts = np.unique(slot, return_counts=True)
-        cursor[used] += used_counts
+        cursor[slot[starts]] += lengths
         first += len(chunk_ids)
     if first != sum(len(i) for i in ids) or not np.array_equal(cursor, offsets[1:]):
         raise RuntimeError("the images changed between the two passes of a build")
@@ -140,6 +141,17 @@ def build(chunks: Callable[[], Iterable[Chunk]]) -> dict[str, np.ndarray] | None
         "offsets": offsets,
         "rows": rows,
     }
+
+
+assert TERMS <= 1 << 24, "_by_term sorts terms of at most 24 bits"
+
+
+def _by_term(terms: np.ndarray) -> np.ndarray:
+    """A stable order of postings by term: two radix sorts (numpy's stable sort of 16-bit and
+    8-bit keys), on the low 16 bits, then on the rest (terms are under 2^24)."""
+    order = np.argsort((terms & 0xFFFF).astype(np.uint16), kind="stable")
+    high = (terms[order] >> 16).astype(np.uint8)
+    return order[np.argsort(high, kind="stable")]
 
 
 def _rows_of(first: int, counts: np.ndarray) -> np.ndarray:
@@ -160,7 +172,7 @@ class _Segment:
     @classmethod
     def of_postings(cls, rows: np.ndarray, terms: np.ndarray) -> _Segment:
         """From postings whose rows ascend within each term after a stable sort by term."""
-        order = np.argsort(terms, kind="stable")
+        order = _by_term(terms)
         present, counts = np.unique(terms[order], return_counts=True)
         offsets = np.zeros(len(present) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
