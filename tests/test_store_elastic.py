@@ -30,6 +30,7 @@ from match.signature.decode import decode_pixels
 from match.stores.base import HashRecord, ImageRecord
 from match.stores.elastic import ElasticStore, EngineClient, candidate, frequencies
 from match.stores.elastic import documents as docs
+from match.stores.elastic import search as search_module
 from match.stores.elastic.search import MAX_QUERY_WORDS
 from store_contract import StoreContract
 
@@ -450,6 +451,30 @@ def test_candidate_query_leaves_out_the_most_frequent_words_past_the_budget(
     assert store._searcher.frequencies.within_budget(query).tolist() == [100, 101, *rare]
     monkeypatch.setattr(frequencies, "POSTINGS_BUDGET", 3)
     assert [c.filepath for c in store.local_candidates(query, 30)] == ["rare.jpg"]
+
+
+def test_terms_are_budgeted_by_their_own_frequencies_only_when_their_words_say_so(
+    store: ElasticStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query's terms are mostly new to the cache, so their document frequencies are asked
+    only when their words' (cached) say the terms may not fit the budget; past it, the rarest
+    terms are kept, as words are."""
+    frequent, rare = list(range(100, 120)), [5000, 5001, 5002]
+    crowd = [
+        ImageRecord(f"crowd-{n}.jpg", signature, local=synthetic_local(frequent))
+        for n, signature in enumerate(random_signatures(12, seed=3))
+    ]
+    rare_one = ImageRecord("rare.jpg", random_signatures(1, seed=4)[0], local=synthetic_local(rare))
+    assert not store.add_many([*crowd, rare_one]).failed
+    query = synthetic_local(frequent + rare)
+    found = store.local_candidates(query.words, 30, bits=query.bits)
+    assert {c.filepath for c in found} == {r.filepath for r in crowd} | {"rare.jpg"}
+    assert store._searcher._term_frequencies is None  # 243 postings: nothing asked
+    monkeypatch.setattr(search_module, "POSTINGS_BUDGET", 3)
+    monkeypatch.setattr(frequencies, "POSTINGS_BUDGET", 3)
+    found = store.local_candidates(query.words, 30, bits=query.bits)
+    assert [c.filepath for c in found] == ["rare.jpg"]
+    assert store._searcher._term_frequencies is not None
 
 
 def test_word_frequencies_are_cached_for_max_age(
