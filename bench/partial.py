@@ -239,7 +239,9 @@ def local_part(
 ) -> tuple[Timing, Timing]:
     """Times of the local search's two steps: candidates, then verification of each (of the
     query's mirror image, ``mirrored``, when ``features`` are its)."""
-    candidates, retrieval = timed(store.local_candidates, features.words, LOCAL_SHORTLIST)
+    candidates, retrieval = timed(
+        store.local_candidates, features.words, LOCAL_SHORTLIST, bits=features.bits
+    )
     targets = [candidate.local for candidate in candidates]
     mirror_of = "query" if mirrored else None
     _, verification = timed(

@@ -515,9 +515,10 @@ def engine_bench(args: argparse.Namespace) -> None:
     for k, (query, b) in enumerate(zip(queries, built, strict=True)):
         for label in labels[k % 2 :] + labels[: k % 2]:
             store = stores[label]
-            _, timing = timed(store.local_candidates, b.local.words, LOCAL_SHORTLIST)
+            words, bits = b.local.words, b.local.bits
+            _, timing = timed(store.local_candidates, words, LOCAL_SHORTLIST, bits=bits)
             times.setdefault(f"candidates {label}", []).append(timing)
-            _, timing = timed(store.local_candidates, b.local.words, LOCAL_CANDIDATES)
+            _, timing = timed(store.local_candidates, words, LOCAL_CANDIDATES, bits=bits)
             times.setdefault(f"candidates30 {label}", []).append(timing)
             rank, _ = candidate_ranks(store, b, query.original)
             ranks.setdefault(label, []).append((query.family, rank is not None))
