@@ -445,12 +445,20 @@ def test_a_schema_5_file_indexes_terms_once_upgraded(tmp_path: Path, photos: Pho
                 (words, name),
             )
         connection.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")
+        # one image's features damaged: the file still opens, that image has no terms
+        connection.execute(
+            "UPDATE local SET features = x'00' "
+            "WHERE id = (SELECT id FROM images WHERE filepath = 'l5')"
+        )
     connection.close()
     shutil.rmtree(tmp_path / "match.sqlite3.index" / indexes_module.WORDS_FAMILY.name)
+    damaged = features.pop("l5")
     with SQLiteStore(tmp_path) as store:
         for name, local in features.items():
             found = store.local_candidates(local.words, 2, bits=local.bits)
             assert found[0].filepath == name
+        found = store.local_candidates(damaged.words, 10, bits=damaged.bits)
+        assert "l5" not in [c.filepath for c in found]
     connection = sqlite3.connect(tmp_path / "match.sqlite3")
     rows = dict(
         connection.execute("SELECT filepath, words FROM words JOIN images USING (id)").fetchall()
@@ -459,6 +467,7 @@ def test_a_schema_5_file_indexes_terms_once_upgraded(tmp_path: Path, photos: Pho
     connection.close()
     for name, local in features.items():
         assert rows[name] == terms_blob(local)
+    assert rows["l5"] == b""
 
 
 def test_a_schema_1_file_keeps_its_id_sequence_and_gains_filters(

@@ -10,8 +10,8 @@ change itself, so no crash can leave it out of step.
 - ``codes``: the candidate-index code of each image, in a narrow table so that a worker loads the
   index without reading the signatures.
 - ``local``: the packed local features (match.local.pack) of images that have them, for partial
-  matching; ``words``: their distinct terms (match.local.terms: a visual word and 8 Hamming
-  bits, sorted little-endian uint32), in a narrow table so that the term index (words.py) is
+  matching; ``words``: their distinct terms (match.local.terms: a visual word and some of its
+  Hamming bits, sorted little-endian uint32), in a narrow table so that the term index (words.py) is
   built without reading the features; ``seq`` is the order that index keeps (features may be
   stored after their image).
 - ``fields``: the metadata values filters match (stores/filters.py), one row per record and key;
@@ -44,8 +44,8 @@ Schema 5 replaced the PDQ term tables (16 rows a hash, written by triggers: load
 took hours) by the shared in-memory PDQ indexes; a schema 4 file loses the tables and their
 triggers and gains ``hash_tombstones`` in place.
 Schema 6 (issue 13) indexes terms instead of words: a file of any older schema has its
-``words`` rows rewritten from its features when opened, in the same transaction (about a minute
-a million images), and its index segments are built again (indexes.WORDS_FAMILY).
+``words`` rows rewritten from its features when opened, in the same transaction (3 minutes for
+a million images here), and its index segments are built again (indexes.WORDS_FAMILY).
 """
 
 from __future__ import annotations
@@ -226,9 +226,18 @@ def _upgrade_to_6(conn: sqlite3.Connection) -> None:
             return
         conn.executemany(
             "UPDATE words SET words = ? WHERE seq = ?",
-            [(terms_blob(unpack(features)), seq) for seq, features in rows],
+            [(_terms_or_none(features), seq) for seq, features in rows],
         )
         last = rows[-1][0]
+
+
+def _terms_or_none(features: bytes) -> bytes:
+    """The terms of stored features; none if they cannot be read: a damaged row then leaves no
+    words where terms belong (its image is never a candidate) and the file still opens."""
+    try:
+        return terms_blob(unpack(features))
+    except ValueError:
+        return b""
 
 
 def field_rows(image_id: int, metadata: dict | None) -> list[tuple[int, str, str, object]]:
