@@ -24,19 +24,9 @@ import numpy as np
 from match import local
 from match.local.features import QUERY, STORED
 from match.signature.decode import decode_image
+from scale import FAMILIES as PARTIAL_FAMILIES
 
-FAMILIES = (
-    "crop_center_70",
-    "crop_side_20",
-    "screenshot_60",
-    "augly_screenshot",
-    "augly_perspective",
-    "augly_rotate_15",
-    "augly_meme",
-    "pad_10",
-    "resize_50",
-    "jpeg_50",
-)
+FAMILIES = (*PARTIAL_FAMILIES, "resize_50", "jpeg_50")  # and two whole-image families
 
 
 def differing_bits(query: local.LocalFeatures, original: local.LocalFeatures) -> np.ndarray | None:

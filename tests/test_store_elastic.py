@@ -429,12 +429,9 @@ def test_local_candidates_of_a_full_query_on_every_engine(store: ElasticStore) -
         store.local_candidates(too_many, 30)
 
 
-def test_candidate_query_leaves_out_the_most_frequent_words_past_the_budget(
-    store: ElasticStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past POSTINGS_BUDGET, the candidate query keeps the query's rarest words (document
-    frequencies as the engine counts them): an image sharing only frequent words is no longer a
-    candidate, one sharing the rare words still is; within the budget every word is queried."""
+def add_frequent_and_rare(store: ElasticStore) -> tuple[list[int], list[int], list[ImageRecord]]:
+    """12 images holding the same 20 frequent words and one, ``rare.jpg``, 3 rare words: the
+    frequent words, the rare ones and the 12 records."""
     frequent, rare = list(range(100, 120)), [5000, 5001, 5002]
     crowd = [
         ImageRecord(f"crowd-{n}.jpg", signature, local=synthetic_local(frequent))
@@ -442,6 +439,16 @@ def test_candidate_query_leaves_out_the_most_frequent_words_past_the_budget(
     ]
     rare_one = ImageRecord("rare.jpg", random_signatures(1, seed=4)[0], local=synthetic_local(rare))
     assert not store.add_many([*crowd, rare_one]).failed
+    return frequent, rare, crowd
+
+
+def test_candidate_query_leaves_out_the_most_frequent_words_past_the_budget(
+    store: ElasticStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past POSTINGS_BUDGET, the candidate query keeps the query's rarest words (document
+    frequencies as the engine counts them): an image sharing only frequent words is no longer a
+    candidate, one sharing the rare words still is; within the budget every word is queried."""
+    frequent, rare, crowd = add_frequent_and_rare(store)
     query = np.array(frequent + rare)
     counts = store._searcher.frequencies.of(query)
     assert counts is not None and counts.tolist() == [12] * 20 + [1] * 3
@@ -459,13 +466,7 @@ def test_terms_are_budgeted_by_their_own_frequencies_only_when_their_words_say_s
     """A query's terms are mostly new to the cache, so their document frequencies are asked
     only when their words' (cached) say the terms may not fit the budget; past it, the rarest
     terms are kept, as words are."""
-    frequent, rare = list(range(100, 120)), [5000, 5001, 5002]
-    crowd = [
-        ImageRecord(f"crowd-{n}.jpg", signature, local=synthetic_local(frequent))
-        for n, signature in enumerate(random_signatures(12, seed=3))
-    ]
-    rare_one = ImageRecord("rare.jpg", random_signatures(1, seed=4)[0], local=synthetic_local(rare))
-    assert not store.add_many([*crowd, rare_one]).failed
+    frequent, rare, crowd = add_frequent_and_rare(store)
     query = synthetic_local(frequent + rare)
     found = store.local_candidates(query.words, 30, bits=query.bits)
     assert {c.filepath for c in found} == {r.filepath for r in crowd} | {"rare.jpg"}
