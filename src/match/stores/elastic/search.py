@@ -84,7 +84,7 @@ class Searcher:
     ) -> list[LocalCandidate]:
         """The candidates by the query's ``terms`` (match.local.terms) when it has them and
         every document in the index has terms, else by its distinct ``words``."""
-        for tokens in (words, terms if terms is not None else words):
+        for tokens in (words,) if terms is None else (words, terms):
             if len(tokens) > MAX_QUERY_WORDS:
                 raise BadParameter(
                     f"A query has at most {MAX_QUERY_WORDS} distinct visual words (or terms), "
