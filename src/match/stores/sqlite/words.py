@@ -13,7 +13,7 @@ process's tail (rows added since the last build) goes first to a small unsorted 
 becomes an in-memory segment when it fills, merged LSM-style with the one before it while that
 one is not much bigger. A query scores every image sharing one of its probe terms (``score``:
 binary tf-idf) with a few vectorised passes over their postings, at most POSTINGS_BUDGET of
-them; or, when it is limited to fewer images than those postings / GATHER_COST (a small
+them; or, when it is limited to fewer images than its terms' postings / GATHER_COST (a small
 collection, a selective filter), it reads those images' own terms from the file and scores only
 them, so a collection of 1k costs about as much inside 1M images as alone.
 """
@@ -38,12 +38,14 @@ SCORE_CHUNK = 1 << 20
 """Postings scored at once (``score``): 1M of them hold 16 MB of transient arrays. Chunks of
 this size measured no slower than all 16 M int32 rows at once (bincount copies rows to intp
 either way, a chunk stays in cache)."""
-POSTINGS_BUDGET = 16_000_000
+POSTINGS_BUDGET = 250_000
 """Most postings one query reads. Past it, the query's most frequent terms (the lowest idf,
-adding nearly the same to every image) are left out. With words as terms a query read about
-30 M postings at 1M images and the budget cut it to 16 M (docs/partial-matching.md "The budget
-at 1M"); with terms refined by Hamming bits it reads a few million, and the budget is a bound
-for queries without bits (every term of their words)."""
+adding nearly the same to every image) are left out. At 1M images a photo query's terms hold
+about 1.2 M postings; bench/scale.py, 80 partial-family queries, the original in the shortlist
+(either pass) with every term / 250k / 150k / 100k / 50k: 78 / 79 / 80 / 79 / 76 of 80, the
+candidate step 43 / 30 / 26 / 26 / 22 ms of CPU p50 (docs/partial-matching.md, "The budget with
+terms"). 250k keeps a margin over where recall starts to fall. A query without bits (every term
+of its words: about 30 M postings at 1M) keeps only its rarest words' terms."""
 
 GATHER_COST = 1_000
 """About how many postings a query scores in the time it reads one image's terms from the file:
@@ -286,8 +288,9 @@ class WordIndex(RowIndex):
             return np.zeros(0, dtype=np.int64)
         counts = self._counts(query)
         gather = chosen is not None and words_of is not None and not self._dead
-        postings_read = min(int(counts.sum()), POSTINGS_BUDGET)
-        if gather and len(chosen) * GATHER_COST < postings_read:  # few: read them
+        # against every posting of the terms, not the budget's share: reading postings has a
+        # floor (a range per term) that the budget does not lower
+        if gather and len(chosen) * GATHER_COST < int(counts.sum()):  # few: read them
             return self._top_of_rows(query, counts, limit, chosen.rows(), words_of)
         postings, blocks = self._postings(rarest_within(query, counts, POSTINGS_BUDGET))
         df = blocks.sum(axis=0) if not self._dead else self._live_df(postings, blocks)
