@@ -37,7 +37,9 @@ is the memory the server holds), then stops it.
 
 ``engine`` fills an Elasticsearch/OpenSearch index with ``--images`` records (synthetic ones as
 bench/partial.py makes them, plus the dev photos), and an index of 1k the same way, then times
-``local_candidates`` (the shortlist) and the search end to end for the same queries on both; the
+``local_candidates`` (the shortlist) and the search end to end for the same queries on both,
+and the engine's own time (``took``) and the shortlist's recall of the candidate query the store
+sends: at the large size with search.TERMS_BUDGET as shipped, each of ``--budgets`` and none. The
 indexes (``i13-scale-<n>``) are deleted after unless ``--keep-indexes``.
 """
 
@@ -62,14 +64,14 @@ import numpy as np
 
 import match.stores.sqlite.words as words_module
 from match.errors import BlankImage, NotFound
-from match.local import WORDS, LocalFeatures
+from match.local import WORDS
 from match.local.terms import probe_terms
 from match.service import LOCAL_CANDIDATES, LOCAL_SHORTLIST, Matcher
 from match.service.analysis import Query
 from match.settings import Settings
 from match.stores.base import ImageRecord, Store
 from match.stores.elastic import ElasticStore, EngineClient, bodies
-from match.stores.elastic.documents import LOCAL_TERMS_FIELD
+from match.stores.elastic import search as search_module
 from match.stores.filters import DEFAULT_COLLECTION
 from match.stores.sqlite import SQLiteStore
 from partial import QueryImage, Timing, timed
@@ -512,6 +514,8 @@ def engine_bench(args: argparse.Namespace) -> None:
     times: dict[str, list[Timing]] = {}
     ranks: dict[str, list[tuple[str, bool]]] = {}
     labels = list(stores)
+    shipped = search_module.TERMS_BUDGET
+    budgets = [shipped, *args.budgets, 1 << 62]
     for k, (query, b) in enumerate(zip(queries, built, strict=True)):
         for label in labels[k % 2 :] + labels[: k % 2]:
             store = stores[label]
@@ -520,13 +524,23 @@ def engine_bench(args: argparse.Namespace) -> None:
             times.setdefault(f"candidates {label}", []).append(timing)
             _, timing = timed(store.local_candidates, words, LOCAL_CANDIDATES, bits=bits)
             times.setdefault(f"candidates30 {label}", []).append(timing)
-            rank, _ = candidate_ranks(store, b, query.original)
-            ranks.setdefault(label, []).append((query.family, rank is not None))
             _, timing = timed(matchers[label].search, b, limit=LIMIT)
             times.setdefault(f"search {label}", []).append(timing)
-            for source in (True, False):
-                took = engine_took(args.url, store.index, b.local, source)
-                times.setdefault(f"took {source} {label}", []).append([took, took])
+            # the budgets in turn, rotated per query; at 1k only the one shipped
+            variants = budgets if label != "1k" else [shipped]
+            for budget in variants[k % len(variants) :] + variants[: k % len(variants)]:
+                search_module.TERMS_BUDGET = budget
+                try:
+                    rank, _ = candidate_ranks(store, b, query.original)
+                    tokens = store._searcher._tokens(words, probe_terms(words, bits))
+                finally:
+                    search_module.TERMS_BUDGET = shipped
+                key = f"{label} {_budget_label(budget)}"
+                ranks.setdefault(key, []).append((query.family, rank is not None))
+                for source in (True, False):
+                    took = engine_took(args.url, store.index, tokens, source)
+                    times.setdefault(f"took {source} {key}", []).append([took, took])
+                times.setdefault(f"tokens {key}", []).append([len(next(iter(tokens.values())))] * 2)
     engine = EngineClient(args.url).engine()
     print(f"\n== {engine}: {len(queries)} queries ==")
     for label in labels:
@@ -537,26 +551,33 @@ def engine_bench(args: argparse.Namespace) -> None:
             f"{label} local_candidates, {LOCAL_CANDIDATES}: "
             f"{latency(times[f'candidates30 {label}'])}"
         )
-        for source, what in ((True, "with the records"), (False, "ids only, no _source")):
-            took = [t[0] for t in times[f"took {source} {label}"]]
-            print(
-                f"{label} the engine's own time (took) of the {LOCAL_SHORTLIST} candidates, "
-                f"{what}: p50 {ms(took, 0.5)} / p99 {ms(took, 0.99)} ms"
-            )
         print(f"{label} Matcher.search (built query): {latency(times[f'search {label}'])}")
-        print(f"{label} original in the shortlist, either pass: {_by_family(ranks[label])}")
+        for budget in budgets if label != "1k" else [shipped]:
+            key = f"{label} {_budget_label(budget)}"
+            tokens = [t[0] for t in times[f"tokens {key}"]]
+            print(f"{key}: terms looked up p50 {np.median(tokens):.0f}")
+            for source, what in ((True, "with the records"), (False, "ids only, no _source")):
+                took = [t[0] for t in times[f"took {source} {key}"]]
+                print(
+                    f"  the engine's own time (took) of the {LOCAL_SHORTLIST} candidates, "
+                    f"{what}: p50 {ms(took, 0.5)} / p99 {ms(took, 0.99)} ms"
+                )
+            print(f"  original in the shortlist, either pass: {_by_family(ranks[key])}")
     if not args.keep_indexes:
         for size in (args.images, SMALL):
             httpx.delete(f"{args.url}/i13-scale-{size}", timeout=600)
 
 
-def engine_took(url: str, index: str, local: LocalFeatures, source: bool) -> float:
-    """Seconds the engine reports (``took``) for the store's candidate query of these
-    features' terms, as ElasticStore sends it to an index whose every document has terms;
-    without ``source``, the same ranking returning no fields."""
+def _budget_label(budget: float) -> str:
+    return "no budget" if budget >= 1 << 62 else f"budget {budget:,.0f}"
+
+
+def engine_took(url: str, index: str, tokens: dict[str, np.ndarray], source: bool) -> float:
+    """Seconds the engine reports (``took``) for the store's candidate query of these tokens (as
+    the store chose them: ``Searcher._tokens``); without ``source``, the same ranking returning
+    no fields."""
     clauses = bodies.scope(DEFAULT_COLLECTION, None)
-    terms = {LOCAL_TERMS_FIELD: probe_terms(local.words, local.bits)}
-    body = bodies.local_query(terms, LOCAL_SHORTLIST, clauses, "path")
+    body = bodies.local_query(tokens, LOCAL_SHORTLIST, clauses, "path")
     if not source:
         body.pop("docvalue_fields")
     answer = httpx.post(f"{url}/{index}/_search", json=body, timeout=120)
@@ -585,6 +606,12 @@ def main() -> None:
     engine.add_argument("--url", required=True)
     engine.add_argument("--images", type=int, default=100_000)
     engine.add_argument("--keep-indexes", action="store_true")
+    engine.add_argument(
+        "--budgets",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        help="other TERMS_BUDGETs to measure at the large size (besides none), e.g. 100000",
+    )
     for command in (sqlite, memory, engine):
         command.add_argument("--photos", type=Path, default=PHOTOS)
         command.add_argument("--harness", type=Path, default=HARNESS)

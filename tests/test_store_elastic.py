@@ -18,6 +18,7 @@ import pytest
 from match.errors import BadParameter, NotFound
 from match.local import WORDS, LocalFeatures, local_features
 from match.local import pack as pack_local
+from match.local.terms import TERM_BITS
 from match.signature import (
     ORIENTATIONS,
     SIGNATURE_LENGTH,
@@ -460,22 +461,20 @@ def test_candidate_query_leaves_out_the_most_frequent_words_past_the_budget(
     assert [c.filepath for c in store.local_candidates(query, 30)] == ["rare.jpg"]
 
 
-def test_terms_are_budgeted_by_their_own_frequencies_only_when_their_words_say_so(
+def test_terms_are_budgeted_by_their_words_frequencies(
     store: ElasticStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A query's terms are mostly new to the cache, so their document frequencies are asked
-    only when their words' (cached) say the terms may not fit the budget; past it, the rarest
-    terms are kept, as words are."""
+    """A query's terms are budgeted by their words' cached document frequencies (a term's
+    estimated as its word's over 2^TERM_BITS): within TERMS_BUDGET every term is looked up,
+    past it the rarest are kept, as words are."""
     frequent, rare, crowd = add_frequent_and_rare(store)
     query = synthetic_local(frequent + rare)
     found = store.local_candidates(query.words, 30, bits=query.bits)
     assert {c.filepath for c in found} == {r.filepath for r in crowd} | {"rare.jpg"}
-    assert store._searcher._term_frequencies is None  # 243 postings: nothing asked
-    monkeypatch.setattr(search_module, "POSTINGS_BUDGET", 3)
-    monkeypatch.setattr(frequencies, "POSTINGS_BUDGET", 3)
+    # the three rare terms' estimated postings (1 document each), not one frequent term's (12)
+    monkeypatch.setattr(search_module, "TERMS_BUDGET", 3 / 2**TERM_BITS)
     found = store.local_candidates(query.words, 30, bits=query.bits)
     assert [c.filepath for c in found] == ["rare.jpg"]
-    assert store._searcher._term_frequencies is not None
 
 
 def test_word_frequencies_are_cached_for_max_age(

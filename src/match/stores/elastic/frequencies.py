@@ -4,7 +4,8 @@ The partial-matching candidate query costs about the postings of its words: a ph
 distinct words have about 2 M postings at 100k images (bench/engine_words.py), and the most
 frequent of them, which add nearly the same (a low idf) to every document, hold most of them.
 ``within_budget`` keeps the query's rarest words while their postings fit POSTINGS_BUDGET, as
-the embedded store does with its own (stores/sqlite/words.py).
+the embedded store does with its own (stores/sqlite/words.py). A query by terms is budgeted
+from the same counts (TERMS_BUDGET, search.py): a term holds about 1/64 of its word's postings.
 
 The counts come from ``_termvectors`` of an artificial document of the words (its
 ``term_statistics``): one shard's document frequencies, the postings that shard reads, which is
@@ -31,32 +32,34 @@ from match.stores.ranking import rarest_within
 log = logging.getLogger(__name__)
 
 POSTINGS_BUDGET = 4_000_000
-"""Most postings (per shard) one candidate query reads (the embedded store's is 16 M: its 1M
-store lost recall at 4 M that the engine's did not). Past it, the query's most frequent words
-are left out. bench/engine_words.py on es8, 2026-12-07: the
+"""Most postings (per shard) one candidate query by words reads (a query without bits, or an
+index holding documents of an earlier Match: search.py). Past it, the query's most frequent
+words are left out. bench/engine_words.py on es8, 2026-12-07: the
 engine's time grows about as the postings read (a photo's words: 2-3 M at 100k images, so the
 budget seldom cuts there; about 20 M at 1M); the words a copy shares with its original are
 mostly frequent ones: at 1M, 4 M of the 30.9 M postings (p50) keep the original in the
 shortlist for the same 73 of 80 queries as all words in 536 ms p50 instead of 4,527; 300k keep
 21 of 80 (docs/scaling.md)."""
+TERMS_BUDGET = 100_000
+"""Most postings (per shard, estimated: search.py) a candidate query by terms reads; past it its
+most frequent terms are left out, as the embedded store does (stores/sqlite/words.py). The
+engine's time grows with the terms looked up more than with their postings. bench/scale.py on
+es8 at 1M, 80 partial-family queries, every term / 500k / 250k / 100k: 657 / 600 / 476 / 344
+terms (p50), the engine's ``took`` 110 / 96 / 64 / 42 ms p50, the original in the shortlist
+77 of 80 each time (docs/partial-matching.md, "The budget with terms")."""
 MAX_AGE = 300.0
 """Seconds a word's cached document frequency is used before it is asked again."""
 UNKNOWN = -1
 
 
 class Frequencies:
-    """Document frequencies of the tokens of one field of one index (words, or terms:
-    match.local.terms), cached: ``space`` is how many distinct tokens there can be."""
+    """Document frequencies of the visual words of one index, cached."""
 
-    def __init__(
-        self, index: Index, field: str = docs.LOCAL_WORDS_FIELD, space: int = WORDS
-    ) -> None:
+    def __init__(self, index: Index) -> None:
         self.index = index
-        self.field = field
-        # 4 bytes each way a token: 32 MB for the 4 M terms (times 32-bit seconds are exact
-        # to a few ms, ample for MAX_AGE)
-        self._counts = np.full(space, UNKNOWN, dtype=np.int32)
-        self._asked = np.zeros(space, dtype=np.float32)  # monotonic time of each count
+        self.field = docs.LOCAL_WORDS_FIELD
+        self._counts = np.full(WORDS, UNKNOWN, dtype=np.int64)
+        self._asked = np.zeros(WORDS)  # monotonic time of each count
 
     def of(self, words: np.ndarray) -> np.ndarray | None:
         """The document frequency of each of these distinct words; None if the engine could

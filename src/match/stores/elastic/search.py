@@ -23,16 +23,16 @@ from typing import Any, cast
 import numpy as np
 
 from match.errors import BadParameter, StoreUnavailable
-from match.local.terms import TERM_BITS, TERMS
+from match.local.terms import TERM_BITS
 from match.signature import ALGORITHM, SIGNATURE_LENGTH
 from match.stores.base import Hit, LocalCandidate
 from match.stores.elastic import bodies, lookup
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import IndexMissing
-from match.stores.elastic.frequencies import MAX_AGE, POSTINGS_BUDGET, Frequencies
+from match.stores.elastic.frequencies import MAX_AGE, TERMS_BUDGET, Frequencies
 from match.stores.elastic.index import Index
 from match.stores.filters import DEFAULT_COLLECTION, Filter
-from match.stores.ranking import closest, with_distances
+from match.stores.ranking import closest, rarest_within, with_distances
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ class Searcher:
         self.candidates = candidates
         self.min_words = min_words
         self.frequencies = Frequencies(index)
-        self._term_frequencies: Frequencies | None = None  # made on a first query with bits
         self._termless: tuple[bool, float] | None = None  # (any document without terms, when)
 
     def search(
@@ -138,18 +137,16 @@ class Searcher:
         return {docs.LOCAL_WORDS_FIELD: self.frequencies.within_budget(words)}
 
     def _terms_within_budget(self, terms: np.ndarray) -> np.ndarray:
-        """The terms, less the most frequent ones past the budget. A term's own document
-        frequency is asked only when its word's says the terms may not fit: a term holds about
-        1/2^TERM_BITS of its word's postings, the words' counts are cached for every query (a
-        query's terms are mostly new to the cache: asking for them cost 150-300 ms a search at
-        1M documents, where the terms fit the budget 8 times over)."""
+        """The terms, less the most frequent ones past TERMS_BUDGET. A term's document
+        frequency is estimated as its word's over 2^TERM_BITS (the bits split a word's
+        keypoints about evenly): the words' counts are cached for every query, while a query's
+        terms are mostly new to a cache, and asking the engine for them cost 150-300 ms a search
+        at 1M documents."""
         words, of_term = np.unique(terms >> TERM_BITS, return_inverse=True)
         counts = self.frequencies.of(words)
-        if counts is not None and int(counts[of_term].sum()) >> TERM_BITS <= POSTINGS_BUDGET // 2:
+        if counts is None:
             return terms
-        if self._term_frequencies is None:
-            self._term_frequencies = Frequencies(self.index, docs.LOCAL_TERMS_FIELD, TERMS)
-        return self._term_frequencies.within_budget(terms)
+        return rarest_within(terms, counts[of_term] / 2**TERM_BITS, TERMS_BUDGET)
 
     def _has_termless(self) -> bool:
         """Whether the index holds a document with words and no terms (asked once per
