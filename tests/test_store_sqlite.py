@@ -761,3 +761,27 @@ def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path, photos: Photos) ->
     connection = sqlite3.connect(tmp_path / "match.sqlite3")
     assert connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("6",)
     connection.close()
+
+
+def test_a_words_row_that_is_not_whole_terms_is_damage_that_repair_rebuilds(
+    tmp_path: Path, photos: Photos
+) -> None:
+    """A row of terms cut short (damage SQLite cannot see) is refused when read, not misread
+    with every later term shifted by a byte; the full check finds it and the repair rebuilds
+    it from the stored features."""
+    local = synthetic_local(5)
+    with SQLiteStore(tmp_path) as store:
+        store.add(ImageRecord("a.jpg", photos.originals[0], local=local))
+        store.add(ImageRecord("b.jpg", photos.originals[1], local=synthetic_local(6, 200)))
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    with connection:
+        connection.execute("UPDATE words SET words = substr(words, 2) WHERE id = 1")
+    connection.close()
+    with SQLiteStore(tmp_path) as store:
+        with pytest.raises(StoreDamaged, match="image 1 are not a whole number of terms"):
+            store.local_candidates(local.words, 10, bits=local.bits)
+        assert "words: 1 rows are not a whole number of terms" in store.check().problems
+        repaired = store.check(repair=True)
+        assert not repaired.damaged
+        found = store.local_candidates(local.words, 10, bits=local.bits)
+        assert [c.filepath for c in found][:1] == ["a.jpg"]

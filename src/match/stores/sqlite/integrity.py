@@ -157,6 +157,7 @@ def full_check(conn: sqlite3.Connection) -> Report:
                 lambda one=one, other=other, key=key: _missing(conn, report, one, other, key),
             )
     _counted(conn, report, ("local", FEATURES), lambda: _check_features(conn, report))
+    _counted(conn, report, ("words", "words"), lambda: _check_terms(conn, report))
     return report
 
 
@@ -193,6 +194,13 @@ def _check_features(conn: sqlite3.Connection, report: Report) -> None:
         shown = ", ".join(map(str, report.unreadable[:10]))
         count = len(report.unreadable)
         report.add(FEATURES, f"those of {count} images cannot be read (ids {shown})")
+
+
+def _check_terms(conn: sqlite3.Connection, report: Report) -> None:
+    """Every words row is a whole number of terms (uint32), as the writer made it."""
+    broken = _scalar(conn, "SELECT count(*) FROM words WHERE length(words) % 4 != 0")
+    if broken:
+        report.add("words", f"{broken} rows are not a whole number of terms")
 
 
 def _structure(conn: sqlite3.Connection, pragma: str, report: Report) -> None:

@@ -174,9 +174,19 @@ def words_by_id(
         (json.dumps(ids.tolist()),),
     ).fetchall()
     found = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    counts = np.fromiter((len(row[1]) // 4 for row in rows), np.int64, len(rows))
-    words = np.frombuffer(b"".join(row[1] for row in rows), "<u4")
-    return found, counts, words
+    counts, terms = _terms_of(rows, 1)
+    return found, counts, terms
+
+
+def _terms_of(rows: list[Any], column: int) -> tuple[np.ndarray, np.ndarray]:
+    """The numbers of terms in the rows' ``column`` (uint32 blobs) and the terms concatenated.
+    A blob that is not a whole number of terms is damage SQLite cannot see: read on, it would
+    shift every term after it."""
+    lengths = np.fromiter((len(row[column]) for row in rows), np.int64, len(rows))
+    if (lengths % 4).any():
+        broken = rows[int(np.flatnonzero(lengths % 4)[0])]
+        raise StoreDamaged(f"the terms of image {broken[0]} are not a whole number of terms")
+    return lengths // 4, np.frombuffer(b"".join(row[column] for row in rows), "<u4")
 
 
 def every_row(
@@ -283,9 +293,8 @@ def word_chunks(
     while rows := cursor.fetchmany(WORD_FETCH):
         ids, collections = _ids_and_collections(rows)
         keys = np.fromiter((row[3] for row in rows), dtype=np.int64, count=len(rows))
-        counts = np.fromiter((len(row[2]) // 4 for row in rows), np.int64, len(rows))
-        words = np.frombuffer(b"".join(row[2] for row in rows), "<u4")
-        yield keys, ids, collections, counts, words
+        counts, terms = _terms_of(rows, 2)
+        yield keys, ids, collections, counts, terms
 
 
 def image_pdq_chunks(
