@@ -18,7 +18,7 @@ import pytest
 from match.errors import BadParameter, NotFound
 from match.local import WORDS, LocalFeatures, local_features
 from match.local import pack as pack_local
-from match.local.terms import TERM_BITS
+from match.local.terms import TERM_BITS, stored_terms
 from match.signature import (
     ORIENTATIONS,
     SIGNATURE_LENGTH,
@@ -28,7 +28,7 @@ from match.signature import (
 )
 from match.signature import orientation_signatures as photo_orientations
 from match.signature.decode import decode_pixels
-from match.stores.base import HashRecord, ImageRecord
+from match.stores.base import HashRecord, ImageRecord, Integrity
 from match.stores.elastic import ElasticStore, EngineClient, candidate, frequencies
 from match.stores.elastic import documents as docs
 from match.stores.elastic import search as search_module
@@ -571,6 +571,41 @@ def test_documents_without_terms_are_found_by_their_words(
     store.add(old)
     store._searcher._termless = None  # asked again at once, not after frequencies.MAX_AGE
     assert not store._searcher._has_termless()
+    for record in (old, new):
+        found = store.local_candidates(record.local.words, 1, bits=record.local.bits)
+        assert [c.filepath for c in found] == [record.filepath]
+
+
+def test_check_repair_gives_documents_without_terms_their_terms(
+    store: ElasticStore, engine_url: str, local_photos: list[ImageRecord]
+) -> None:
+    """A check notes documents an earlier Match wrote without terms (not damage); the repair
+    gives each the terms of its own stored features (one whose features cannot be read, empty
+    terms), after which queries rank by terms again."""
+    new, old = local_photos[0], local_photos[1]
+    store.add(new)
+    doc = docs.document(
+        old, old.signature, words(old.signature).tolist(), 1, docs.pack(old.signature[None])[0]
+    )
+    del doc[docs.LOCAL_TERMS_FIELD]
+    garbage = base64.b64encode(b"not packed features").decode()
+    broken = dict(doc, path="broken.jpg", **{docs.CANDIDATE_FIELD: garbage})
+    for record, body in ((old.filepath, doc), ("broken.jpg", broken)):
+        put = f"/{store.index}/_doc/{docs.doc_id(record)}"
+        assert raw(engine_url, "PUT", put, params={"refresh": "true"}, json=body).status_code == 201
+    assert store._searcher._has_termless()
+    noted = store.check()
+    assert not noted.damaged and not noted.problems and not noted.repaired
+    assert "2 documents of an earlier Match have no terms" in noted.notes[0]
+    repaired = store.check(repair=True)
+    assert repaired.repaired == ["2 documents given their terms"] and not repaired.damaged
+    assert store.check() == Integrity()
+    assert not store._searcher._has_termless()  # forgotten by the repair: asked again
+    read = raw(engine_url, "GET", f"/{store.index}/_doc/{docs.doc_id(old.filepath)}").json()
+    terms = stored_terms(old.local.words, old.local.bits)
+    assert read["_source"][docs.LOCAL_TERMS_FIELD] == " ".join(map(str, terms.tolist()))
+    read = raw(engine_url, "GET", f"/{store.index}/_doc/{docs.doc_id('broken.jpg')}").json()
+    assert read["_source"][docs.LOCAL_TERMS_FIELD] == ""
     for record in (old, new):
         found = store.local_candidates(record.local.words, 1, bits=record.local.bits)
         assert [c.filepath for c in found] == [record.filepath]

@@ -320,6 +320,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     outcome = Matcher(settings).check(repair=args.repair)
     for problem in outcome.problems:
         print(f"damaged: {problem}")
+    for note in outcome.notes:
+        print(f"note: {note}")
     for done in outcome.repaired:
         print(f"repaired: {done}")
     if outcome.damaged:

@@ -134,11 +134,13 @@ class BulkResult:
 @dataclass(frozen=True)
 class Integrity:
     """What a store's full check found (a line per problem, empty when none) and, when asked
-    to repair, what was done; ``damaged``: the store still refuses to answer."""
+    to repair, what was done; ``damaged``: the store still refuses to answer; ``notes``: what
+    the check found that is not damage (and what a repair would do about it)."""
 
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     damaged: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 class Store(Protocol):

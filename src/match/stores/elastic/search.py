@@ -148,6 +148,10 @@ class Searcher:
             return terms
         return rarest_within(terms, counts[of_term] / 2**TERM_BITS, TERMS_BUDGET)
 
+    def forget_termless(self) -> None:
+        """Ask again, on the next query, whether the index holds documents without terms."""
+        self._termless = None
+
     def _has_termless(self) -> bool:
         """Whether the index holds a document with words and no terms (asked once per
         frequencies.MAX_AGE seconds)."""

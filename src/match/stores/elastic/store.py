@@ -38,7 +38,7 @@ from match.stores.base import (
     Since,
     Thumbnail,
 )
-from match.stores.elastic import bodies, listing, lookup
+from match.stores.elastic import bodies, listing, lookup, upgrade
 from match.stores.elastic import documents as docs
 from match.stores.elastic.client import EngineClient
 from match.stores.elastic.hashes import HashStore
@@ -291,12 +291,27 @@ class ElasticStore:
 
     def check(self, *, repair: bool = False) -> Integrity:
         """The index is there, mapped as Match needs and takes writes; with ``repair``, an
-        index deleted while in use is created anew, empty (its records are gone)."""
+        index deleted while in use is created anew, empty (its records are gone). Documents of
+        an earlier Match without terms are noted; ``repair`` gives them their terms
+        (upgrade.py)."""
         problems = self.readiness()
         if repair and any("was deleted while in use" in p for p in problems):
             self._index.recreate()
             return Integrity(problems, [f"{self._index.name}: created anew, empty"])
-        return Integrity(problems, damaged=bool(problems))
+        if problems:
+            return Integrity(problems, damaged=True)
+        termless = self._index.call(lambda: upgrade.count_termless(self._index))
+        if not termless:
+            return Integrity()
+        note = (
+            f"{self._index.name}: {termless} documents of an earlier Match have no terms, so "
+            "partial matching ranks every document by its visual words"
+        )
+        if not repair:
+            return Integrity(notes=[f"{note}; match check --repair gives them their terms"])
+        given = self._index.call(lambda: upgrade.add_terms(self._index))
+        self._searcher.forget_termless()
+        return Integrity(notes=[note], repaired=[f"{given} documents given their terms"])
 
     def close(self) -> None:
         self.client.close()
