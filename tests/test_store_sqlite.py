@@ -25,7 +25,7 @@ from match.stores.base import HashRecord, ImageRecord
 from match.stores.filters import parse_filter
 from match.stores.sqlite import SQLiteStore
 from match.stores.sqlite.candidates import CandidateIndex
-from match.stores.sqlite.codes import HyperplaneCoder, pack_signature
+from match.stores.sqlite.codes import HyperplaneCoder, pack_signature, unpack_signatures
 from match.stores.sqlite.rows import Selection
 from store_contract import PHOTO_COUNT, Photos, StoreContract, photo_signatures
 
@@ -86,6 +86,14 @@ def test_distances_are_exactly_normalized_distances(store: SQLiteStore, photos: 
         distances = normalized_distances(query, stored[None, :])[:, 0]
         assert hit.distance == distances.min()
         assert hit.orientation == int(np.argmin(distances))
+
+
+def test_packed_signatures_unpack_exactly() -> None:
+    rng = np.random.default_rng(7)
+    signatures = rng.integers(-2, 3, (50, 648)).astype(np.int8)
+    signatures[0] = 0  # blank
+    assert np.array_equal(unpack_signatures([pack_signature(s) for s in signatures]), signatures)
+    assert unpack_signatures([]).shape == (0, 648)
 
 
 def test_the_cutoff_is_strict(store: SQLiteStore, photos: Photos) -> None:

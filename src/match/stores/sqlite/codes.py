@@ -27,6 +27,12 @@ LEVELS = 5
 _UNPACK = (
     np.stack(np.unravel_index(np.arange(LEVELS**3), (LEVELS,) * 3), axis=1).astype(np.int8) - 2
 )
+# the same three values and a 0 as one uint32 per byte value: one take() unpacks a blob four
+# bytes at a time, then the zeros are dropped (indexing rows of three bytes is 1.7x slower:
+# 48 against 28 ms for the 20k candidates of a search at 1M)
+_UNPACK_PADDED = np.zeros((256, 4), dtype=np.int8)
+_UNPACK_PADDED[: LEVELS**3, :3] = _UNPACK
+_UNPACK_WORDS = _UNPACK_PADDED.view(np.uint32).ravel()
 
 
 def pack_signature(signature: np.ndarray) -> bytes:
@@ -40,7 +46,8 @@ def unpack_signatures(blobs: list[bytes]) -> np.ndarray:
     if not blobs:
         return np.zeros((0, SIGNATURE_LENGTH), dtype=np.int8)
     packed = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    return _UNPACK[packed].reshape(len(blobs), SIGNATURE_LENGTH)
+    fours = np.take(_UNPACK_WORDS, packed).view(np.int8).reshape(len(blobs), -1, 4)
+    return np.ascontiguousarray(fours[:, :, :3]).reshape(len(blobs), SIGNATURE_LENGTH)
 
 
 class HyperplaneCoder:
