@@ -509,20 +509,30 @@ def test_deleting_an_image_deletes_its_local_features(tmp_path: Path, photos: Ph
     connection.close()
 
 
+def damaged_behind_its_back(tmp_path: Path, photos: Photos, damage: str) -> LocalFeatures:
+    """A store of ``broken.jpg`` (id 1) and ``fine.jpg``, both with local features, then the
+    ``damage`` SQL run on its file by another connection; broken.jpg's features."""
+    local = synthetic_local(5)
+    with SQLiteStore(tmp_path) as store:
+        store.add(ImageRecord("broken.jpg", photos.originals[0], local=local))
+        store.add(ImageRecord("fine.jpg", photos.originals[1], local=synthetic_local(5, 200)))
+    connection = sqlite3.connect(tmp_path / "match.sqlite3")
+    with connection:
+        connection.execute(damage)
+    connection.close()
+    return local
+
+
 def test_unreadable_local_features_are_damage_that_repair_drops(
     tmp_path: Path, photos: Photos
 ) -> None:
     """Features the writer packed but that do not unpack are damage SQLite cannot see: a
     search meeting them is refused (not answered without that image), and the repair drops
     them (the image stays, without partial matching)."""
-    local = synthetic_local(5)
+    local = damaged_behind_its_back(
+        tmp_path, photos, "UPDATE local SET features = x'0102' WHERE id = 1"
+    )
     with SQLiteStore(tmp_path) as store:
-        store.add(ImageRecord("broken.jpg", photos.originals[0], local=local))
-        store.add(ImageRecord("fine.jpg", photos.originals[1], local=synthetic_local(5, 200)))
-        connection = sqlite3.connect(tmp_path / "match.sqlite3")
-        with connection:
-            connection.execute("UPDATE local SET features = x'0102' WHERE id = 1")
-        connection.close()
         with pytest.raises(StoreDamaged, match="local features of image 1 cannot be read"):
             store.local_candidates(local.words, 10)
         assert "local features: those of 1 images" in store.check().problems[0]
@@ -777,14 +787,9 @@ def test_a_words_row_that_is_not_whole_terms_is_damage_that_repair_rebuilds(
     """A row of terms cut short (damage SQLite cannot see) is refused when read, not misread
     with every later term shifted by a byte; the full check finds it and the repair rebuilds
     it from the stored features."""
-    local = synthetic_local(5)
-    with SQLiteStore(tmp_path) as store:
-        store.add(ImageRecord("a.jpg", photos.originals[0], local=local))
-        store.add(ImageRecord("b.jpg", photos.originals[1], local=synthetic_local(6, 200)))
-    connection = sqlite3.connect(tmp_path / "match.sqlite3")
-    with connection:
-        connection.execute("UPDATE words SET words = substr(words, 2) WHERE id = 1")
-    connection.close()
+    local = damaged_behind_its_back(
+        tmp_path, photos, "UPDATE words SET words = substr(words, 2) WHERE id = 1"
+    )
     with SQLiteStore(tmp_path) as store:
         with pytest.raises(StoreDamaged, match="image 1 are not a whole number of terms"):
             store.local_candidates(local.words, 10, bits=local.bits)
@@ -792,4 +797,4 @@ def test_a_words_row_that_is_not_whole_terms_is_damage_that_repair_rebuilds(
         repaired = store.check(repair=True)
         assert not repaired.damaged
         found = store.local_candidates(local.words, 10, bits=local.bits)
-        assert [c.filepath for c in found][:1] == ["a.jpg"]
+        assert [c.filepath for c in found][:1] == ["broken.jpg"]
