@@ -791,7 +791,7 @@ def test_a_words_row_that_is_not_whole_terms_is_damage_that_repair_rebuilds(
         tmp_path, photos, "UPDATE words SET words = substr(words, 2) WHERE id = 1"
     )
     with SQLiteStore(tmp_path) as store:
-        with pytest.raises(StoreDamaged, match="image 1 are not a whole number of terms"):
+        with pytest.raises(StoreDamaged, match="terms of image 1 are cut: not whole 4-byte terms"):
             store.local_candidates(local.words, 10, bits=local.bits)
         assert "words: 1 rows are not a whole number of terms" in store.check().problems
         repaired = store.check(repair=True)

@@ -185,7 +185,7 @@ def _terms_of(rows: list[Any], column: int) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(row[column]) for row in rows), np.int64, len(rows))
     if (lengths % 4).any():
         broken = rows[int(np.flatnonzero(lengths % 4)[0])]
-        raise StoreDamaged(f"the terms of image {broken[0]} are not a whole number of terms")
+        raise StoreDamaged(f"the stored terms of image {broken[0]} are cut: not whole 4-byte terms")
     return lengths // 4, np.frombuffer(b"".join(row[column] for row in rows), "<u4")
 
 
