@@ -41,11 +41,12 @@ either way, a chunk stays in cache)."""
 POSTINGS_BUDGET = 250_000
 """Most postings one query reads. Past it, the query's most frequent terms (the lowest idf,
 adding nearly the same to every image) are left out. At 1M images a photo query's terms hold
-about 1.2 M postings; bench/scale.py, 80 partial-family queries, the original in the shortlist
-(either pass) with every term / 250k / 150k / 100k / 50k: 78 / 79 / 80 / 79 / 76 of 80, the
-candidate step 43 / 30 / 26 / 26 / 22 ms of CPU p50 (docs/partial-matching.md, "The budget with
-terms"). 250k keeps a margin over where recall starts to fall. A query without bits (every term
-of its words: about 30 M postings at 1M) keeps only its rarest words' terms."""
+about 0.64 M postings (p50). bench/scale.py, 80 partial-family queries (72 past 250k), the
+original in the shortlist (either pass) with every term / 250k / 150k / 100k / 50k: 78 / 79 /
+80 / 79 / 76 of 80, the candidate step 43 / 30 / 26 / 26 / 22 ms of CPU p50
+(docs/partial-matching.md, "The budget with terms"). 250k keeps a margin over where recall
+starts to fall. A query without bits (every term of its words: about 30 M postings at 1M) keeps
+only its rarest words' terms."""
 
 GATHER_COST = 1_000
 """About how many postings a query scores in the time it reads one image's terms from the file:
