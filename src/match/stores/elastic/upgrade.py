@@ -42,7 +42,7 @@ def count_termless(index: Index) -> int:
 
 def add_terms(index: Index, progress: Callable[[int], None] = lambda done: None) -> int:
     """Give every termless document its terms; how many were given them. ``progress`` is
-    called with the running count after each batch. Documents are walked once, in path order
+    called with the running count after each batch. Documents are walked once, in insertion order
     (``search_after``), so one that cannot be updated is not read again."""
     after: list[Any] | None = None
     given = 0
