@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from match.signature import (
 )
 from match.signature import orientation_signatures as photo_orientations
 from match.signature.decode import decode_pixels
-from match.stores.base import HashRecord, ImageRecord, Integrity
-from match.stores.elastic import ElasticStore, EngineClient, candidate, frequencies
+from match.stores.base import PROGRESS, HashRecord, ImageRecord, Integrity
+from match.stores.elastic import ElasticStore, EngineClient, candidate, frequencies, upgrade
 from match.stores.elastic import documents as docs
 from match.stores.elastic import search as search_module
 from match.stores.elastic.search import MAX_QUERY_WORDS
@@ -577,11 +578,15 @@ def test_documents_without_terms_are_found_by_their_words(
 
 
 def test_check_repair_gives_documents_without_terms_their_terms(
-    store: ElasticStore, engine_url: str, local_photos: list[ImageRecord]
+    store: ElasticStore,
+    engine_url: str,
+    local_photos: list[ImageRecord],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A check notes documents an earlier Match wrote without terms (not damage); the repair
     gives each the terms of its own stored features (one whose features cannot be read, empty
-    terms), after which queries rank by terms again."""
+    terms), saying how far it has got, after which queries rank by terms again."""
     new, old = local_photos[0], local_photos[1]
     store.add(new)
     doc = docs.document(
@@ -597,8 +602,11 @@ def test_check_repair_gives_documents_without_terms_their_terms(
     noted = store.check()
     assert not noted.damaged and not noted.problems and not noted.repaired
     assert "2 documents of an earlier Match have no terms" in noted.notes[0]
-    repaired = store.check(repair=True)
+    monkeypatch.setattr(upgrade, "PROGRESS_EVERY", 1)
+    with caplog.at_level(logging.INFO, logger=PROGRESS.name):
+        repaired = store.check(repair=True)
     assert repaired.repaired == ["2 documents given their terms"] and not repaired.damaged
+    assert f"{store.index}: 2 documents given their terms so far" in caplog.messages
     assert store.check() == Integrity()
     assert not store._searcher._has_termless()  # forgotten by the repair: asked again
     read = raw(engine_url, "GET", f"/{store.index}/_doc/{docs.doc_id(old.filepath)}").json()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from match import signature as sig
 from match.errors import BadParameter, MatchError, StoreUnavailable
 from match.service import Matcher, as_json, envelope
 from match.settings import Settings, SettingsError
+from match.stores.base import PROGRESS
 from match.stores.filters import DEFAULT_COLLECTION, check_collection, parse_filter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOTHING_FOUND = 0, 1, 2, 3, 4
@@ -313,10 +315,14 @@ def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Check the whole store (slow: it reads everything); with --repair, rebuild what can be
     rebuilt from the stored records (indexes, codes, words, PDQ terms, filters) and clear the
-    damage flag. A damaged store answers nothing (503) until then. Exit 0: sound.
+    damage flag (on Elasticsearch/OpenSearch: give documents of an earlier Match their terms).
+    A damaged store answers nothing (503) until then. Exit 0: sound.
 
     Example: match check --repair
     """
+    if args.repair:  # a long repair says how far it has got
+        PROGRESS.setLevel(logging.INFO)
+        PROGRESS.addHandler(logging.StreamHandler(sys.stderr))
     outcome = Matcher(settings).check(repair=args.repair)
     for problem in outcome.problems:
         print(f"damaged: {problem}")

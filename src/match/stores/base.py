@@ -8,6 +8,7 @@ Stores translate their engine's errors into ``match.errors`` in one place.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -129,6 +130,10 @@ class BulkResult:
 
     added: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+PROGRESS = logging.getLogger("match.stores.progress")
+"""Where a long store operation (a repair) says how far it has got, at INFO: the CLI shows it."""
 
 
 @dataclass(frozen=True)

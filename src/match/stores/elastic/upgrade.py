@@ -11,13 +11,13 @@ way, and no longer holds the whole index to words.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from match.errors import StoreUnavailable
 from match.local.terms import stored_terms
+from match.stores.base import PROGRESS
 from match.stores.elastic import bodies
 from match.stores.elastic import documents as docs
 from match.stores.elastic.index import Index
@@ -25,6 +25,8 @@ from match.stores.elastic.writes import item_reason
 
 BATCH = 500
 """Documents read and updated per round trip."""
+PROGRESS_EVERY = 10_000
+"""Documents between two progress lines (base.PROGRESS)."""
 
 TERMLESS: dict[str, Any] = {
     "bool": {
@@ -40,10 +42,10 @@ def count_termless(index: Index) -> int:
     return int(found["count"])
 
 
-def add_terms(index: Index, progress: Callable[[int], None] = lambda done: None) -> int:
-    """Give every termless document its terms; how many were given them. ``progress`` is
-    called with the running count after each batch. Documents are walked once, in insertion order
-    (``search_after``), so one that cannot be updated is not read again."""
+def add_terms(index: Index) -> int:
+    """Give every termless document its terms; how many were given them (logged as it goes).
+    Documents are walked once, in insertion order (``search_after``), so one that cannot be
+    updated is not read again."""
     after: list[Any] | None = None
     given = 0
     while True:
@@ -60,8 +62,10 @@ def add_terms(index: Index, progress: Callable[[int], None] = lambda done: None)
         _, found = index.request("POST", "/_search", body=body)
         hits = found["hits"]["hits"]
         if hits:
-            given += _update(index, hits)
-            progress(given)
+            done = _update(index, hits)
+            if (given + done) // PROGRESS_EVERY > given // PROGRESS_EVERY:
+                PROGRESS.info("%s: %d documents given their terms so far", index.name, given + done)
+            given += done
         if len(hits) < BATCH:
             index.request("POST", "/_refresh")
             return given
