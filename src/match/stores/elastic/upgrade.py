@@ -38,6 +38,7 @@ TERMLESS: dict[str, Any] = {
 
 
 def count_termless(index: Index) -> int:
+    """How many documents of the index have words and no terms."""
     _, found = index.request("POST", "/_count", body={"query": TERMLESS})
     return int(found["count"])
 
