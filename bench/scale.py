@@ -39,8 +39,10 @@ is the memory the server holds), then stops it.
 bench/partial.py makes them, plus the dev photos), and an index of 1k the same way, then times
 ``local_candidates`` (the shortlist) and the search end to end for the same queries on both,
 and the engine's own time (``took``) and the shortlist's recall of the candidate query the store
-sends: at the large size with search.TERMS_BUDGET as shipped, each of ``--budgets`` and none. The
-indexes (``i13-scale-<n>``) are deleted after unless ``--keep-indexes``.
+sends: at the large size with search.TERMS_BUDGET as shipped, each of ``--budgets`` and none.
+``--segments N`` force-merges both indexes to at most N segments before (an index no longer
+written to; a live one keeps tens). The indexes (``i13-scale-<n>``) are deleted after unless
+``--keep-indexes``.
 """
 
 from __future__ import annotations
@@ -496,12 +498,17 @@ def engine_bench(args: argparse.Namespace) -> None:
             seconds = time.perf_counter() - began
             print(f"filled {index}: {size - stored:,} in {seconds:.0f} s")
         httpx.post(f"{args.url}/{index}/_refresh", timeout=600).raise_for_status()
-        stats = httpx.get(f"{args.url}/{index}/_stats/store,docs", timeout=60).json()
+        if args.segments:
+            began = time.perf_counter()
+            merge = f"{args.url}/{index}/_forcemerge?max_num_segments={args.segments}"
+            httpx.post(merge, timeout=7200).raise_for_status()
+            print(f"force-merged {index}: {time.perf_counter() - began:.0f} s")
+        stats = httpx.get(f"{args.url}/{index}/_stats/store,docs,segments", timeout=60).json()
         primaries = stats["_all"]["primaries"]
         docs = primaries["docs"]["count"]
         print(
             f"{index}: {docs:,} documents, {primaries['store']['size_in_bytes'] / docs:,.0f} B "
-            "per document (primaries, not merged)"
+            f"per document (primaries), {primaries['segments']['count']} segments"
         )
         stores[label] = store
     stored = {r.filepath for r in real}
@@ -612,6 +619,9 @@ def main() -> None:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[],
         help="other TERMS_BUDGETs to measure at the large size (besides none), e.g. 100000",
+    )
+    engine.add_argument(
+        "--segments", type=int, help="force-merge each index to at most this many segments first"
     )
     for command in (sqlite, memory, engine):
         command.add_argument("--photos", type=Path, default=PHOTOS)

@@ -57,7 +57,6 @@ class Frequencies:
 
     def __init__(self, index: Index) -> None:
         self.index = index
-        self.field = docs.LOCAL_WORDS_FIELD
         self._counts = np.full(WORDS, UNKNOWN, dtype=np.int64)
         self._asked = np.zeros(WORDS)  # monotonic time of each count
 
@@ -78,16 +77,17 @@ class Frequencies:
         return self._counts[words].copy()
 
     def _ask(self, words: np.ndarray) -> np.ndarray:
+        field = docs.LOCAL_WORDS_FIELD
         body: dict[str, Any] = {
-            "doc": {self.field: " ".join(map(str, words.tolist()))},
-            "fields": [self.field],
+            "doc": {field: " ".join(map(str, words.tolist()))},
+            "fields": [field],
             "term_statistics": True,
             "field_statistics": False,
             "positions": False,
             "offsets": False,
         }
         _, found = self.index.request("POST", "/_termvectors", body=body)
-        terms = (found.get("term_vectors") or {}).get(self.field, {}).get("terms", {})
+        terms = (found.get("term_vectors") or {}).get(field, {}).get("terms", {})
         return np.array(
             [int(terms.get(str(word), {}).get("doc_freq", 0)) for word in words.tolist()],
             dtype=np.int64,
