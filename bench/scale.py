@@ -10,6 +10,8 @@ memory, each at 1M beside the same at 1k in the same run.
         --rebuild
     .venv/bin/python bench/scale.py memory --big /tmp/i13-1m/big --workers 4
     .venv/bin/python bench/scale.py engine --url http://127.0.0.1:9281 --images 100000
+    .venv/bin/python bench/scale.py engine --url http://127.0.0.1:9281 --images 1000000 \
+        --keep-indexes --segments 1     # the same index again, merged into one segment
 
 ``sqlite`` prints, for the 1M store and the 1k store side by side:
 
